@@ -1,0 +1,34 @@
+# ChargeProof: every target sets up what it needs itself (host_tools/bootstrap.sh).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.bootstrapped
+
+.PHONY: setup test test-firmware bench demo mpy clean
+
+$(STAMP): requirements.txt pyproject.toml host_tools/bootstrap.sh
+	bash host_tools/bootstrap.sh
+	touch $@
+
+setup: $(STAMP)
+
+## the whole suite: firmware tests on CPython and MicroPython, host tests
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-firmware: $(STAMP)
+	$(PY) -m pytest tests/firmware
+
+## benchmarks: prints a table and writes bench/results.json
+bench: $(STAMP)
+	$(PY) -m host_tools.bench
+
+## the main job: a simulated charger fleet with its validator, on embedded defaults
+demo: $(STAMP)
+	$(PY) -m host_tools.demo
+
+## compile every firmware file with mpy-cross into build/mpy (what goes onto the board)
+mpy: $(STAMP)
+	$(PY) -m host_tools.build_mpy
+
+clean:
+	rm -rf build demo-out bench/results.json .pytest_cache

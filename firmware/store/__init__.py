@@ -1,0 +1,1 @@
+# store: crash-safe files on flash (atomic replace, append-only journals). Imports os only.

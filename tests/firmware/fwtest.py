@@ -1,0 +1,15 @@
+# Small helpers for firmware tests, usable under both CPython and MicroPython.
+
+
+def raises(exc_type, fn, *args, **kwargs):
+    """Call fn and return the exception of exc_type it raised; fail if it raised none."""
+    try:
+        fn(*args, **kwargs)
+    except exc_type as exc:
+        return exc
+    raise AssertionError("%s did not raise %s" % (getattr(fn, "__name__", fn), exc_type.__name__))
+
+
+def is_micropython():
+    import sys
+    return sys.implementation.name == "micropython"
