@@ -1,0 +1,258 @@
+# ECDSA over NIST P-256 (FIPS 186-4 / SEC 2 secp256r1) with SHA-256: signing, verification,
+# public keys and point validation, for MicroPython on the ESP32 and for CPython.
+#
+# Why it is shaped this way (every big-int operation allocates on MicroPython, and the
+# ESP32 runs them ~200x slower than a PC):
+# - Jacobian coordinates, so the only field inversion is the final one to affine x.
+# - The base point is multiplied with a fixed-base comb whose table was computed at build time
+#   (ledger/p256_table.py, made by host_tools/gen_p256_table.py): as a bytes constant it sits in
+#   flash when frozen into the firmware, and costs no boot time.
+# - Formulas are written out inline with one `% P` per product, no helper calls in the loop.
+# - Inversions use the extended Euclidean algorithm: on MicroPython it is much faster than
+#   pow(x, p - 2, p), and pow(x, -1, m) silently returns 0 there.
+from ledger import p256_table as _tab
+from ledger.rfc6979 import nonces
+
+# Curve parameters (SEC 2 v2, section 2.4.2 / FIPS 186-4 D.1.2.3).
+P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
+GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
+
+
+class P256Error(ValueError):
+    """A key, point, scalar or signature that is not valid for P-256."""
+
+
+def _inv(a, m):
+    # Extended Euclid; a is reduced and non-zero, m prime.
+    r0, r1 = m, a % m
+    x0, x1 = 0, 1
+    while r1:
+        q, r = divmod(r0, r1)
+        r0, r1 = r1, r
+        x0, x1 = x1, x0 - q * x1
+    if r0 != 1:
+        raise P256Error("not invertible")
+    return x0 % m
+
+
+# ---- point arithmetic (Jacobian X, Y, Z: x = X/Z^2, y = Y/Z^3; Z == 0 is infinity) ----------
+
+def _dbl(x, y, z):
+    # dbl-2001-b for a = -3 (Bernstein-Lange EFD): 3M + 5S.
+    p = P
+    if not z or not y:
+        return 0, 1, 0
+    d = z * z % p
+    g = y * y % p
+    b = x * g % p
+    a = 3 * (x - d) * (x + d) % p
+    x3 = (a * a - 8 * b) % p
+    z3 = 2 * y * z % p
+    y3 = (a * (4 * b - x3) - 8 * g * g) % p
+    return x3, y3, z3
+
+
+def _madd(x, y, z, x2, y2):
+    # Jacobian + affine (madd-2004-hmv shape): 8M + 3S.
+    p = P
+    if not z:
+        return x2, y2, 1
+    zz = z * z % p
+    h = (x2 * zz - x) % p
+    r = (y2 * z * zz - y) % p
+    if not h:
+        if not r:
+            return _dbl(x2, y2, 1)
+        return 0, 1, 0
+    hh = h * h % p
+    hhh = h * hh % p
+    v = x * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    return x3, (r * (v - x3) - y * hhh) % p, z * h % p
+
+
+def _add(x1, y1, z1, x2, y2, z2):
+    # Full Jacobian addition (add-1998-cmo-2): 12M + 4S. Only used by verification.
+    p = P
+    if not z1:
+        return x2, y2, z2
+    if not z2:
+        return x1, y1, z1
+    z1z1 = z1 * z1 % p
+    z2z2 = z2 * z2 % p
+    u1 = x1 * z2z2 % p
+    u2 = x2 * z1z1 % p
+    s1 = y1 * z2 * z2z2 % p
+    s2 = y2 * z1 * z1z1 % p
+    h = (u2 - u1) % p
+    r = (s2 - s1) % p
+    if not h:
+        if not r:
+            return _dbl(x1, y1, z1)
+        return 0, 1, 0
+    hh = h * h % p
+    hhh = h * hh % p
+    v = u1 * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    return x3, (r * (v - x3) - s1 * hhh) % p, z1 * z2 * h % p
+
+
+def _to_affine(x, y, z):
+    if not z:
+        raise P256Error("point at infinity")
+    zi = _inv(z, P)
+    zi2 = zi * zi % P
+    return x * zi2 % P, y * zi2 * zi % P
+
+
+# ---- fixed-base comb for k*G -------------------------------------------------------------
+# Table j (0 <= j < T) entry idx (1 <= idx < 2^W) is sum over set bits i of idx of
+# 2^((i*T + j)*D) * G, stored affine as 64 bytes x||y. Scalar bit (i*T + j)*D + c is bit i of
+# the index used for table j in column c.
+_W = _tab.W
+_T = _tab.T
+_D = _tab.D
+_TABLE = _tab.TABLE
+_ENTRIES = (1 << _W) - 1
+
+
+def _mul_base(k):
+    """k*G in Jacobian coordinates, for 0 < k < N."""
+    tab = _TABLE
+    fb = int.from_bytes
+    mask = (1 << _D) - 1
+    nblk = _W * _T
+    blocks = [0] * nblk
+    for b in range(nblk):
+        blocks[b] = (k >> (b * _D)) & mask
+    x, y, z = 0, 1, 0
+    for c in range(_D - 1, -1, -1):
+        if z:
+            x, y, z = _dbl(x, y, z)
+        for j in range(_T):
+            idx = 0
+            bi = j
+            for i in range(_W):
+                idx |= ((blocks[bi] >> c) & 1) << i
+                bi += _T
+            if idx:
+                o = ((j * _ENTRIES) + idx - 1) << 6
+                x, y, z = _madd(x, y, z, fb(tab[o:o + 32], "big"), fb(tab[o + 32:o + 64], "big"))
+    return x, y, z
+
+
+def _mul_point(k, px, py):
+    """k*(px, py) for an arbitrary affine point, 4-bit fixed window (verification only)."""
+    tbl = [(px, py, 1)]
+    for _ in range(14):
+        a = tbl[-1]
+        tbl.append(_madd(a[0], a[1], a[2], px, py))
+    x, y, z = 0, 1, 0
+    for sh in range(252, -1, -4):
+        if z:
+            for _ in range(4):
+                x, y, z = _dbl(x, y, z)
+        d = (k >> sh) & 15
+        if d:
+            e = tbl[d - 1]
+            x, y, z = _add(x, y, z, e[0], e[1], e[2])
+    return x, y, z
+
+
+# ---- keys, points ------------------------------------------------------------------------
+
+def check_scalar(d):
+    if not isinstance(d, int) or not 0 < d < N:
+        raise P256Error("private key out of range")
+
+
+def public_key(priv):
+    """The affine public point (x, y) of private key priv (an int in 1..N-1)."""
+    check_scalar(priv)
+    return _to_affine(*_mul_base(priv))
+
+
+def on_curve(x, y):
+    return 0 <= x < P and 0 <= y < P and (y * y - (x * x - 3) * x - B) % P == 0
+
+
+def check_point(pub):
+    """Raise P256Error unless pub is an affine (x, y) on the curve (cofactor 1: that suffices)."""
+    try:
+        x, y = pub
+    except (TypeError, ValueError):
+        raise P256Error("public key must be (x, y)")
+    if not isinstance(x, int) or not isinstance(y, int) or not on_curve(x, y):
+        raise P256Error("public key is not a point on P-256")
+
+
+def encode_point(pub):
+    """SEC 1 uncompressed encoding: 0x04 || x || y (65 bytes)."""
+    return b"\x04" + pub[0].to_bytes(32, "big") + pub[1].to_bytes(32, "big")
+
+
+def decode_point(data):
+    """Parse and validate a SEC 1 uncompressed point (65 bytes)."""
+    if len(data) != 65 or data[0] != 4:
+        raise P256Error("expected a 65-byte uncompressed point")
+    pub = (int.from_bytes(data[1:33], "big"), int.from_bytes(data[33:65], "big"))
+    check_point(pub)
+    return pub
+
+
+# ---- ECDSA (FIPS 186-4 section 6.4 / SEC 1 section 4.1) ----------------------------------
+
+def sign_digest(priv, digest, blind=None):
+    """Sign a 32-byte SHA-256 digest; returns (r, s). The nonce is RFC 6979's, so the result
+    equals python-ecdsa's sign_deterministic (no low-S normalisation). blind, if given, is a
+    random int used to mask the nonce while it is inverted (same result, less timing leak)."""
+    check_scalar(priv)
+    if len(digest) != 32:
+        raise P256Error("digest must be 32 bytes")
+    n = N
+    e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
+    for k in nonces(priv, digest, n):
+        x, y, z = _mul_base(k)
+        zi = _inv(z, P)
+        r = x * zi * zi % P % n
+        if not r:
+            continue
+        if blind:
+            b = blind % n or 1
+            kinv = _inv(k * b % n, n) * b % n
+        else:
+            kinv = _inv(k, n)
+        s = kinv * (e + r * priv) % n
+        if s:
+            return r, s
+
+
+def verify_digest(pub, digest, r, s):
+    """True if (r, s) is a valid signature of the 32-byte digest by public point pub.
+    A malformed key raises P256Error; a wrong signature returns False."""
+    check_point(pub)
+    if len(digest) != 32:
+        raise P256Error("digest must be 32 bytes")
+    n = N
+    if not (isinstance(r, int) and isinstance(s, int) and 0 < r < n and 0 < s < n):
+        return False
+    e = int.from_bytes(digest, "big")
+    w = _inv(s, n)
+    u1 = e * w % n
+    u2 = r * w % n
+    if u1:
+        x1, y1, z1 = _mul_base(u1)
+    else:
+        x1, y1, z1 = 0, 1, 0
+    x2, y2, z2 = _mul_point(u2, pub[0], pub[1])
+    x, y, z = _add(x1, y1, z1, x2, y2, z2)
+    if not z:
+        return False
+    # x/z^2 mod n == r without an inversion: x == r*z^2, or (r + n)*z^2 when r + n < P.
+    zz = z * z % P
+    if x == r * zz % P:
+        return True
+    return r + n < P and x == (r + n) * zz % P
