@@ -1,0 +1,159 @@
+# TCP sockets for umqtt.simple with a bound on every wait, on the ESP32, the unix port and CPython.
+#
+# umqtt.simple calls sock.read(n)/write(buf, n) and, after each check_msg(), setblocking(True),
+# which on MicroPython clears any timeout: the next read would wait forever on a half-dead
+# link. TimedSocket keeps the timeout across setblocking(True), reads exactly n bytes or
+# raises, and also honours a deadline (ticks) so one whole MQTT operation is bounded, not
+# just each read. CPython sockets have no read/write; this class provides them on both.
+#
+# Net is what umqtt.simple expects as its `socket` module (socket(), getaddrinfo()); the
+# uplink points umqtt.simple's module global at a Net (see uplink/mqtt.py), without forking it.
+import socket as _socket
+import sys
+
+try:
+    from time import ticks_ms, ticks_diff
+except ImportError:            # CPython
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+ETIMEDOUT = 110
+EAGAIN = 11
+ECONNRESET = 104
+_WOULD_BLOCK = (11, 115, 119)  # EAGAIN/EWOULDBLOCK, EINPROGRESS (lwIP), EALREADY
+
+
+def install_umqtt_aliases():
+    """Let `import umqtt.simple` work on CPython, which has no usocket/ustruct/ubinascii.
+    (MicroPython maps u-names to its modules itself.)"""
+    if sys.implementation.name == "micropython":
+        return
+    import binascii
+    import struct
+    for alias, mod in (("usocket", _socket), ("ustruct", struct), ("ubinascii", binascii)):
+        sys.modules.setdefault(alias, mod)
+
+
+class TimedSocket:
+    def __init__(self, sock, timeout_ms):
+        self.sock = sock
+        self.timeout_ms = timeout_ms
+        self.deadline = None       # ticks_ms value after which every call fails, or None
+        self._blocking = True
+        sock.settimeout(timeout_ms / 1000)
+
+    def _wait_ms(self):
+        if self.deadline is None:
+            return self.timeout_ms
+        left = ticks_diff(self.deadline, ticks_ms())
+        if left <= 0:
+            raise OSError(ETIMEDOUT)
+        return left if left < self.timeout_ms else self.timeout_ms
+
+    def _arm(self):
+        self.sock.settimeout(self._wait_ms() / 1000)
+
+    def connect(self, addr):
+        self._arm()
+        self.sock.connect(addr)
+
+    def setblocking(self, flag):
+        # "blocking" means "waits, but never longer than the timeout".
+        self._blocking = bool(flag)
+        if flag:
+            self.sock.settimeout(self.timeout_ms / 1000)
+        else:
+            self.sock.setblocking(False)
+
+    def settimeout(self, seconds):
+        self.timeout_ms = int(seconds * 1000) if seconds is not None else self.timeout_ms
+        self.sock.settimeout(self.timeout_ms / 1000)
+
+    def read(self, n):
+        if not self._blocking:
+            # One non-blocking look, as umqtt's check_msg expects: None when nothing waits.
+            try:
+                data = self.sock.recv(n)
+            except OSError as exc:
+                if _errno(exc) in _WOULD_BLOCK:
+                    return None
+                raise
+            if len(data) == n or not data:
+                return data
+            self.setblocking(True)          # a packet started: the rest must follow in time
+            return data + self._read_exact(n - len(data))
+        return self._read_exact(n)
+
+    def _read_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            self._arm()
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except OSError as exc:
+                raise _timeout_or(exc)
+            if not chunk:
+                raise OSError(ECONNRESET)   # peer closed mid-packet
+            buf += chunk
+        return buf
+
+    def write(self, buf, n=None):
+        mv = memoryview(buf)
+        if n is not None:
+            mv = mv[:n]
+        sent = 0
+        total = len(mv)
+        while sent < total:
+            self._arm()
+            try:
+                k = self.sock.send(mv[sent:])
+            except OSError as exc:
+                raise _timeout_or(exc)
+            if k is None or k <= 0:
+                raise OSError(ECONNRESET)
+            sent += k
+        return sent
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _errno(exc):
+    e = getattr(exc, "errno", None)
+    if e is None and exc.args and isinstance(exc.args[0], int):
+        e = exc.args[0]
+    return e
+
+
+def _timeout_or(exc):
+    # CPython raises socket.timeout (errno None), the unix port EAGAIN, the ESP32 ETIMEDOUT.
+    e = _errno(exc)
+    if e is None or e in _WOULD_BLOCK or e == ETIMEDOUT:
+        return OSError(ETIMEDOUT)
+    return exc
+
+
+class Net:
+    """Stands in for umqtt.simple's `socket` module: every socket it makes is a TimedSocket."""
+
+    def __init__(self, timeout_ms=5000):
+        self.timeout_ms = timeout_ms
+        self.deadline = None
+        self.last = None            # the last socket made (the uplink sets its deadline)
+
+    def socket(self):
+        s = TimedSocket(_socket.socket(), self.timeout_ms)
+        s.deadline = self.deadline
+        self.last = s
+        return s
+
+    def getaddrinfo(self, host, port):
+        return _socket.getaddrinfo(host, port)

@@ -1,0 +1,163 @@
+# Outbox on flash: receipts and checkpoints stay here until validators acknowledge them.
+#
+# Every record is appended to a store.journal.Journal (CRC'd, torn-tail safe) *before* anything is
+# sent, and its journal seq is its outbox seq: it travels in the topic, validators ack it. The
+# journal's ack mark moves only over a contiguous run of acknowledged seqs, so records leave the
+# flash strictly in order and a lost ack just means a resend (validators dedupe by seq).
+#
+# Acks: the config names the validators whose ack is required (all of them); an empty list means
+# "any one validator". Acks above the contiguous mark are held in RAM; after a reboot those
+# records are resent and acked again, which validators treat as duplicates.
+#
+# Flash full: put() raises JournalFull and writes nothing; the session layer asks has_room()
+# before it starts a session, so a running session's receipt always fits.
+import hashlib
+from binascii import hexlify
+
+from store.journal import Journal, JournalFull, _HEADER_LEN
+from store import atomic
+from uplink.topics import kind_tag
+
+__all__ = ("Outbox", "BadAck", "JournalFull")
+
+
+class BadAck(ValueError):
+    pass
+
+
+class Outbox:
+    def __init__(self, dirpath, validators=(), segment_bytes=4096, reserve_bytes=16384):
+        self.journal = Journal(dirpath, segment_bytes=segment_bytes, reserve_bytes=reserve_bytes)
+        self.required = tuple(validators)
+        self._acks = {}     # seq -> set of validator ids (or True when any validator will do)
+
+    # ---- writing ------------------------------------------------------------------------
+    def has_room(self, nbytes):
+        """True if a record of nbytes payload fits while keeping the journal's reserve free."""
+        need = _HEADER_LEN + 1 + nbytes
+        return atomic.free_bytes(self.journal.dir) >= need + self.journal.reserve_bytes
+
+    def put(self, kind, payload):
+        """Store payload (bytes) of kind ('receipt'/'checkpoint') on flash; return its seq.
+        Raises JournalFull (nothing written) when the flash has no room."""
+        tag = kind_tag(kind)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("outbox payload must be bytes")
+        return self.journal.append(bytes((tag,)) + payload)
+
+    # ---- reading ------------------------------------------------------------------------
+    @property
+    def acked(self):
+        return self.journal.acked
+
+    @property
+    def last_seq(self):
+        return self.journal.last_seq
+
+    def pending(self):
+        """Number of records not yet acknowledged (all validators counted as required)."""
+        return self.journal.pending()
+
+    def items(self, after=None, limit=8):
+        """Up to limit (seq, tag, payload) with seq > after (default: the ack mark), in order,
+        skipping records already acknowledged out of order."""
+        out = []
+        if limit <= 0:
+            return out
+        for seq, data in self.journal.records(after):
+            if self._done(seq):
+                continue
+            out.append((seq, data[0], data[1:]))
+            if len(out) >= limit:
+                break
+        return out
+
+    def get(self, seq):
+        """(tag, payload) of an unacknowledged record, or None."""
+        if not self.journal.acked < seq <= self.journal.last_seq:
+            return None
+        for s, data in self.journal.records(seq - 1):
+            if s == seq:
+                return data[0], data[1:]
+            break
+        return None
+
+    # ---- acknowledgements ---------------------------------------------------------------
+    def _done(self, seq):
+        got = self._acks.get(seq)
+        if got is None:
+            return False
+        if got is True:
+            return True
+        for v in self.required:
+            if v not in got:
+                return False
+        return True
+
+    def ack(self, seq, validator, sha256_hex=None):
+        """Record validator's ack of seq. Returns True if it counted, False for a duplicate or
+        an ack of something already gone (normal after a resend). Raises BadAck (and changes
+        nothing) for a seq never written, a validator not in the required list, or a digest
+        that is not the record's."""
+        j = self.journal
+        if seq <= j.acked:
+            return False
+        if seq > j.last_seq:
+            raise BadAck("ack of seq %d beyond the last record %d" % (seq, j.last_seq))
+        if self.required and validator not in self.required:
+            raise BadAck("validator %r is not one whose ack is required" % validator)
+        if sha256_hex is not None:
+            rec = self.get(seq)
+            if rec is None:
+                raise BadAck("seq %d not readable" % seq)
+            want = hexlify(hashlib.sha256(rec[1]).digest())
+            got = sha256_hex.encode() if isinstance(sha256_hex, str) else bytes(sha256_hex)
+            if got.lower() != want:
+                raise BadAck("ack of seq %d names other bytes" % seq)
+        if self._done(seq):
+            return False
+        if self.required:
+            got = self._acks.get(seq)
+            if got is None:
+                got = set()
+                self._acks[seq] = got
+            if validator in got:
+                return False
+            got.add(validator)
+        else:
+            self._acks[seq] = True
+        self._advance()
+        return True
+
+    def _advance(self):
+        upto = self.journal.acked
+        while self._done(upto + 1):
+            upto += 1
+        if upto > self.journal.acked:
+            self.journal.ack(upto)          # one flash write for the whole run
+            for s in list(self._acks):
+                if s <= upto:
+                    del self._acks[s]
+
+
+def parse_ack(payload):
+    """(seq, sha256_hex or None) from an ack payload {"seq": N, "sha256": "<64 hex>"}.
+    Raises BadAck for anything else."""
+    import json
+    try:
+        obj = json.loads(payload)
+    except (ValueError, TypeError):
+        raise BadAck("ack is not JSON")
+    if not isinstance(obj, dict):
+        raise BadAck("ack must be a JSON object")
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise BadAck("ack needs a positive integer seq")
+    digest = obj.get("sha256")
+    if digest is not None:
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise BadAck("sha256 must be 64 hex digits")
+        for ch in digest:
+            if ch not in "0123456789abcdefABCDEF":
+                raise BadAck("sha256 must be 64 hex digits")
+    return seq, digest

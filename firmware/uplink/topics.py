@@ -1,0 +1,72 @@
+# The MQTT topic tree of one charger (docs/mqtt.md is the reference for other parties).
+#
+#   cp/<charger>/status               retained "online"; last will: retained "offline"
+#   cp/<charger>/receipt/<seq>        outbox record, payload = the receipt bytes as produced
+#   cp/<charger>/checkpoint/<seq>     outbox record, payload = the signed checkpoint note
+#   cp/<charger>/telemetry            live values while charging (QoS 0, JSON)
+#   cp/<charger>/cmd                  signed operator commands (charger subscribes)
+#   cp/<charger>/cmd/result           one JSON answer per command
+#   cp/<charger>/ack/<validator>      {"seq": N, "sha256": "<hex>"} from each validator
+#
+# The outbox seq travels in the topic, so receipts stay byte-exact (they are signed; MicroPython's
+# json would not keep their key order if they were wrapped). Topics are bytes: that is what
+# umqtt.simple sends and receives.
+
+# Outbox kinds, in the order of their one-byte tag in the journal record.
+KINDS = ("receipt", "checkpoint")
+
+
+class TopicError(ValueError):
+    pass
+
+
+def check_id(name, what="charger id"):
+    """Ids become one topic level: non-empty printable ASCII without / + # or spaces."""
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise TopicError("%s must be 1..64 characters" % what)
+    for ch in name:
+        o = ord(ch)
+        if o <= 32 or o >= 127 or ch in "/+#":
+            raise TopicError("%s %r: only printable ASCII without / + # or space" % (what, name))
+    return name
+
+
+def kind_tag(kind):
+    try:
+        return KINDS.index(kind)
+    except ValueError:
+        raise TopicError("unknown outbox kind %r (one of %s)" % (kind, ", ".join(KINDS)))
+
+
+class Topics:
+    def __init__(self, charger_id, prefix="cp"):
+        check_id(charger_id)
+        check_id(prefix, "prefix")
+        base = "%s/%s/" % (prefix, charger_id)
+        self.charger_id = charger_id
+        self.base = base.encode()
+        self.status = (base + "status").encode()
+        self.telemetry = (base + "telemetry").encode()
+        self.cmd = (base + "cmd").encode()
+        self.cmd_result = (base + "cmd/result").encode()
+        self.ack_prefix = (base + "ack/").encode()
+        self.ack_filter = self.ack_prefix + b"+"
+        self._out = [(base + k + "/").encode() for k in KINDS]
+
+    def outbox(self, tag, seq):
+        """Topic of outbox record seq of kind tag (index into KINDS)."""
+        return self._out[tag] + b"%d" % seq
+
+    def ack_validator(self, topic):
+        """The validator id of an ack topic, or None if topic is not one of ours."""
+        if not topic.startswith(self.ack_prefix):
+            return None
+        name = topic[len(self.ack_prefix):]
+        if not name or b"/" in name:
+            return None
+        return name.decode()
+
+    # Wildcard filters a validator subscribes to (any charger).
+    @staticmethod
+    def validator_filters(prefix="cp"):
+        return ["%s/+/%s/+" % (prefix, k) for k in KINDS]
