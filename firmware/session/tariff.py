@@ -1,0 +1,219 @@
+# Declarative tariff and the session price, in integers only (device side).
+#
+# Tariff document (JSON object, every key required, no others allowed):
+#   "v": 1                      format version
+#   "currency": "EUR"           ISO 4217 code
+#   "utc_offset_min": 60        local time = UTC + this (fixed; the tariff names no DST rule)
+#   "session_fee_minor": 50     per session, in minor units (cents)
+#   "bands": [{"start_min": 0, "kwh_price_milli": 29000}, ...]
+#                               time-of-use bands by local minute of the day; sorted, the first
+#                               starts at 0; price per kWh in 1/1000 minor unit (29000 = 0.29 EUR)
+#   "idle_min_price_milli": 10000  per whole idle minute after the grace period, 1/1000 minor unit
+#   "idle_grace_min": 30        free minutes between the end of charging and unplugging
+#   "tax_bp": 1900              tax rate in basis points (1900 = 19.00 %)
+#
+# Canonical form (hashed by device and host alike): keys sorted, no whitespace, integers in
+# decimal, strings printable ASCII without '"' or '\'. tariff hash = SHA-256(canonical), hex.
+#
+# Price rules (README "Pricing"):
+#  1. Energy is split into segments at every band start (local time) crossed during the session;
+#     a segment's energy is charged at the price of the band in force at its start.
+#     When two meter samples straddle a boundary, the energy between them is split in
+#     proportion to time, rounded down for the part before the boundary (the rest goes after).
+#  2. idle minutes = max(0, floor((end_time - charge_end_time) / 60) - idle_grace_min).
+#  3. Everything is summed exactly in 1e-6 minor units:
+#       sum(wh * kwh_price_milli) + idle_minutes * idle_min_price_milli * 1000
+#       + session_fee_minor * 1000000
+#     then rounded ONCE, half up, to a whole minor unit: the net price.
+#  4. tax = net * tax_bp / 10000 rounded half up; total = net + tax.
+import json
+from hashlib import sha256
+from binascii import hexlify
+
+_DAY = 86400
+_KEYS = ("bands", "currency", "idle_grace_min", "idle_min_price_milli", "session_fee_minor",
+         "tax_bp", "utc_offset_min", "v")
+_BAND_KEYS = ("kwh_price_milli", "start_min")
+_MAX_PRICE = 100000000      # 100 000 minor units per kWh / per minute: beyond is a typo
+
+
+class TariffError(Exception):
+    pass
+
+
+def _int(doc, key, lo, hi):
+    x = doc.get(key)
+    if type(x) is not int or not lo <= x <= hi:
+        raise TariffError("tariff: %s must be an integer in %d..%d" % (key, lo, hi))
+    return x
+
+
+def _canon(x, out):
+    t = type(x)
+    if t is dict:
+        out.append("{")
+        first = True
+        for k in sorted(x):
+            if not first:
+                out.append(",")
+            first = False
+            _canon(k, out)
+            out.append(":")
+            _canon(x[k], out)
+        out.append("}")
+    elif t is list:
+        out.append("[")
+        for i, v in enumerate(x):
+            if i:
+                out.append(",")
+            _canon(v, out)
+        out.append("]")
+    elif t is int:
+        out.append("%d" % x)
+    elif t is str:
+        for c in x:
+            if not " " <= c <= "~" or c in "\"\\":
+                raise TariffError("tariff: string %r not canonical ASCII" % x)
+        out.append('"' + x + '"')
+    else:
+        raise TariffError("tariff: value of type %s not allowed" % t.__name__)
+
+
+def canonical(doc):
+    out = []
+    _canon(doc, out)
+    return "".join(out).encode()
+
+
+class Tariff:
+    """A parsed, validated tariff. Build with Tariff.parse(json_text_or_bytes)."""
+
+    def __init__(self, doc):
+        if type(doc) is not dict or sorted(doc) != list(_KEYS):
+            raise TariffError("tariff: keys must be exactly %s" % ",".join(_KEYS))
+        if _int(doc, "v", 1, 1) != 1:
+            raise TariffError("tariff: unknown version")
+        cur = doc["currency"]
+        if type(cur) is not str or len(cur) != 3 or not ("A" <= cur[0] <= "Z" and
+                                                         "A" <= cur[1] <= "Z" and "A" <= cur[2] <= "Z"):
+            raise TariffError("tariff: currency must be an ISO 4217 code")
+        self.currency = cur
+        self.offset = _int(doc, "utc_offset_min", -720, 840) * 60
+        self.session_fee = _int(doc, "session_fee_minor", 0, _MAX_PRICE)
+        self.idle_price = _int(doc, "idle_min_price_milli", 0, _MAX_PRICE)
+        self.idle_grace = _int(doc, "idle_grace_min", 0, 1440)
+        self.tax_bp = _int(doc, "tax_bp", 0, 10000)
+        bands = doc["bands"]
+        if type(bands) is not list or not 1 <= len(bands) <= 48:
+            raise TariffError("tariff: bands must be a list of 1..48 bands")
+        self.starts = []      # band start, seconds of the local day
+        self.prices = []
+        for b in bands:
+            if type(b) is not dict or sorted(b) != list(_BAND_KEYS):
+                raise TariffError("tariff: a band has exactly start_min and kwh_price_milli")
+            start = _int(b, "start_min", 0, 1439) * 60
+            if (not self.starts and start != 0) or (self.starts and start <= self.starts[-1]):
+                raise TariffError("tariff: bands must start at 0 and be strictly increasing")
+            self.starts.append(start)
+            self.prices.append(_int(b, "kwh_price_milli", 0, _MAX_PRICE))
+        self.canonical = canonical(doc)
+        self.hash = hexlify(sha256(self.canonical).digest()).decode()
+
+    @classmethod
+    def parse(cls, text):
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode()
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise TariffError("tariff: not JSON")
+        return cls(doc)
+
+    def band_at(self, t):
+        """Index of the band in force at epoch second t (UTC)."""
+        sod = (t + self.offset) % _DAY
+        i = len(self.starts) - 1
+        while self.starts[i] > sod:
+            i -= 1
+        return i
+
+    def next_boundary(self, t):
+        """The first band start strictly after epoch second t (the session layer reads the
+        meter there so no energy needs to be apportioned)."""
+        local = t + self.offset
+        sod = local % _DAY
+        day0 = local - sod
+        for s in self.starts:
+            if s > sod:
+                return day0 + s - self.offset
+        return day0 + _DAY - self.offset
+
+
+class EnergySplit:
+    """Energy per tariff segment, fed with meter samples (epoch s, register Wh) in time order.
+    segments: [[start_time, wh], ...], a new one at every band start crossed."""
+
+    def __init__(self, tariff, t0, wh0):
+        self.tariff = tariff
+        self.segments = [[t0, 0]]
+        self.t = t0
+        self.wh = wh0
+        self.begin_time = t0
+        self.begin_wh = wh0
+        self.charge_end = t0        # time of the last sample that showed energy flowing
+        self._next = tariff.next_boundary(t0)
+
+    def sample(self, t, wh):
+        if t < self.t or wh < self.wh:
+            raise TariffError("sample goes back in time or energy (%d, %d)" % (t, wh))
+        if wh > self.wh:
+            self.charge_end = t
+        while self._next <= t:
+            b = self._next
+            part = (wh - self.wh) * (b - self.t) // (t - self.t)
+            self.segments[-1][1] += part
+            self.wh += part
+            self.t = b
+            self.segments.append([b, 0])
+            self._next = self.tariff.next_boundary(b)
+        self.segments[-1][1] += wh - self.wh
+        self.t = t
+        self.wh = wh
+
+    def energy(self):
+        return self.wh - self.begin_wh
+
+
+def check_segments(tariff, segments, begin_time, end_time):
+    """Raise TariffError unless segments start at begin_time and at every band start crossed
+    before end_time, and nowhere else; return the total energy in Wh."""
+    if not segments or segments[0][0] != begin_time or end_time < begin_time:
+        raise TariffError("segments must start at the session's begin")
+    total = 0
+    for i, seg in enumerate(segments):
+        if len(seg) != 2 or type(seg[0]) is not int or type(seg[1]) is not int or seg[1] < 0:
+            raise TariffError("segment %d malformed" % i)
+        nb = tariff.next_boundary(seg[0])
+        if i + 1 < len(segments):
+            if segments[i + 1][0] != nb:
+                raise TariffError("segment %d does not end at a band start" % i)
+        elif nb < end_time:
+            raise TariffError("band start crossed after the last segment")
+        total += seg[1]
+    return total
+
+
+def price(tariff, segments, begin_time, charge_end_time, end_time):
+    """(net, tax, total) in minor units for a session; see the rules at the top of this file."""
+    check_segments(tariff, segments, begin_time, end_time)
+    if not begin_time <= charge_end_time <= end_time:
+        raise TariffError("charge end outside the session")
+    micro = tariff.session_fee * 1000000
+    for seg in segments:
+        micro += seg[1] * tariff.prices[tariff.band_at(seg[0])]
+    idle = (end_time - charge_end_time) // 60 - tariff.idle_grace
+    if idle > 0:
+        micro += idle * tariff.idle_price * 1000
+    net = (micro + 500000) // 1000000
+    tax = (net * tariff.tax_bp + 5000) // 10000
+    return net, tax, net + tax

@@ -1,0 +1,118 @@
+"""Host-side tariff: canonical hash and price, written independently of
+firmware/session/tariff.py (datetime + Fraction + Decimal rounding) so a validator that
+recomputes a receipt's price does not share the device's bugs.
+
+The rules (also in README "Pricing") are those stated in firmware/session/tariff.py.
+"""
+import datetime
+import hashlib
+import json
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
+
+KEYS = {"v", "currency", "utc_offset_min", "session_fee_minor", "bands",
+        "idle_min_price_milli", "idle_grace_min", "tax_bp"}
+
+
+class TariffError(Exception):
+    pass
+
+
+def _check_strings(x):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            _check_strings(k)
+            _check_strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            _check_strings(v)
+    elif isinstance(x, str):
+        if any(not (" " <= c <= "~") or c in '"\\' for c in x):
+            raise TariffError("string %r not canonical ASCII" % x)
+    elif isinstance(x, bool) or not isinstance(x, int):
+        raise TariffError("value %r not allowed (integers and ASCII strings only)" % (x,))
+
+
+def canonical(doc) -> bytes:
+    _check_strings(doc)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def tariff_hash(doc) -> str:
+    return hashlib.sha256(canonical(doc)).hexdigest()
+
+
+class Tariff:
+    def __init__(self, doc):
+        if not isinstance(doc, dict) or set(doc) != KEYS:
+            raise TariffError("tariff keys must be exactly %s" % sorted(KEYS))
+        if doc["v"] != 1:
+            raise TariffError("unknown tariff version")
+        self.doc = doc
+        self.hash = tariff_hash(doc)
+        self.tz = datetime.timezone(datetime.timedelta(minutes=doc["utc_offset_min"]))
+        self.bands = [(b["start_min"], b["kwh_price_milli"]) for b in doc["bands"]]
+        if self.bands[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(self.bands, self.bands[1:])):
+            raise TariffError("bands must start at 0 and increase")
+        self.currency = doc["currency"]
+
+    @classmethod
+    def load(cls, text):
+        return cls(json.loads(text))
+
+    def _local(self, t):
+        return datetime.datetime.fromtimestamp(t, self.tz)
+
+    def kwh_price(self, t) -> int:
+        """Price (1/1000 minor per kWh) of the band in force at epoch t."""
+        local = self._local(t)
+        minute = local.hour * 60 + local.minute
+        return [p for start, p in self.bands if start <= minute][-1]
+
+    def boundaries(self, begin, end):
+        """Every band start s with begin < s <= end, as epoch seconds."""
+        out = []
+        day = self._local(begin).replace(hour=0, minute=0, second=0, microsecond=0)
+        while True:
+            for start, _ in self.bands:
+                s = int((day + datetime.timedelta(minutes=start)).timestamp())
+                if s > end:
+                    return out
+                if s > begin:
+                    out.append(s)
+            day = day + datetime.timedelta(days=1)
+
+    def check_segments(self, segments, begin, end):
+        starts = [s[0] for s in segments]
+        crossed = self.boundaries(begin, end)
+        # A segment may start exactly at end (a reading taken at the boundary); otherwise the
+        # segment starts are the session begin and every boundary strictly before the end.
+        expected = [begin] + [b for b in crossed if b < end]
+        if starts not in (expected, expected + [end] if end in crossed else expected):
+            raise TariffError("segments %s do not follow the band starts %s" % (starts, expected))
+        if any(s[1] < 0 for s in segments):
+            raise TariffError("negative segment energy")
+        return sum(s[1] for s in segments)
+
+    def price(self, segments, begin, charge_end, end):
+        """(net, tax, total) in minor units, per the rules."""
+        self.check_segments(segments, begin, end)
+        if not begin <= charge_end <= end:
+            raise TariffError("charge end outside the session")
+        d = self.doc
+        amount = Fraction(d["session_fee_minor"])
+        for t, wh in segments:
+            amount += Fraction(wh, 1000) * Fraction(self.kwh_price(t), 1000)  # kWh x minor/kWh
+        idle_minutes = max(0, (end - charge_end) // 60 - d["idle_grace_min"])
+        amount += idle_minutes * Fraction(d["idle_min_price_milli"], 1000)
+        net = _round_half_up(amount)
+        tax = _round_half_up(Fraction(net * d["tax_bp"], 10000))
+        return net, tax, net + tax
+
+
+def _round_half_up(x: Fraction) -> int:
+    # Exact: every denominator here divides 10^k, so the decimal expansion terminates.
+    with localcontext() as ctx:
+        ctx.prec = 100
+        q = Decimal(x.numerator) / Decimal(x.denominator)
+        return int(q.quantize(Decimal(1), rounding=ROUND_HALF_UP))
