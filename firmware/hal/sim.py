@@ -1,0 +1,289 @@
+# Simulated hardware with the same interfaces as hal/esp32.py, for host tests, the fleet
+# simulator and MicroPython unix runs. Nothing here imports machine.
+#
+# Interfaces (shared with hal/esp32.py):
+#   clock:    time() -> int epoch s; ticks_ms(); ticks_add(t, ms); ticks_diff(a, b) -> a - b
+#             (wrap-safe); sleep_ms(ms); status() -> "S" synchronised / "U" unknown (OCMF TM)
+#   out pin:  on(); off(); value([v]) -> 0/1 (logical: 1 = active / relay energised)
+#   in pin:   value() -> 0/1 (logical: 1 = active / auxiliary contact closed)
+#   pilot:    set_duty(permille 0..1000) (1000 = +12 V steady, 0 = -12 V steady);
+#             duty() -> permille; measure() samples the pilot line and leaves its levels in
+#             the attributes high_mv / low_mv (ints; no allocation per poll)
+#   watchdog: feed()
+#
+# Sim-only controls: SimClock.advance(ms)/set_time(s); SimRelay.fault = None | "stuck_open" |
+# "welded"; SimEV.set_state("A".."F"), SimEV.diode; SimPilot.force_mv(high, low).
+
+# MicroPython's ticks wrap at a power of two (2**30 ms on the ports that matter); the simulated
+# ticks wrap the same way so drivers that subtract ticks instead of using ticks_diff fail here.
+TICKS_PERIOD = 1 << 30
+_TICKS_HALF = TICKS_PERIOD >> 1
+_TICKS_MASK = TICKS_PERIOD - 1
+
+
+class SimClock:
+    """Time that moves only when told to: advance(ms), sleep_ms(ms) or set_time(epoch)."""
+
+    def __init__(self, epoch=1767225600, ticks=0, status="S"):   # 2026-01-01T00:00:00Z
+        self._ms = epoch * 1000          # wall clock in ms since 1970
+        self._ticks = ticks & _TICKS_MASK
+        self._status = status
+
+    def time(self):
+        return self._ms // 1000
+
+    def time_ms(self):
+        return self._ms
+
+    def set_time(self, epoch, status="S"):
+        """Set the wall clock (as NTP would); ticks keep running unchanged."""
+        self._ms = int(epoch) * 1000
+        self._status = status
+
+    def status(self):
+        return self._status
+
+    def ticks_ms(self):
+        return self._ticks
+
+    def ticks_add(self, ticks, delta):
+        return (ticks + delta) & _TICKS_MASK
+
+    def ticks_diff(self, a, b):
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+    def advance(self, ms):
+        if ms < 0:
+            raise ValueError("time only moves forward")
+        self._ms += ms
+        self._ticks = (self._ticks + ms) & _TICKS_MASK
+
+    def sleep_ms(self, ms):
+        self.advance(ms)
+
+
+class RealClock:
+    """The host's own clock behind the clock interface (CPython or the MicroPython unix port),
+    for runs against real time (fleet simulator in real time, benches)."""
+
+    def __init__(self, status="S"):
+        import time
+        self._t = time
+        self._status = status
+        self._mp = hasattr(time, "ticks_ms")
+
+    def time(self):
+        return int(self._t.time())
+
+    def status(self):
+        return self._status
+
+    def ticks_ms(self):
+        if self._mp:
+            return self._t.ticks_ms()
+        return int(self._t.monotonic() * 1000) & _TICKS_MASK
+
+    def ticks_add(self, ticks, delta):
+        if self._mp:
+            return self._t.ticks_add(ticks, delta)
+        return (ticks + delta) & _TICKS_MASK
+
+    def ticks_diff(self, a, b):
+        if self._mp:
+            return self._t.ticks_diff(a, b)
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+    def sleep_ms(self, ms):
+        if self._mp:
+            self._t.sleep_ms(ms)
+        else:
+            self._t.sleep(ms / 1000)
+
+
+class SimOutputPin:
+    """A digital output; value is the logical level (1 = active)."""
+
+    def __init__(self, value=0):
+        self._v = 1 if value else 0
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = 1 if v else 0
+        return None
+
+
+class SimInputPin:
+    """A digital input whose level the test sets."""
+
+    def __init__(self, value=0):
+        self.level = 1 if value else 0
+
+    def value(self):
+        return self.level
+
+
+class _Feedback:
+    """The relay's auxiliary contact, read as an input pin (1 = main contacts closed)."""
+
+    def __init__(self, relay):
+        self._relay = relay
+
+    def value(self):
+        return 1 if self._relay.contacts_closed() else 0
+
+
+class SimRelay(SimOutputPin):
+    """A contactor: the coil is an output pin; the contacts follow the coil after delay_ms
+    (pick-up / drop-out time). feedback is the auxiliary contact as an input pin.
+    fault: None, "stuck_open" (contacts never close) or "welded" (contacts never open)."""
+
+    def __init__(self, clock, delay_ms=30):
+        SimOutputPin.__init__(self, 0)
+        self._clock = clock
+        self.delay_ms = delay_ms
+        self.fault = None
+        self._contacts = 0
+        self._changed = clock.ticks_ms()
+        self.operations = 0               # coil transitions, as a wear count
+        self.feedback = _Feedback(self)
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        v = 1 if v else 0
+        if v != self._v:
+            self._contacts = self.contacts_closed()   # freeze where the contacts were
+            self._v = v
+            self._changed = self._clock.ticks_ms()
+            self.operations += 1
+        return None
+
+    def contacts_closed(self):
+        """Are the main contacts closed now (energy can flow)?"""
+        if self.fault == "welded":
+            return True
+        if self.fault == "stuck_open":
+            return False
+        if self._clock.ticks_diff(self._clock.ticks_ms(), self._changed) >= self.delay_ms:
+            return self._v == 1
+        return self._contacts == 1
+
+
+# ---- control pilot ------------------------------------------------------------------------
+# The EV side of IEC 61851-1 Annex A: the EV's resistors pull the +12 V high level of the
+# pilot down to 9 V (B, 2.74 kOhm), 6 V (C, 882 Ohm) or 3 V (D, 246 Ohm); its diode keeps the
+# low level at -12 V. Without the diode the low phase is loaded like the high phase, so the
+# low level is about minus the high level. E is CP shorted to PE (0 V); F is -12 V.
+_HIGH_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0, "F": -12000}
+
+
+class SimEV:
+    """An EV (or no EV: state "A") on the pilot line."""
+
+    def __init__(self, state="A", diode=True, max_ma=32000):
+        self.diode = diode
+        self.max_ma = max_ma
+        self.state = "A"
+        self.set_state(state)
+
+    def set_state(self, state):
+        if state not in _HIGH_MV:
+            raise ValueError("EV state must be one of A-F, not %r" % (state,))
+        self.state = state
+
+    def levels_mv(self, duty):
+        """(high, low) pilot levels the charger's ADC would see with the PWM at duty."""
+        s = self.state
+        if s == "E" or s == "F":
+            level = _HIGH_MV[s]
+            return level, level
+        high = _HIGH_MV[s]
+        if duty <= 0:                          # charger holds -12 V: no high phase
+            high = -12000
+        if duty >= 1000:                       # steady +12 V: no low phase
+            return high, high
+        if s == "A" or self.diode:
+            return high, -12000
+        return high, -high
+
+    def offered_ma(self, duty):
+        """The current the EV reads from the duty cycle (the EV's own reading, IEC 61851-1
+        Table A.8 (EV side), independent of the charger's driver): 0 = must not charge."""
+        if duty < 80 or duty > 970:
+            return 0
+        if duty < 100:
+            return 6000
+        if duty <= 850:
+            return duty * 60
+        if duty <= 960:
+            return (duty - 640) * 250
+        return 80000
+
+    def draw_ma(self, duty):
+        """What the EV draws: nothing unless it asks (C/D) and the pilot offers current."""
+        if self.state != "C" and self.state != "D":
+            return 0
+        offered = self.offered_ma(duty)
+        return offered if offered < self.max_ma else self.max_ma
+
+
+class SimPilot:
+    """The charger's pilot PWM output and pilot ADC in one object, wired to an SimEV.
+    Pass it as both the pwm and the adc of drivers.pilot.Pilot."""
+
+    def __init__(self, ev=None):
+        self.ev = ev if ev is not None else SimEV()
+        self._duty = 1000
+        self._forced = None
+        self.high_mv = 0
+        self.low_mv = 0
+        self.reads = 0
+
+    def set_duty(self, permille):
+        if permille < 0 or permille > 1000:
+            raise ValueError("duty %r outside 0..1000 per mille" % (permille,))
+        self._duty = permille
+
+    def duty(self):
+        return self._duty
+
+    def force_mv(self, high=None, low=None):
+        """Override the levels read (band-edge tests); force_mv() returns to the EV model."""
+        self._forced = None if high is None else (high, high if low is None else low)
+
+    def measure(self):
+        self.reads += 1
+        if self._forced is not None:
+            self.high_mv, self.low_mv = self._forced
+        else:
+            self.high_mv, self.low_mv = self.ev.levels_mv(self._duty)
+
+
+class SimWatchdog:
+    """Counts feeds; expired() tells whether a real watchdog would have reset the board."""
+
+    def __init__(self, clock, timeout_ms=10000):
+        self._clock = clock
+        self.timeout_ms = timeout_ms
+        self.feeds = 0
+        self._last = clock.ticks_ms()
+
+    def feed(self):
+        self.feeds += 1
+        self._last = self._clock.ticks_ms()
+
+    def expired(self):
+        return self._clock.ticks_diff(self._clock.ticks_ms(), self._last) > self.timeout_ms
+
+
+def urandom(n):
+    """The RNG interface (os.urandom on every target)."""
+    import os
+    return os.urandom(n)
