@@ -1,0 +1,187 @@
+# ECDSA P-256 on the device: RFC 6979 / RFC 4231 vectors, byte-for-byte agreement with
+# python-ecdsa, verification, point validation and strict DER. Runs on CPython and MicroPython.
+from binascii import hexlify, unhexlify
+from hashlib import sha256
+
+from fwtest import raises
+from ledger import der, p256, rfc6979
+
+# RFC 6979 appendix A.2.5 (ECDSA, 256 bits, prime field), private key and public key.
+RFC_X = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
+RFC_UX = 0x60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6
+RFC_UY = 0x7903FE1008B8BC99A41AE9E95628BC64F2F1B20C2D7E9F5177A3C294D4462299
+# (message, k, r, s) for SHA-256.
+RFC_SHA256 = (
+    (b"sample",
+     0xA6E3C57DD01ABE90086538398355DD4C3B17AA873382B0F24D6129493D8AAD60,
+     0xEFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716,
+     0xF7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8),
+    (b"test",
+     0xD16B6AE827F17175E040871A1C7EC3500192C4C92677336EC2537ACAEE0008E0,
+     0xF1ABB023518351CD71D881567B1EA663ED3EFCF6C5132B354F28D3B0B7D38367,
+     0x019F4113742A2B14BD25926B49C649155F267E60D3814B4C0CC84250E46F0083),
+)
+
+# RFC 4231 section 4: HMAC-SHA-256 test cases 1, 2, 3, 4, 6, 7 (key, data, mac).
+_LONG_KEY = b"\xaa" * 131
+RFC4231 = (
+    (b"\x0b" * 20, b"Hi There",
+     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (b"Jefe", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    (b"\xaa" * 20, b"\xdd" * 50,
+     "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
+    (bytes(range(1, 26)), b"\xcd" * 50,
+     "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
+    (_LONG_KEY, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    (_LONG_KEY, b"This is a test using a larger than block-size key and a larger than "
+                b"block-size data. The key needs to be hashed before being used by the HMAC "
+                b"algorithm.",
+     "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
+)
+
+
+def _i(h):
+    return int(h, 16)
+
+
+def load_vectors(path):
+    import json
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_hmac_sha256_rfc4231_vectors():
+    for key, data, mac in RFC4231:
+        assert hexlify(rfc6979.hmac_sha256(key, data)).decode() == mac
+    # The keyed object is reusable and takes the message in parts.
+    k = rfc6979.HmacKey(b"Jefe")
+    assert k.mac(b"what do ya ", b"want for nothing?") == k.mac(b"what do ya want for nothing?")
+
+
+def test_rfc6979_a25_nonces_and_signatures():
+    assert p256.public_key(RFC_X) == (RFC_UX, RFC_UY)
+    for msg, k, r, s in RFC_SHA256:
+        h = sha256(msg).digest()
+        gen = rfc6979.nonces(RFC_X, h, p256.N)
+        assert next(gen) == k
+        assert p256.sign_digest(RFC_X, h) == (r, s)
+        assert p256.sign_digest(RFC_X, h, blind=0x1234567) == (r, s)   # blinding changes nothing
+        assert p256.verify_digest((RFC_UX, RFC_UY), h, r, s)
+
+
+def test_signatures_equal_python_ecdsa_byte_for_byte(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    for v in p256_vectors["sign"]:
+        d = _i(v["d"])
+        q = p256.public_key(d)
+        assert q == (_i(v["qx"]), _i(v["qy"]))
+        h = sha256(unhexlify(v["msg"])).digest()
+        r, s = p256.sign_digest(d, h)
+        assert (r, s) == (_i(v["r"]), _i(v["s"]))
+        assert der.encode_sig(r, s) == unhexlify(v["der"])
+        assert p256.verify_digest(q, h, r, s)
+
+
+def test_public_keys_for_edge_scalars(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    # Scalars whose comb columns are all ones, all zeros, near n: every table path is used.
+    for v in p256_vectors["pub"]:
+        assert p256.public_key(_i(v["d"])) == (_i(v["qx"]), _i(v["qy"]))
+    assert p256.public_key(1) == (p256.GX, p256.GY)
+    assert p256.public_key(p256.N - 1) == (p256.GX, p256.P - p256.GY)
+    for bad in (0, p256.N, p256.N + 1, -1):
+        raises(p256.P256Error, p256.public_key, bad)
+
+
+def test_verify_accepts_signatures_made_elsewhere(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    # Random-nonce signatures by `cryptography`: verification does not depend on RFC 6979.
+    for v in p256_vectors["foreign"]:
+        q = (_i(v["qx"]), _i(v["qy"]))
+        r, s = der.decode_sig(unhexlify(v["der"]))
+        h = sha256(unhexlify(v["msg"])).digest()
+        assert p256.verify_digest(q, h, r, s)
+        assert p256.verify_digest(q, h, r, p256.N - s)   # ECDSA accepts both s and n - s
+
+
+def test_verify_rejects_tampering(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    v = p256_vectors["sign"][3]
+    q = (_i(v["qx"]), _i(v["qy"]))
+    msg = unhexlify(v["msg"]) or b""
+    h = sha256(msg).digest()
+    r, s = _i(v["r"]), _i(v["s"])
+    n = p256.N
+    assert p256.verify_digest(q, h, r, s)
+    assert not p256.verify_digest(q, sha256(msg + b"x").digest(), r, s)
+    assert not p256.verify_digest(q, h, r ^ 1, s)
+    assert not p256.verify_digest(q, h, r, s ^ 1)
+    assert not p256.verify_digest(q, h, s, r)
+    other = p256_vectors["sign"][4]
+    assert not p256.verify_digest((_i(other["qx"]), _i(other["qy"])), h, r, s)
+    for rr, ss in ((0, s), (r, 0), (n, s), (r, n), (r + n, s), (-r, s)):
+        assert not p256.verify_digest(q, h, rr, ss)
+    raises(p256.P256Error, p256.verify_digest, q, h[:31], r, s)
+
+
+def test_invalid_points_rejected():
+    g = (p256.GX, p256.GY)
+    p256.check_point(g)
+    for bad in ((p256.GX, p256.GY + 1), (p256.GX + p256.P, p256.GY), (0, 0), (0, 1),
+                (p256.GX, p256.P - p256.GY + p256.P), (-p256.GX, p256.GY), (1,), None):
+        raises(p256.P256Error, p256.check_point, bad)
+        if bad and len(bad) == 2:
+            raises(p256.P256Error, p256.verify_digest, bad, b"\x00" * 32, 1, 1)
+    enc = p256.encode_point(g)
+    assert len(enc) == 65 and p256.decode_point(enc) == g
+    for bad in (enc[:64], b"\x02" + enc[1:33], b"\x00", b"\x03" + enc[1:],
+                enc[:64] + bytes((enc[64] ^ 1,)), b"\x04" + b"\xff" * 64):
+        raises(p256.P256Error, p256.decode_point, bad)
+
+
+def test_der_signature_round_trip_and_strict_rejects():
+    n = p256.N
+    for r, s in ((1, 1), (0x7F, 0x80), (n - 1, n - 1), (1 << 255, (1 << 247) + 5),
+                 (0xEFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716, 0x1234)):
+        enc = der.encode_sig(r, s)
+        assert der.decode_sig(enc) == (r, s)
+        assert der.decode_raw(der.encode_raw(r, s)) == (r, s)
+    assert der.encode_sig(0x80, 1) == b"\x30\x07\x02\x02\x00\x80\x02\x01\x01"
+    good = der.encode_sig(0x80, 1)
+    bad = (
+        b"",
+        b"\x31" + good[1:],                                  # SET, not SEQUENCE
+        b"\x30\x08" + good[2:],                              # length too long
+        b"\x30\x06" + good[2:],                              # length too short
+        good + b"\x00",                                      # trailing byte
+        b"\x30\x81\x07" + good[2:],                          # long-form length
+        b"\x30\x08\x02\x03\x00\x00\x80\x02\x01\x01",         # non-minimal INTEGER
+        b"\x30\x07\x02\x02\x00\x01\x02\x01\x01",             # non-minimal INTEGER
+        b"\x30\x06\x02\x01\x80\x02\x01\x01",                 # negative INTEGER
+        b"\x30\x06\x02\x01\x00\x02\x01\x01",                 # r = 0
+        b"\x30\x06\x03\x01\x01\x02\x01\x01",                 # BIT STRING, not INTEGER
+        b"\x30\x05\x02\x00\x02\x01\x01",                     # empty INTEGER
+        der.encode_sig(1, 1)[:-1] + b"\x00",                 # s = 0
+        b"\x30\x26\x02\x21\x00" + n.to_bytes(32, "big") + b"\x02\x01\x01",   # r = n
+    )
+    for b in bad:
+        raises(der.DerError, der.decode_sig, b)
+    for r, s in ((0, 1), (1, n)):
+        raises(der.DerError, der.encode_sig, r, s)
+    raises(der.DerError, der.decode_raw, b"\x00" * 64)
+    raises(der.DerError, der.decode_raw, b"\x01" * 63)
+
+
+def test_spki_round_trip_and_rejects():
+    q = p256.public_key(RFC_X)
+    spki = der.encode_spki(q)
+    assert len(spki) == 91 and spki[:2] == b"\x30\x59"
+    assert der.decode_spki(spki) == q
+    # Off-curve point, wrong curve OID (P-384's 1.3.132.0.34 spelled into the same length),
+    # compressed point, truncation.
+    raises(der.DerError, der.decode_spki, spki[:-1] + bytes((spki[-1] ^ 1,)))
+    raises(der.DerError, der.decode_spki, spki[:17] + b"\x2b\x81\x04\x00\x22\x00\x00\x00" + spki[25:])
+    raises(der.DerError, der.decode_spki, spki[:26] + b"\x02" + spki[27:])
+    raises(der.DerError, der.decode_spki, spki[:90])
