@@ -1,0 +1,137 @@
+"""Sign benchmarks: the firmware's P-256 signer in the MicroPython unix port against
+python-ecdsa's sign_deterministic on CPython, measured in the same run on the same messages.
+
+Rows: sign_ms_micropython (median KeyStore.sign: SHA-256 + RFC 6979 + k*G + DER), the same for
+python-ecdsa, their ratio, verify_ms_micropython, sign_import_ms_micropython (loading the
+signer modules with their precomputed table: the only one-time cost), sign_min_heap_bytes (the
+smallest -X heapsize at which a fresh MicroPython loads the key from flash and signs) and
+sign_heap_used_bytes (heap the signer's modules and one signature hold, from gc.mem_alloc).
+"""
+import hashlib
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import tempfile
+import time
+
+from ecdsa import NIST256p, SigningKey
+from ecdsa.util import sigencode_der
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MICROPYTHON = os.environ.get("CP_MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
+SIGNS = 200
+MSG_BYTES = 300           # about an OCMF payload section
+KEY = 0x3C1F0A9B7D5E2C4F6A8B0D1E3F5A7C9B1D3E5F7A9C0B2D4E6F8A1C3E5B7D9F0A
+
+_TIMING = r"""
+import gc, sys, time, json
+from hashlib import sha256
+t0 = time.ticks_us()
+from ledger import keys, p256, der
+t1 = time.ticks_us()
+ks = keys.KeyStore(sys.argv[1])
+sign_us = []
+msgs = [b"%%d:" %% i + b"x" * %(msg)d for i in range(%(n)d)]
+for m in msgs[:5]:
+    ks.sign(m)
+for m in msgs:
+    a = time.ticks_us()
+    ks.sign(m)
+    sign_us.append(time.ticks_diff(time.ticks_us(), a))
+pub = ks.public_key()
+ver_us = []
+for m in msgs[:40]:
+    sig = ks.sign(m)
+    r, s = der.decode_sig(sig)
+    h = sha256(m).digest()
+    a = time.ticks_us()
+    ok = p256.verify_digest(pub, h, r, s)
+    ver_us.append(time.ticks_diff(time.ticks_us(), a))
+    assert ok
+print(json.dumps({"import_us": time.ticks_diff(t1, t0), "sign_us": sign_us, "verify_us": ver_us}))
+"""
+
+_HEAP = r"""
+import gc, sys
+gc.collect()
+base = gc.mem_alloc()
+from ledger import keys
+ks = keys.KeyStore(sys.argv[1])
+sig = ks.sign(b"x" * %(msg)d)
+gc.collect()
+print("HEAP-OK", gc.mem_alloc() - base, len(sig))
+"""
+
+
+def _mp(script, keyfile, heapsize=None):
+    env = dict(os.environ, MICROPYPATH=str(ROOT / "firmware"))
+    cmd = [MICROPYTHON]
+    if heapsize:
+        cmd += ["-X", "heapsize=%d" % heapsize]
+    cmd += ["-c", script, keyfile]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _keyfile(tmp):
+    # The key goes onto "flash" in the firmware's own record format (store.atomic).
+    import sys
+    sys.path.insert(0, str(ROOT / "firmware"))
+    from store import atomic
+    path = os.path.join(tmp, "key")
+    atomic.write(path, KEY.to_bytes(32, "big"))
+    return path
+
+
+def min_heap(keyfile, lo=4096, hi=1 << 20):
+    script = _HEAP % {"msg": MSG_BYTES}
+    ok = _mp(script, keyfile, hi)
+    if "HEAP-OK" not in ok.stdout:
+        raise RuntimeError("signing fails even with %d bytes: %s" % (hi, ok.stderr[-500:]))
+    used = int(ok.stdout.split()[1])
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 64 * 64
+        if "HEAP-OK" in _mp(script, keyfile, mid).stdout:
+            hi = mid
+        else:
+            lo = mid
+    return hi, used
+
+
+def python_ecdsa_ms():
+    sk = SigningKey.from_secret_exponent(KEY, curve=NIST256p, hashfunc=hashlib.sha256)
+    msgs = [b"%d:" % i + b"x" * MSG_BYTES for i in range(SIGNS)]
+    for m in msgs[:5]:
+        sk.sign_deterministic(m, hashfunc=hashlib.sha256, sigencode=sigencode_der)
+    times = []
+    for m in msgs:
+        a = time.perf_counter()
+        sk.sign_deterministic(m, hashfunc=hashlib.sha256, sigencode=sigencode_der)
+        times.append(time.perf_counter() - a)
+    return statistics.median(times) * 1000
+
+
+def run():
+    with tempfile.TemporaryDirectory() as tmp:
+        keyfile = _keyfile(tmp)
+        proc = _mp(_TIMING % {"msg": MSG_BYTES, "n": SIGNS}, keyfile)
+        if proc.returncode:
+            raise RuntimeError("MicroPython sign bench failed: " + proc.stderr[-2000:])
+        mp = json.loads(proc.stdout.strip().splitlines()[-1])
+        ref_ms = python_ecdsa_ms()
+        mp_ms = statistics.median(mp["sign_us"]) / 1000
+        heap, used = min_heap(keyfile)
+    return {
+        "sign_ms_micropython": round(mp_ms, 3),
+        "sign_ms_python_ecdsa": round(ref_ms, 3),
+        "sign_ratio": round(mp_ms / ref_ms, 2),
+        "verify_ms_micropython": round(statistics.median(mp["verify_us"]) / 1000, 3),
+        "sign_import_ms_micropython": round(mp["import_us"] / 1000, 3),
+        "sign_min_heap_bytes": heap,
+        "sign_heap_used_bytes": used,
+    }
+
+
+if __name__ == "__main__":
+    print(run())
