@@ -55,9 +55,12 @@ def run_micropython(module, func, kwargs, heapsize=MP_HEAPSIZE, timeout=MP_TIMEO
     env = dict(os.environ)
     env["CP_ROOT"] = str(ROOT)
     env["MICROPYPATH"] = os.pathsep.join([".frozen", str(FW_TESTS), str(FIRMWARE), str(MPLIB)])
+    # The arguments go through stdin: the unix port aborts ("uncaught NLR") on a command-line
+    # argument of 256 bytes or more, and fixture data is often longer.
     cmd = [MICROPYTHON, "-X", "heapsize=%d" % heapsize, str(FW_TESTS / "mp_run.py"),
-           module, func, json.dumps(kwargs)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+           module, func, "-"]
+    return subprocess.run(cmd, env=env, input=json.dumps(kwargs), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def _cpython_item(func):

@@ -6,6 +6,8 @@ import json
 
 def main():
     module_name, func_name, kwargs_json = sys.argv[1], sys.argv[2], sys.argv[3]
+    if kwargs_json == "-":          # long arguments come on stdin (see conftest.run_micropython)
+        kwargs_json = sys.stdin.read()
     module = __import__(module_name)
     func = getattr(module, func_name)
     kwargs = json.loads(kwargs_json)
