@@ -60,3 +60,44 @@ def mqtt_broker(request, tmp_path):
         handle = BrokerHandle(MosquittoBroker(workdir=str(tmp_path)))
     yield handle
     handle.close()
+
+
+# ---- signed operator commands, made on the host with `cryptography` ------------------------
+COMMAND_T0 = 1800000000          # the charger clock the command tests inject
+
+
+@pytest.fixture(scope="session")
+def operator_commands():
+    """Commands signed by a fresh operator key (and some that must fail), as plain strings."""
+    from host_tools import operator_cmd as op
+    key, other = op.generate_key(), op.generate_key()
+    cp, t0 = "CP-T1", COMMAND_T0
+
+    def signed(cmd, args=None, n=10, exp=t0 + 300, charger=cp, k=key):
+        return op.sign(k, charger, cmd, args, n=n, exp=exp).decode()
+
+    stop = signed("stop")
+    payload = stop.rsplit("|", 1)[0]
+    msgs = {
+        "stop_n10": stop,
+        "limit_n11": signed("current_limit", {"ma": 16000}, n=11),
+        "tariff_n12": signed("tariff", {"tariff": '{"id":"t1","per_kwh":3900}'}, n=12),
+        "reserve_n13": signed("reserve", {"id_tag": "04A2B3C4", "until": t0 + 900}, n=13),
+        "older_n5": signed("start", {"id_tag": "04A2B3C4"}, n=5),
+        "expired_n20": signed("stop", n=20, exp=t0 - 1),
+        "unsigned": payload,
+        "unsigned_bar": payload + "|",
+        "forged": payload.replace('"stop"', '"start"') + "|" + stop.rsplit("|", 1)[1],
+        "other_key": signed("stop", n=30, k=other),
+        "sig_not_hex": payload + "|zz12",
+        "sig_not_der": payload + "|" + "ab" * 70,
+        "not_json": "hello|" + stop.rsplit("|", 1)[1],
+        "garbage_unsigned": "hello",
+        "bad_args": signed("current_limit", {"ma": 100}, n=40),
+        "extra_arg": signed("stop", {"force": 1}, n=41),
+        "unknown": signed("self_destruct", n=42),
+        "wrong_charger": signed("stop", n=43, charger="CP-OTHER"),
+        "no_counter": op.sign_payload(key, b'{"charger":"CP-T1","cmd":"stop","exp":%d}'
+                                      % (t0 + 300)).decode(),
+    }
+    return {"charger": cp, "t0": t0, "operator_spki": op.public_spki_hex(key), "msgs": msgs}
