@@ -1,0 +1,164 @@
+# An energy meter on a Modbus RTU master: reads the planned registers and turns them into
+# integers: energy_wh, power_w, voltage_dv[3], current_ma[3].
+#
+# Floats never carry energy: a float32 register is decoded from its bits into an exact
+# rational (mantissa * 2**exponent) and rounded once to the integer unit, with integer
+# arithmetic, so the result is the same on CPython and on the ESP32's single-precision floats.
+from drivers import meters
+from drivers.modbus import ModbusError
+
+# Plausibility limits: beyond these a value is a fault (or a meter's "not available" marker).
+MAX_ENERGY_WH = 10 ** 11          # 100 GWh: far above any meter's register range
+MAX_POWER_W = 10 ** 7             # 10 MW
+MAX_VOLTAGE_DV = 10000            # 1000 V line to neutral
+MAX_CURRENT_MA = 10 ** 7          # 10 kA
+
+
+class MeterError(Exception):
+    """The meter answered, but with a value that cannot be true (NaN, infinity, out of range,
+    energy register going backwards). The reading object is left as it was."""
+
+
+UnknownMeterModel = meters.UnknownMeterModel
+# What a caller catches to treat the meter as faulty: no answer, bad frames, bad values.
+FAULTS = (ModbusError, MeterError)
+
+
+class Reading:
+    """Last good values; one object per Meter, updated in place on every good read()."""
+
+    def __init__(self, phases):
+        self.phases = phases
+        self.energy_wh = 0
+        self.power_w = 0
+        self.voltage_dv = [0, 0, 0]
+        self.current_ma = [0, 0, 0]
+        self.count = 0              # good reads so far
+
+    def __repr__(self):
+        return "Reading(energy_wh=%d, power_w=%d, voltage_dv=%r, current_ma=%r)" % (
+            self.energy_wh, self.power_w, self.voltage_dv, self.current_ma)
+
+
+def _round_div(num, den):
+    """num / den rounded half away from zero, den > 0."""
+    if num >= 0:
+        return (2 * num + den) // (2 * den)
+    return -((-2 * num + den) // (2 * den))
+
+
+def decode(buf, off, kind, low_first, mul, div):
+    """One value from register bytes buf[off:], scaled by mul/div to an integer."""
+    if kind == 0 or kind == 1:                       # u16 / s16
+        v = (buf[off] << 8) | buf[off + 1]
+        if kind == 1 and v & 0x8000:
+            v -= 0x10000
+        return _round_div(v * mul, div)
+    if kind == 4:                                    # u64: four words
+        v = 0
+        for i in range(4):
+            w = (3 - i) if low_first else i
+            v = (v << 16) | (buf[off + 2 * w] << 8) | buf[off + 2 * w + 1]
+        return _round_div(v * mul, div)
+    hi = off + 2 if low_first else off
+    lo = off if low_first else off + 2
+    v = (buf[hi] << 24) | (buf[hi + 1] << 16) | (buf[lo] << 8) | buf[lo + 1]
+    if kind == 2:                                    # u32
+        return _round_div(v * mul, div)
+    if kind == 3:                                    # s32
+        if v & 0x80000000:
+            v -= 0x100000000
+        return _round_div(v * mul, div)
+    # IEEE 754 binary32: sign, 8-bit biased exponent, 23-bit fraction.
+    exp = (v >> 23) & 0xFF
+    frac = v & 0x7FFFFF
+    if exp == 0xFF:
+        raise MeterError("meter sent NaN or infinity")
+    if exp:
+        frac |= 0x800000
+        exp -= 150                                   # bias 127 + 23 fraction bits
+    else:
+        exp = -149                                   # subnormal
+    num = frac * mul
+    den = div
+    if exp >= 0:
+        num <<= exp
+    else:
+        den <<= -exp
+    if v & 0x80000000:
+        num = -num
+    return _round_div(num, den)
+
+
+def check(values, last_energy_wh):
+    """Raise MeterError if the decoded slot values cannot be a real reading."""
+    e = values[0]
+    if not 0 <= e < MAX_ENERGY_WH:
+        raise MeterError("energy register out of range: %d Wh" % e)
+    if e < last_energy_wh:
+        raise MeterError("energy register went backwards: %d Wh < %d Wh" % (e, last_energy_wh))
+    if not -MAX_POWER_W <= values[1] <= MAX_POWER_W:
+        raise MeterError("power out of range: %d W" % values[1])
+    for i in range(2, 5):
+        if not 0 <= values[i] <= MAX_VOLTAGE_DV:
+            raise MeterError("voltage out of range: %d dV" % values[i])
+    for i in range(5, 8):
+        if not -MAX_CURRENT_MA <= values[i] <= MAX_CURRENT_MA:
+            raise MeterError("current out of range: %d mA" % values[i])
+
+
+class Meter:
+    """Meter(master, model_name, address): read() -> Reading (the same object every time).
+
+    read() raises a ModbusError subclass when the meter does not answer properly and a
+    MeterError when it answers nonsense; in both cases the Reading keeps its last good values.
+    """
+
+    def __init__(self, master, model_name, address):
+        if not 1 <= address <= 247:
+            raise MeterError("meter address must be 1..247, not %r" % (address,))
+        self.plan = meters.plan(model_name)      # UnknownMeterModel for a name we lack
+        self.model = self.plan.name
+        self.master = master
+        self.address = address
+        self.reading = Reading(self.plan.phases)
+        self._scratch = [0] * 8
+        self._last_energy = 0
+
+    def read(self):
+        """All quantities, in as few transactions as the plan has; commits only when all are good."""
+        s = self._scratch
+        for i in range(8):
+            s[i] = 0
+        p = self.plan
+        master = self.master
+        for t in range(len(p.txns)):
+            fc, start, count = p.txns[t]
+            buf = master.read_registers(self.address, fc, start, count)
+            for slot, off, kind, low_first, mul, div in p.fields[t]:
+                s[slot] = decode(buf, off, kind, low_first, mul, div)
+        check(s, self._last_energy)
+        r = self.reading
+        r.energy_wh = s[0]
+        r.power_w = s[1]
+        v = r.voltage_dv
+        c = r.current_ma
+        for i in range(3):
+            v[i] = s[2 + i]
+            c[i] = s[5 + i]
+        r.count += 1
+        self._last_energy = s[0]
+        return r
+
+    def read_energy_wh(self):
+        """The total import register alone, in one transaction (for session begin/end)."""
+        fc, start, count, field = self.plan.energy
+        buf = self.master.read_registers(self.address, fc, start, count)
+        e = decode(buf, field[1], field[2], field[3], field[4], field[5])
+        if not 0 <= e < MAX_ENERGY_WH:
+            raise MeterError("energy register out of range: %d Wh" % e)
+        if e < self._last_energy:
+            raise MeterError("energy register went backwards: %d Wh < %d Wh" % (e, self._last_energy))
+        self._last_energy = e
+        self.reading.energy_wh = e
+        return e

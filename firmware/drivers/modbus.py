@@ -1,0 +1,294 @@
+# Modbus RTU master.
+# Framing, CRC and timing follow "MODBUS over Serial Line, Specification and Implementation
+# Guide V1.02" (modbus.org, 2006); PDUs and exception codes follow "MODBUS Application Protocol
+# Specification V1.1b3" (modbus.org, 2012).
+#
+# The master owns one UART from hal/ (write / readinto(buf, n, timeout_ms) / drain_input /
+# baudrate) and does one transaction at a time. Buffers are allocated once; a read returns a
+# memoryview into the receive buffer that stays valid until the next call.
+from array import array
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+try:
+    from time import ticks_us, ticks_diff, sleep_us
+except ImportError:  # CPython
+    import time as _time
+
+    def ticks_us():
+        return int(_time.perf_counter() * 1000000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def sleep_us(us):
+        _time.sleep(us / 1000000)
+
+FC_READ_HOLDING = const(3)
+FC_READ_INPUT = const(4)
+FC_WRITE_SINGLE = const(6)
+FC_WRITE_MULTIPLE = const(16)
+
+_MAX_READ = const(125)    # registers per read (Application Protocol 6.3/6.4)
+_MAX_WRITE = const(123)   # registers per write multiple (6.12)
+_BUF = const(256)         # largest RTU ADU (Serial Line 2.5.1)
+
+EXCEPTION_NAMES = {
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+    4: "server device failure", 5: "acknowledge", 6: "server device busy",
+    8: "memory parity error", 10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class ModbusError(Exception):
+    """Any failed transaction: the reply was missing, damaged or negative."""
+
+
+class ModbusTimeout(ModbusError):
+    """No byte arrived within the response timeout (silent or absent slave)."""
+
+
+class ModbusCRCError(ModbusError):
+    """A complete frame arrived but its CRC-16 does not match (line noise)."""
+
+
+class ModbusFrameError(ModbusError):
+    """Short, truncated or inconsistent frame (byte count, length)."""
+
+
+class ModbusEchoError(ModbusError):
+    """A valid frame that is not the answer to our request (other slave, other function)."""
+
+
+class ModbusException(ModbusError):
+    """The slave answered with an exception response; .code is the exception code."""
+
+    def __init__(self, function, code):
+        self.function = function
+        self.code = code
+        ModbusError.__init__(self, "slave exception %d (%s) for function %d" % (
+            code, EXCEPTION_NAMES.get(code, "unknown"), function))
+
+
+class ModbusArgError(ValueError):
+    """The caller asked for something the protocol cannot carry; nothing was sent."""
+
+
+def _make_table():
+    # CRC-16/MODBUS: reflected polynomial 0xA001, initial value 0xFFFF (Serial Line 6.2.2).
+    table = array("H", bytes(512))
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table[i] = c
+    return table
+
+
+_TABLE = _make_table()
+
+
+def crc16(buf, n=-1):
+    """CRC-16/MODBUS of buf[:n] (all of buf when n < 0). Sent low byte first."""
+    if n < 0:
+        n = len(buf)
+    crc = 0xFFFF
+    t = _TABLE
+    for i in range(n):
+        crc = (crc >> 8) ^ t[(crc ^ buf[i]) & 0xFF]
+    return crc
+
+
+def frame_gap_us(baudrate):
+    """t3.5: 3.5 character times of 11 bits, fixed at 1750 us above 19200 baud (Serial Line 2.5.1.1)."""
+    if baudrate > 19200:
+        return 1750
+    return (3500 * 11 * 1000 + baudrate - 1) // baudrate
+
+
+class ModbusRTU:
+    """One RTU master on one UART.
+
+    timeout_ms      wait for the first byte of a reply (the slave's turnaround time)
+    char_timeout_ms once a reply has started, silence this long ends it; a host pty or USB
+                    adapter delivers bytes in bursts, so this is deliberately looser than t1.5
+    retries         extra attempts after a failed transaction (timeouts, CRC, frame and echo
+                    errors, "busy" exceptions); other exception responses are final.
+    """
+
+    def __init__(self, port, timeout_ms=200, char_timeout_ms=20, retries=2):
+        if retries < 0 or timeout_ms <= 0 or char_timeout_ms <= 0:
+            raise ModbusArgError("bad timing parameters")
+        self.port = port
+        self.timeout_ms = timeout_ms
+        self.char_timeout_ms = char_timeout_ms
+        self.retries = retries
+        self.gap_us = frame_gap_us(port.baudrate)
+        self._tx = bytearray(_BUF)
+        self._rx = bytearray(_BUF)
+        self._rxv = memoryview(self._rx)
+        self._last_us = ticks_us()
+        # Counters for diagnostics and tests: transactions sent (attempts), failed attempts.
+        self.attempts = 0
+        self.failures = 0
+        self.last_error = None
+
+    # ---- public requests ---------------------------------------------------------------
+    def read_registers(self, slave, function, address, count):
+        """FC 03/04: return a memoryview of 2*count big-endian register bytes."""
+        if function != FC_READ_HOLDING and function != FC_READ_INPUT:
+            raise ModbusArgError("read function must be 3 or 4, not %r" % (function,))
+        self._check(slave, address, count, _MAX_READ)
+        tx = self._tx
+        tx[0] = slave
+        tx[1] = function
+        tx[2] = address >> 8
+        tx[3] = address & 0xFF
+        tx[4] = count >> 8
+        tx[5] = count & 0xFF
+        self._run(6, 5 + 2 * count, count)
+        return self._rxv[3:3 + 2 * count]
+
+    def read_holding(self, slave, address, count):
+        return self.read_registers(slave, FC_READ_HOLDING, address, count)
+
+    def read_input(self, slave, address, count):
+        return self.read_registers(slave, FC_READ_INPUT, address, count)
+
+    def write_register(self, slave, address, value):
+        """FC 06: write one 16-bit register; the slave echoes the request."""
+        self._check(slave, address, 1, 1)
+        if not 0 <= value <= 0xFFFF:
+            raise ModbusArgError("register value out of range: %r" % (value,))
+        tx = self._tx
+        tx[0] = slave
+        tx[1] = FC_WRITE_SINGLE
+        tx[2] = address >> 8
+        tx[3] = address & 0xFF
+        tx[4] = value >> 8
+        tx[5] = value & 0xFF
+        self._run(6, 8, 0)
+
+    def write_registers(self, slave, address, values):
+        """FC 16: write consecutive 16-bit registers from a sequence of ints."""
+        count = len(values)
+        self._check(slave, address, count, _MAX_WRITE)
+        for v in values:
+            if not 0 <= v <= 0xFFFF:
+                raise ModbusArgError("register value out of range: %r" % (v,))
+        tx = self._tx
+        tx[0] = slave
+        tx[1] = FC_WRITE_MULTIPLE
+        tx[2] = address >> 8
+        tx[3] = address & 0xFF
+        tx[4] = 0
+        tx[5] = count
+        tx[6] = 2 * count
+        i = 7
+        for v in values:
+            tx[i] = v >> 8
+            tx[i + 1] = v & 0xFF
+            i += 2
+        self._run(i, 8, count)
+
+    # ---- transaction machinery -----------------------------------------------------------
+    def _check(self, slave, address, count, max_count):
+        # Broadcast (0) gets no reply, so it cannot carry a read; 248-255 are reserved.
+        if not 1 <= slave <= 247:
+            raise ModbusArgError("slave address must be 1..247, not %r" % (slave,))
+        if not 1 <= count <= max_count:
+            raise ModbusArgError("register count must be 1..%d, not %r" % (max_count, count))
+        if not 0 <= address or address + count > 0x10000:
+            raise ModbusArgError("register range out of 0..65535: %r+%r" % (address, count))
+
+    def _run(self, req_len, reply_len, count):
+        crc = crc16(self._tx, req_len)
+        self._tx[req_len] = crc & 0xFF
+        self._tx[req_len + 1] = crc >> 8
+        req = memoryview(self._tx)[:req_len + 2]
+        attempt = 0
+        while True:
+            self.attempts += 1
+            try:
+                self._transact(req, reply_len, count)
+                return
+            except ModbusError as exc:
+                self.failures += 1
+                self.last_error = exc
+                retry = not isinstance(exc, ModbusException) or exc.code == 6
+                if not retry or attempt >= self.retries:
+                    raise
+                attempt += 1
+                self._resync()
+
+    def _transact(self, req, reply_len, count):
+        port = self.port
+        # The line must have been idle for t3.5 before a new frame starts.
+        wait = self.gap_us - ticks_diff(ticks_us(), self._last_us)
+        if wait > 0:
+            sleep_us(wait)
+        port.drain_input()          # a late reply to an earlier request must not be taken for ours
+        port.write(req)
+        got = self._receive(reply_len)
+        self._last_us = ticks_us()
+        self._validate(req, got, reply_len, count)
+
+    def _receive(self, reply_len):
+        """Read one reply; return the byte count. The length comes from the header as it arrives."""
+        rx = self._rx
+        port = self.port
+        need = reply_len
+        got = port.readinto(self._rxv, need, self.timeout_ms)
+        if got == 0:
+            raise ModbusTimeout("no reply within %d ms" % self.timeout_ms)
+        while True:
+            if got >= 2:
+                if rx[1] & 0x80:
+                    need = 5                 # exception reply: addr, fc|0x80, code, crc
+                elif rx[1] != self._tx[1]:
+                    need = _BUF              # not our function: take it all, then judge
+            if got >= need:
+                return got
+            n = port.readinto(self._rxv[got:], need - got, self.char_timeout_ms)
+            if n == 0:
+                return got                   # silence: the frame ended here
+            got += n
+
+    def _validate(self, req, got, reply_len, count):
+        rx = self._rx
+        if got < 4:
+            raise ModbusFrameError("short frame: %d bytes" % got)
+        n = got
+        if rx[1] == req[1] or rx[1] & 0x80:
+            want = 5 if rx[1] & 0x80 else reply_len
+            if got < want:
+                raise ModbusFrameError("short frame: %d of %d bytes" % (got, want))
+            n = want
+        if crc16(rx, n - 2) != rx[n - 2] | (rx[n - 1] << 8):
+            raise ModbusCRCError("CRC mismatch in %d-byte reply" % n)
+        if rx[0] != req[0]:
+            raise ModbusEchoError("reply from slave %d, expected %d" % (rx[0], req[0]))
+        if rx[1] == req[1] | 0x80:
+            raise ModbusException(req[1], rx[2])
+        if rx[1] != req[1]:
+            raise ModbusEchoError("reply function %d, expected %d" % (rx[1], req[1]))
+        fc = req[1]
+        if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
+            if rx[2] != 2 * count:
+                raise ModbusFrameError("byte count %d, expected %d" % (rx[2], 2 * count))
+        else:
+            # FC 06 echoes address and value; FC 16 echoes address and quantity.
+            for i in range(2, 6):
+                if rx[i] != req[i]:
+                    raise ModbusEchoError("write echo differs from request")
+
+    def _resync(self):
+        """After a bad reply, wait until the line is quiet so the next reply starts clean."""
+        self._last_us = ticks_us()
+        while self.port.readinto(self._rxv, _BUF, self.char_timeout_ms):
+            self._last_us = ticks_us()
