@@ -12,7 +12,7 @@ import socket as _socket
 import sys
 
 try:
-    from time import ticks_ms, ticks_diff
+    from time import ticks_ms, ticks_diff, ticks_add
 except ImportError:            # CPython
     import time as _time
 
@@ -21,6 +21,9 @@ except ImportError:            # CPython
 
     def ticks_diff(a, b):
         return a - b
+
+    def ticks_add(a, b):
+        return a + b
 
 ETIMEDOUT = 110
 EAGAIN = 11
@@ -44,6 +47,7 @@ class TimedSocket:
         self.sock = sock
         self.timeout_ms = timeout_ms
         self.deadline = None       # ticks_ms value after which every call fails, or None
+        self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
         self._blocking = True
         sock.settimeout(timeout_ms / 1000)
 
@@ -83,6 +87,7 @@ class TimedSocket:
                 if _errno(exc) in _WOULD_BLOCK:
                     return None
                 raise
+            self.rx_bytes += len(data)
             if len(data) == n or not data:
                 return data
             self.setblocking(True)          # a packet started: the rest must follow in time
@@ -99,10 +104,13 @@ class TimedSocket:
                 raise _timeout_or(exc)
             if not chunk:
                 raise OSError(ECONNRESET)   # peer closed mid-packet
+            self.rx_bytes += len(chunk)
             buf += chunk
         return buf
 
     def write(self, buf, n=None):
+        if isinstance(buf, str):       # umqtt sends client ids as given (ASCII str is fine)
+            buf = buf.encode()
         mv = memoryview(buf)
         if n is not None:
             mv = mv[:n]

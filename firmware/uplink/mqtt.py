@@ -1,0 +1,254 @@
+# The charger's MQTT link: umqtt.simple wrapped so the charging loop never waits on the network
+# for longer than a fixed budget, and nothing billed is lost while the network is away.
+#
+# Each poll() does a bounded amount of work under one deadline (budget_ms): at most one connect
+# attempt (after an exponential, jittered backoff), up to max_rx incoming messages, a keepalive
+# ping, up to `burst` outbox records, and the verification of at most one operator command.
+# Every socket call inside umqtt.simple is bounded by hal.net's TimedSocket (timeout and the
+# poll's deadline); any error or timeout drops the connection without DISCONNECT, so the
+# broker publishes our last will ("offline", retained), and the next poll after the backoff
+# reconnects. A half-dead link is found by silence: we ping every keepalive/2 and give up when
+# nothing arrives for a whole keepalive.
+#
+# Outbox records go out in seq order, QoS 1 (that reaches the broker, not the validator), at most
+# `window` beyond the ack mark; after a reconnect, or when no ack came for resend_ms, sending
+# restarts at the first unacknowledged record. Validators dedupe by seq.
+import random
+
+from hal import net
+from uplink import commands
+from uplink.outbox import BadAck, parse_ack
+from uplink.topics import Topics
+
+net.install_umqtt_aliases()
+from umqtt import simple as _umqtt     # noqa: E402  (after the aliases, for CPython)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+class Link:
+    def __init__(self, charger_id, host, port, outbox, verifier=None, keepalive_s=30,
+                 timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
+                 window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
+                 prefix="cp", client_id=None, max_pending_cmds=4):
+        self.topics = Topics(charger_id, prefix)
+        self.host = host
+        self.port = port
+        self.outbox = outbox
+        self.verifier = verifier
+        self.keepalive_ms = keepalive_s * 1000
+        self.keepalive_s = keepalive_s
+        self.budget_ms = budget_ms or timeout_ms
+        self.backoff_min_ms = backoff_min_ms
+        self.backoff_max_ms = backoff_max_ms
+        self.window = window
+        self.burst = burst
+        self.max_rx = max_rx
+        self.resend_ms = resend_ms
+        self.telemetry_ms = telemetry_ms
+        self.client_id = client_id or ("cp-" + charger_id)
+        self.max_pending_cmds = max_pending_cmds
+        self._net = net.Net(timeout_ms)
+        self.client = None
+        self.cursor = outbox.acked          # highest seq sent on this connection
+        self._cmds = []                     # raw commands waiting for verification
+        now = net.ticks_ms()
+        self._retry_at = now
+        self._backoff = backoff_min_ms
+        self._rx_seen = 0
+        self._rx_at = now
+        self._ping_at = now
+        self._progress_at = now
+        self._telemetry_at = None
+        # Counters for status, tests and the bench.
+        self.connects = 0
+        self.drops = 0
+        self.sent = 0
+        self.resends = 0
+        self.acks = 0
+        self.bad_acks = 0
+        self.dropped_cmds = 0
+        self.last_error = None
+
+    @property
+    def connected(self):
+        return self.client is not None
+
+    # ---- the one entry point of the charging loop ------------------------------------------
+    def poll(self):
+        """Do a bounded amount of network work; return the commands accepted in this call
+        (a list, usually empty). The caller executes them and answers with reply()."""
+        now = net.ticks_ms()
+        deadline = net.ticks_add(now, self.budget_ms)
+        if self.client is None:
+            if net.ticks_diff(self._retry_at, now) > 0 or not self._connect(now, deadline):
+                return self._verify_one(deadline)
+        try:
+            self.client.sock.deadline = deadline
+            self._receive()
+            self._keepalive(net.ticks_ms())
+            self._send(net.ticks_ms())
+        except Exception as exc:    # umqtt raises OSError, MQTTException, AssertionError...
+            self._drop(exc)
+        return self._verify_one(deadline)
+
+    def _connect(self, now, deadline):
+        c = _umqtt.MQTTClient(self.client_id, self.host, self.port, keepalive=self.keepalive_s)
+        c.set_callback(self._on_message)
+        c.set_last_will(self.topics.status, OFFLINE, retain=True, qos=1)
+        self._net.deadline = deadline
+        _umqtt.socket = self._net           # umqtt.simple's sockets are made by hal.net
+        try:
+            c.connect(clean_session=True)
+            c.sock.deadline = deadline
+            c.publish(self.topics.status, ONLINE, retain=True, qos=1)
+            c.subscribe(self.topics.ack_filter, qos=1)
+            c.subscribe(self.topics.cmd, qos=1)
+        except Exception as exc:
+            if c.sock is not None:
+                c.sock.close()
+            self.last_error = repr(exc)
+            self._schedule_retry(now)
+            return False
+        self.client = c
+        self.connects += 1
+        self._backoff = self.backoff_min_ms
+        self.cursor = self.outbox.acked     # resend everything not yet acknowledged, in order
+        self._rx_seen = c.sock.rx_bytes
+        now = net.ticks_ms()
+        self._rx_at = self._ping_at = self._progress_at = now
+        return True
+
+    def _schedule_retry(self, now):
+        delay = self._backoff
+        # Up to +25 % jitter, so a fleet does not reconnect in lockstep after a broker restart.
+        delay += random.getrandbits(16) * (delay // 4) // 65536
+        self._retry_at = net.ticks_add(now, delay)
+        self._backoff = min(self._backoff * 2, self.backoff_max_ms)
+
+    def _drop(self, exc):
+        # No DISCONNECT: the link is bad, and the broker should publish our last will.
+        self.last_error = repr(exc)
+        self.drops += 1
+        if self.client is not None and self.client.sock is not None:
+            self.client.sock.close()
+        self.client = None
+        self._schedule_retry(net.ticks_ms())
+
+    def _receive(self):
+        c = self.client
+        for _ in range(self.max_rx):
+            before = c.sock.rx_bytes
+            c.check_msg()
+            if c.sock.rx_bytes == before:
+                break
+
+    def _keepalive(self, now):
+        rx = self.client.sock.rx_bytes
+        if rx != self._rx_seen:
+            self._rx_seen = rx
+            self._rx_at = now
+        if net.ticks_diff(now, self._rx_at) > self.keepalive_ms:
+            raise OSError(net.ETIMEDOUT)     # half-dead link: nothing heard for a keepalive
+        if net.ticks_diff(now, self._ping_at) >= self.keepalive_ms // 2:
+            self.client.ping()
+            self._ping_at = now
+
+    def _send(self, now):
+        box = self.outbox
+        if self.cursor < box.acked:
+            self.cursor = box.acked
+        if self.cursor > box.acked and net.ticks_diff(now, self._progress_at) > self.resend_ms:
+            self.cursor = box.acked             # no ack for a while: validators may have missed them
+            self._progress_at = now
+            self.resends += 1
+        room = box.acked + self.window - self.cursor
+        if room <= 0 or self.cursor >= box.last_seq:
+            return
+        for seq, tag, payload in box.items(self.cursor, min(room, self.burst)):
+            self.client.publish(self.topics.outbox(tag, seq), payload, qos=1)
+            self.cursor = seq
+            self.sent += 1
+
+    # ---- incoming (called by umqtt.simple from inside check_msg/publish) -------------------
+    def _on_message(self, topic, msg):
+        if topic == self.topics.cmd:
+            if len(self._cmds) < self.max_pending_cmds:
+                self._cmds.append(bytes(msg))
+            else:
+                self.dropped_cmds += 1
+            return
+        validator = self.topics.ack_validator(topic)
+        if validator is None:
+            return
+        try:
+            seq, digest = parse_ack(msg)
+            before = self.outbox.acked
+            if self.outbox.ack(seq, validator, digest):
+                self.acks += 1
+            if self.outbox.acked != before:
+                self._progress_at = net.ticks_ms()
+        except BadAck:
+            self.bad_acks += 1
+
+    def _verify_one(self, deadline):
+        if not self._cmds:
+            return []
+        raw = self._cmds.pop(0)
+        if self.verifier is None:
+            self._publish_result(commands.result(commands.BAD_SIGNATURE, detail="no operator key"),
+                                 deadline)
+            return []
+        try:
+            return [self.verifier.verify(raw)]
+        except commands.CommandRejected as exc:
+            self._publish_result(commands.rejection(exc), deadline)
+            return []
+
+    # ---- outgoing, for the app ---------------------------------------------------------------
+    def reply(self, cmd, result=commands.OK, detail=""):
+        """Answer an accepted command once the session layer has acted on it."""
+        return self._publish_result(commands.result(result, cmd.n, cmd.name, detail))
+
+    def _publish_result(self, payload, deadline=None):
+        return self._publish(self.topics.cmd_result, payload, deadline)
+
+    def telemetry(self, power_w, energy_wh, price, force=False):
+        """Publish live values (integers: W, Wh so far, price so far in minor units) if the
+        telemetry interval has passed. QoS 0: telemetry is not billing data."""
+        now = net.ticks_ms()
+        if not force and self._telemetry_at is not None and \
+                net.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
+            return False
+        payload = b'{"w":%d,"wh":%d,"price":%d}' % (power_w, energy_wh, price)
+        if self._publish(self.topics.telemetry, payload):
+            self._telemetry_at = now
+            return True
+        return False
+
+    def _publish(self, topic, payload, deadline=None):
+        if self.client is None:
+            return False
+        try:
+            self.client.sock.deadline = deadline or net.ticks_add(net.ticks_ms(), self.budget_ms)
+            self.client.publish(topic, payload, qos=0)
+            return True
+        except Exception as exc:
+            self._drop(exc)
+            return False
+
+    def close(self):
+        """Clean shutdown: retained "offline", then DISCONNECT (the will is not sent on a clean
+        disconnect)."""
+        if self.client is None:
+            return
+        try:
+            self.client.sock.deadline = net.ticks_add(net.ticks_ms(), self.budget_ms)
+            self.client.publish(self.topics.status, OFFLINE, retain=True, qos=1)
+            self.client.disconnect()
+        except Exception as exc:
+            self.last_error = repr(exc)
+        if self.client.sock is not None:
+            self.client.sock.close()
+        self.client = None
