@@ -1,0 +1,237 @@
+"""`chargeproof`: the command line of a ChargeProof validator and its ledger.
+
+  chargeproof validate --db L.sqlite --broker HOST --port N --id val-1 [--tariff T.json ...]
+  chargeproof enroll   --db L.sqlite --charger cp-001 --pubkey HEX_OR_FILE [--origin O]
+  chargeproof tariff   --db L.sqlite --file T.json          publish a tariff document
+  chargeproof chargers --db L.sqlite
+  chargeproof sessions --db L.sqlite [--charger cp-001]
+  chargeproof evidence --db L.sqlite                         rejections and misbehaviour
+  chargeproof proof    --db L.sqlite --charger cp-001 --seq N [--old-size M] [--out B.json]
+  chargeproof verify   --receipt B.json ...                  the light client (offline)
+  chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
+
+Exit status: 0 success, 1 a check failed (verify), 2 bad usage or input.
+"""
+import argparse
+import json
+import os
+import sys
+
+from host_tools import export as export_mod
+from host_tools.ledger_db import LedgerDB, LedgerError
+
+
+def _read_key(value):
+    """A public key given as hex on the command line, or a file holding hex or DER."""
+    if os.path.exists(value):
+        with open(value, "rb") as f:
+            raw = f.read()
+        try:
+            return bytes.fromhex(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return raw
+    try:
+        return bytes.fromhex(value.strip())
+    except ValueError:
+        raise LedgerError("--pubkey is neither hex nor a readable file: %r" % value[:40])
+
+
+def _open(args):
+    return LedgerDB(args.db)
+
+
+def _out(args, text):
+    if getattr(args, "out", None) and args.out != "-":
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_validate(args):
+    from host_tools.validator import Validator
+    tariffs = []
+    for path in args.tariff or ():
+        with open(path, encoding="utf-8") as f:
+            tariffs.append(f.read())
+    v = Validator(args.db, args.id, host=args.broker, port=args.port, tariffs=tariffs,
+                  backend=args.backend)
+
+    def report(result):
+        if result.status not in ("accepted", "duplicate") or args.verbose:
+            print("%s %s %s %s %s" % (result.kind, result.charger_id, result.status, result.reason,
+                                      result.detail), flush=True)
+    v.on_result = report
+    print("validator %s: ledger %s, broker %s:%d" % (args.id, args.db, args.broker, args.port), flush=True)
+    try:
+        v.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        v.db.close()
+    return 0
+
+
+def cmd_enroll(args):
+    from host_tools import sigcheck
+    pub = _read_key(args.pubkey)
+    if not sigcheck.valid_public_key(pub):
+        raise LedgerError("not a P-256 SubjectPublicKeyInfo (DER): %s..." % pub.hex()[:40])
+    with _open(args) as db:
+        kid = db.enroll(args.charger, pub, origin=args.origin)
+    print("enrolled %s key id %s" % (args.charger, kid))
+    return 0
+
+
+def cmd_tariff(args):
+    from host_tools import formats
+    with open(args.file, encoding="utf-8") as f:
+        text, h = formats.tariff_canonical(f.read())
+    with _open(args) as db:
+        db.add_tariff(h, text)
+    print("published tariff %s" % h)
+    return 0
+
+
+def _table(rows, columns):
+    widths = [max([len(c)] + [len(str(r[i])) for r in rows]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def cmd_chargers(args):
+    with _open(args) as db:
+        rows = [(c["charger_id"], c["key_id_hex"], c["origin"], c["receipts"],
+                 c["checkpoint_size"] if c["checkpoint_size"] is not None else "-")
+                for c in db.chargers()]
+    sys.stdout.write(_table(rows, ("charger", "key id", "origin", "receipts", "checkpoint")))
+    return 0
+
+
+def _money(minor, currency):
+    sign = "-" if minor < 0 else ""
+    return "%s%d.%02d %s" % (sign, abs(minor) // 100, abs(minor) % 100, currency)
+
+
+def _kwh(wh):
+    return "%d.%03d" % (wh // 1000, wh % 1000)
+
+
+def cmd_sessions(args):
+    with _open(args) as db:
+        rows = [(r["charger_id"], r["seq"], r["log_index"], _kwh(r["energy_wh"]),
+                 _money(r["price_minor"], r["currency"]), r["status"], r["note"])
+                for r in db.sessions(args.charger)]
+        totals = db.totals()
+    sys.stdout.write(_table(rows, ("charger", "seq", "index", "kWh", "price", "status", "note")))
+    for t in totals:
+        print("total %s: %d sessions, %s kWh, %s" % (t["charger_id"], t["sessions"], _kwh(t["energy_wh"]),
+                                                     _money(t["price_minor"], t["currency"])))
+    return 0
+
+
+def cmd_evidence(args):
+    with _open(args) as db:
+        rej = [(r["id"], r["charger_id"] or "-", r["kind"], r["reason"], r["detail"]) for r in db.rejections()]
+        ev = [(e["id"], e["charger_id"] or "-", e["kind"], e["detail"]) for e in db.evidence()]
+    print("rejections:")
+    sys.stdout.write(_table(rej, ("id", "charger", "kind", "reason", "detail")))
+    print("evidence:")
+    sys.stdout.write(_table(ev, ("id", "charger", "kind", "detail")))
+    return 0
+
+
+def cmd_proof(args):
+    from host_tools.validator import proof_bundle
+    with _open(args) as db:
+        bundle = proof_bundle(db, args.charger, seq=args.seq, index=args.index, old_size=args.old_size)
+    _out(args, json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_export(args):
+    with _open(args) as db:
+        if args.format == "json":
+            text = json.dumps(export_mod.export_json(db), indent=2, sort_keys=True) + "\n"
+        else:
+            text = export_mod.export_transparency_xml(db, charger_id=args.charger)
+    _out(args, text)
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="chargeproof", description="ChargeProof validator and ledger tools")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_db(sp):
+        sp.add_argument("--db", required=True, help="the validator's SQLite ledger file")
+        return sp
+
+    sp = with_db(sub.add_parser("validate", help="run the validator service on an MQTT broker"))
+    sp.add_argument("--broker", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=1883)
+    sp.add_argument("--id", required=True, help="this validator's id (its ack topic level)")
+    sp.add_argument("--tariff", action="append", help="tariff document to publish (repeatable)")
+    sp.add_argument("--backend", default="fast", choices=("fast", "reference", "both"),
+                    help="signature backend: cryptography, python-ecdsa, or both (must agree)")
+    sp.add_argument("-v", "--verbose", action="store_true")
+    sp.set_defaults(fn=cmd_validate)
+
+    sp = with_db(sub.add_parser("enroll", help="enroll a charger and its public key"))
+    sp.add_argument("--charger", required=True)
+    sp.add_argument("--pubkey", required=True, help="SPKI DER as hex, or a file with hex or DER")
+    sp.add_argument("--origin", help="checkpoint origin line (default: the charger id)")
+    sp.set_defaults(fn=cmd_enroll)
+
+    sp = with_db(sub.add_parser("tariff", help="publish a tariff document"))
+    sp.add_argument("--file", required=True)
+    sp.set_defaults(fn=cmd_tariff)
+
+    sp = with_db(sub.add_parser("chargers", help="list enrolled chargers"))
+    sp.set_defaults(fn=cmd_chargers)
+
+    sp = with_db(sub.add_parser("sessions", help="list sessions (receipts)"))
+    sp.add_argument("--charger")
+    sp.set_defaults(fn=cmd_sessions)
+
+    sp = with_db(sub.add_parser("evidence", help="list rejections and evidence of misbehaviour"))
+    sp.set_defaults(fn=cmd_evidence)
+
+    sp = with_db(sub.add_parser("proof", help="write the light-client bundle of one receipt"))
+    sp.add_argument("--charger", required=True)
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--seq", type=int, help="the charger's session sequence number")
+    g.add_argument("--index", type=int, help="the log index")
+    sp.add_argument("--old-size", type=int, help="also prove consistency from this checkpoint size")
+    sp.add_argument("--out", help="output file (default stdout)")
+    sp.set_defaults(fn=cmd_proof)
+
+    sp = sub.add_parser("verify", help="light-client check of a receipt bundle (offline)", add_help=False)
+    sp.set_defaults(fn=None)
+
+    sp = with_db(sub.add_parser("export", help="export the ledger"))
+    sp.add_argument("--format", required=True, choices=("json", "transparency-xml"))
+    sp.add_argument("--charger", help="only this charger (transparency-xml)")
+    sp.add_argument("--out", help="output file (default stdout)")
+    sp.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "verify":
+        # The light client owns its options; pass them through untouched.
+        from host_tools import lightclient
+        return lightclient.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (LedgerError, OSError, ValueError) as exc:
+        print("chargeproof %s: %s" % (args.command, exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
