@@ -197,8 +197,11 @@ class MeterSim:
                 break
             frame, self._req = bytes(self._req[:n]), self._req[n:]
             self.requests += 1
-            if len(frame) >= 2:
-                self._last_fc = frame[1]
+            # Only our meter is on this bus: a frame for another slave id gets no answer.
+            # (pymodbus 3.16's SimDevice core answers unknown ids with exception 4 instead.)
+            if frame[0] != self.address:
+                continue
+            self._last_fc = frame[1]
             os.write(self.meter_master, frame)
 
     def _from_meter(self):
@@ -283,6 +286,8 @@ class MeterSim:
                 self.raw = {}
                 self.fault, self.fault_left, self.exc_code, self.exc_left = "none", -1, 0, -1
                 self.requests = self.replies = 0
+                self._req = bytearray()
+                self._rep = bytearray()
             else:
                 return "err bad command: %s" % line.strip()
         except ValueError as exc:

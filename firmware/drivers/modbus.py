@@ -71,7 +71,7 @@ class ModbusException(ModbusError):
     def __init__(self, function, code):
         self.function = function
         self.code = code
-        ModbusError.__init__(self, "slave exception %d (%s) for function %d" % (
+        super().__init__("slave exception %d (%s) for function %d" % (
             code, EXCEPTION_NAMES.get(code, "unknown"), function))
 
 
