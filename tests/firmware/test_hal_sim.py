@@ -133,3 +133,35 @@ def test_watchdog_expires_without_feeding():
     assert not w.expired()
     clock.advance(1)
     assert w.expired() and w.feeds == 1
+
+
+def _burst(high, low, duty, n, period, noise=0, edge=0):
+    # n samples of a PWM waveform read every period us with a 1000 us cycle, starting at phase 0;
+    # noise: alternating +-noise (zero mean); edge: samples within edge us of a switch read midway.
+    from array import array
+    buf = array("i", [0] * n)
+    on_us = duty * 1000 // 1000
+    for i in range(n):
+        t = (i * period + 7) % 1000
+        if edge and (abs(t - on_us) < edge or t < edge):
+            v = (high + low) // 2
+        else:
+            v = high if t < on_us else low
+        buf[i] = v + (noise if i % 2 else -noise)
+    return buf
+
+
+def test_pilot_levels_from_an_unsynchronised_burst():
+    from array import array
+    from hal.pilot_levels import levels
+    out = array("i", [0, 0])
+    # 10 % duty (shortest high phase) and 96 % (shortest low phase), 25 us per read.
+    for duty in (100, 266, 533, 960):
+        buf = _burst(2100000, 250000, duty, 64, 25, noise=30000, edge=3)
+        levels(buf, 64, 150000, out)
+        assert abs(out[0] - 2100000) <= 30000 and abs(out[1] - 250000) <= 30000, (duty, out)
+    # A steady line (no PWM): both levels are its mean, noise averaged out.
+    buf = _burst(2100000, 2100000, 500, 64, 25, noise=30000)
+    levels(buf, 64, 150000, out)
+    assert out[0] == out[1] and abs(out[0] - 2100000) <= 5000
+    raises(ValueError, levels, buf, 0, 1, out)

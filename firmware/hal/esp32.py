@@ -1,0 +1,218 @@
+# The ESP32 hardware behind the hal interfaces (see hal/sim.py for the interfaces and their
+# simulated twins). The only firmware module, with hal/esp32_uart.py, that imports machine.
+# Written against MicroPython >= 1.20's ESP32 port (machine.PWM(duty_u16=), ADC.read_uv(),
+# ADC(atten=)); the UART with the RS-485 direction pin is hal/esp32_uart.py.
+#
+#   OutputPin(gpio, active_low=False)        on(), off(), value([v]); starts inactive
+#   InputPin(gpio, active_low=False, pull="none"|"up"|"down")   value()
+#   PilotPWM(gpio, inverted=False)           set_duty(permille 0..1000), duty()
+#   PilotADC(gpio, mv_at_plus12, mv_at_minus12, samples=64)   measure() -> .high_mv/.low_mv
+#   Watchdog(timeout_ms)                     feed()
+#   Clock()                                  time(), status(), set_time(epoch), ticks_*, sleep_ms
+#   urandom(n)                               the hardware RNG (os.urandom)
+#   devices(board)                           the above, wired as a validated app.board.Board says
+import os
+import time
+
+import machine
+
+from hal.pilot_levels import levels
+
+_PILOT_HZ = 1000            # IEC 61851-1 Annex A: 1 kHz pilot oscillator
+_EPOCH_2000 = 946684800     # 2000-01-01 in Unix seconds
+
+
+class OutputPin:
+    """A push-pull output with a logical level (1 = active), set inactive from the start so a
+    relay cannot pulse while the firmware boots."""
+
+    def __init__(self, gpio, active_low=False):
+        self._inv = 1 if active_low else 0
+        self._v = 0
+        self._pin = machine.Pin(gpio, machine.Pin.OUT, value=self._inv)
+
+    def on(self):
+        self._v = 1
+        self._pin.value(1 ^ self._inv)
+
+    def off(self):
+        self._v = 0
+        self._pin.value(self._inv)
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        if v:
+            self.on()
+        else:
+            self.off()
+        return None
+
+
+class InputPin:
+    """A digital input with a logical level (1 = active)."""
+
+    def __init__(self, gpio, active_low=False, pull="none"):
+        P = machine.Pin
+        if pull == "up":
+            p = P.PULL_UP
+        elif pull == "down":
+            p = P.PULL_DOWN
+        elif pull == "none":
+            p = None
+        else:
+            raise ValueError("pull must be up, down or none, not %r" % (pull,))
+        self._inv = 1 if active_low else 0
+        self._pin = P(gpio, P.IN, p)
+
+    def value(self):
+        return self._pin.value() ^ self._inv
+
+
+class PilotPWM:
+    """The 1 kHz pilot oscillator. duty is per mille of the +12 V phase at the pilot (after an
+    inverting driver when inverted=True). 1000 and 0 are steady levels driven as a plain GPIO:
+    no PWM runs, so the line is exactly +12 V (state A/B without current offer) or -12 V
+    (state F), whatever the PWM peripheral does at its extremes."""
+
+    def __init__(self, gpio, inverted=False):
+        self._gpio = gpio
+        self._inv = 1 if inverted else 0
+        self._pwm = None
+        self._duty = -1
+        self.set_duty(1000)
+
+    def set_duty(self, permille):
+        if not isinstance(permille, int) or permille < 0 or permille > 1000:
+            raise ValueError("duty %r outside 0..1000 per mille" % (permille,))
+        if permille == self._duty:
+            return
+        if permille == 0 or permille == 1000:
+            if self._pwm is not None:
+                self._pwm.deinit()
+                self._pwm = None
+            level = (1 if permille == 1000 else 0) ^ self._inv
+            # Re-creating the Pin returns the pad from the LEDC to the GPIO matrix.
+            machine.Pin(self._gpio, machine.Pin.OUT, value=level)
+        else:
+            u16 = (permille * 65535 + 500) // 1000
+            if self._inv:
+                u16 = 65535 - u16
+            if self._pwm is None:
+                self._pwm = machine.PWM(machine.Pin(self._gpio), freq=_PILOT_HZ, duty_u16=u16)
+            else:
+                self._pwm.duty_u16(u16)
+        self._duty = permille
+
+    def duty(self):
+        return self._duty
+
+
+class PilotADC:
+    """Pilot voltage through the board's divider/offset network into an ADC1 pin, at 11 dB
+    attenuation (usable ~150..2450 mV on the ESP32). read_uv() applies the chip's eFuse
+    calibration. A burst of samples gives the high and the low level (hal/pilot_levels.py);
+    the board's two calibration points turn ADC mV into pilot mV."""
+
+    def __init__(self, gpio, mv_at_plus12, mv_at_minus12, samples=64):
+        if samples < 8 or samples > 256:     # 256 x 3.1e6 uV stays a small int on 32 bits
+            raise ValueError("samples %r outside 8..256" % (samples,))
+        if abs(mv_at_plus12 - mv_at_minus12) < 1000:
+            raise ValueError("pilot ADC calibration points too close")
+        import array
+        self._adc = machine.ADC(machine.Pin(gpio), atten=machine.ADC.ATTN_11DB)
+        self._buf = array.array("i", [0] * samples)
+        self._out = array.array("i", [0, 0])
+        self._n = samples
+        self._m_uv = mv_at_minus12 * 1000
+        self._span_mv = mv_at_plus12 - mv_at_minus12
+        # Below 2 V of pilot swing the line is steady (the smallest real swing, state D
+        # without diode, is 6 V); expressed in uV at the ADC pin.
+        self._steady_uv = abs(self._span_mv) * 2000 * 1000 // 24000
+        self.high_mv = 0
+        self.low_mv = 0
+
+    def _pilot_mv(self, uv):
+        # -12 V + (uv - uv(-12 V)) * 24 V / (uv(+12 V) - uv(-12 V)), in mV.
+        return -12000 + (uv - self._m_uv) * 24 // self._span_mv
+
+    def measure(self):
+        read_uv = self._adc.read_uv
+        buf = self._buf
+        for i in range(self._n):
+            buf[i] = read_uv()
+        out = self._out
+        levels(buf, self._n, self._steady_uv, out)
+        a = self._pilot_mv(out[0])
+        b = self._pilot_mv(out[1])
+        # An inverting front end (calibration slope < 0) swaps which ADC level is the high one.
+        if a >= b:
+            self.high_mv = a
+            self.low_mv = b
+        else:
+            self.high_mv = b
+            self.low_mv = a
+
+
+class Watchdog:
+    """machine.WDT: once started it cannot be stopped; feed() within timeout_ms or reset."""
+
+    def __init__(self, timeout_ms):
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed(self):
+        self._wdt.feed()
+
+
+class Clock:
+    """Wall clock from the RTC (Unix seconds, whichever epoch the port uses) and ticks.
+    status() is "U" (unknown) until set_time() is called with a synchronised time (NTP)."""
+
+    def __init__(self):
+        self._offset = _EPOCH_2000 if time.gmtime(0)[0] == 2000 else 0
+        self._status = "U"
+
+    def time(self):
+        return time.time() + self._offset
+
+    def status(self):
+        return self._status
+
+    def set_time(self, epoch, status="S"):
+        t = time.gmtime(epoch - self._offset)
+        # RTC.datetime: (year, month, day, weekday, hours, minutes, seconds, subseconds)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+        self._status = status
+
+    def mark_synced(self):
+        """After ntptime.settime() (which sets the RTC itself)."""
+        self._status = "S"
+
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+    def ticks_add(self, t, delta):
+        return time.ticks_add(t, delta)
+
+    def ticks_diff(self, a, b):
+        return time.ticks_diff(a, b)
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
+
+def urandom(n):
+    return os.urandom(n)
+
+
+def devices(board):
+    """The board's contactor and pilot hardware: {"relay", "feedback", "pilot_pwm",
+    "pilot_adc"}; board is a validated app.board.Board (passed in, not imported)."""
+    return {
+        "relay": OutputPin(board.contactor_relay, board.contactor_relay_active_low),
+        "feedback": InputPin(board.contactor_feedback, board.contactor_feedback_active_low,
+                             board.contactor_feedback_pull),
+        "pilot_pwm": PilotPWM(board.pilot_pwm, board.pilot_pwm_inverted),
+        "pilot_adc": PilotADC(board.pilot_adc, board.pilot_adc_mv_at_plus12,
+                              board.pilot_adc_mv_at_minus12),
+    }
