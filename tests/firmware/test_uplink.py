@@ -98,3 +98,124 @@ def test_resend_in_order_after_broker_restart_amqtt(tmp_path, amqtt_broker):
 
 def test_resend_in_order_after_broker_restart_mosquitto(tmp_path, mosquitto_broker):
     _resend_after_reconnect(tmp_path, mosquitto_broker)
+
+
+def test_status_is_retained_and_the_last_will_says_offline(tmp_path, mosquitto_broker):
+    b = mosquitto_broker
+    box = Outbox(tmp_path + "/ob", reserve_bytes=0)
+    link = _link(b, box)
+    wait_for(lambda: link.connected, link.poll)
+    late = Peer(b, "observer-1", [b"cp/CP-T1/status"])   # subscribes after the fact
+    wait_for(lambda: late.msgs, late.pump)
+    assert late.take() == [(b"cp/CP-T1/status", b"online")]
+    control(b, "proxy down")                  # link cut: the broker publishes the will
+    wait_for(lambda: late.msgs, late.pump)
+    assert late.take() == [(b"cp/CP-T1/status", b"offline")]
+    control(b, "proxy up")
+    wait_for(lambda: late.msgs, _run(link, late), 15000)
+    assert late.take() == [(b"cp/CP-T1/status", b"online")]
+    link.close()                              # clean shutdown also leaves "offline" retained
+    late2 = Peer(b, "observer-2", [b"cp/CP-T1/status"])
+    wait_for(lambda: late2.msgs, late2.pump)
+    assert late2.take() == [(b"cp/CP-T1/status", b"offline")]
+    late.close()
+    late2.close()
+
+
+def test_half_dead_link_is_found_by_silence_and_no_poll_blocks(tmp_path, amqtt_broker):
+    b = amqtt_broker
+    box = Outbox(tmp_path + "/ob", reserve_bytes=0)
+    link = _link(b, box, keepalive_s=2, timeout_ms=300)
+    wait_for(lambda: link.connected, link.poll)
+    control(b, "proxy blackhole")             # TCP stays up, nothing gets through
+    from hal.net import ticks_ms, ticks_diff
+    worst = 0
+    t0 = ticks_ms()
+    while link.drops == 0:                    # nothing to send: only the keepalive can tell
+        t = ticks_ms()
+        link.poll()
+        worst = max(worst, ticks_diff(ticks_ms(), t))
+        assert ticks_diff(ticks_ms(), t0) < 10000, "dead link not detected"
+        sleep_ms(10)
+    # Charging goes on: receipts are stored, and every poll returns within the budget.
+    _receipts(box, 3)
+    for _ in range(30):
+        t = ticks_ms()
+        link.poll()
+        worst = max(worst, ticks_diff(ticks_ms(), t))
+        sleep_ms(10)
+    assert worst < 300 + 700, worst           # budget + generous slack for a loaded machine
+    assert box.pending() == 3
+    control(b, "proxy up")
+    v = _validator(b)
+    got = []
+    wait_for(lambda: len(got) >= 3 or got.extend(v.take()), _run(link, v), 15000)
+    assert _seqs(got) == [1, 2, 3]
+    link.close()
+    v.close()
+
+
+def test_signed_commands_arrive_and_bad_ones_are_answered(tmp_path, amqtt_broker,
+                                                          operator_commands):
+    from uplink.commands import Verifier
+    b = amqtt_broker
+    oc = operator_commands
+    m = oc["msgs"]
+    ver = Verifier(tmp_path + "/cmd_n", oc["operator_spki"], CP, lambda: oc["t0"])
+    link = _link(b, Outbox(tmp_path + "/ob", reserve_bytes=0), verifier=ver)
+    wait_for(lambda: link.connected, link.poll)
+    op = Peer(b, "operator", [b"cp/CP-T1/cmd/result"])
+    for name in ("forged", "stop_n10", "stop_n10", "unsigned"):
+        op.publish(b"cp/CP-T1/cmd", m[name].encode())
+    accepted = []
+
+    def step():
+        accepted.extend(link.poll())
+        op.pump()
+    wait_for(lambda: len(op.msgs) >= 3 and accepted, step)
+    assert [(c.name, c.n) for c in accepted] == [("stop", 10)]
+    link.reply(accepted[0], "ok")
+    wait_for(lambda: len(op.msgs) >= 4, step)
+    results = [json.loads(p) for _, p in op.take(b"cp/CP-T1/cmd/result")]
+    assert [r["result"] for r in results] == ["bad-signature", "replayed", "unsigned", "ok"]
+    assert results[3]["n"] == 10 and results[3]["cmd"] == "stop"
+    link.close()
+    op.close()
+
+
+def test_telemetry_follows_its_interval(tmp_path, amqtt_broker):
+    b = amqtt_broker
+    link = _link(b, Outbox(tmp_path + "/ob", reserve_bytes=0), telemetry_ms=60000)
+    assert link.telemetry(7200, 1500, 59) is False      # not connected: dropped, not queued
+    wait_for(lambda: link.connected, link.poll)
+    obs = Peer(b, "dashboard", [b"cp/CP-T1/telemetry"])
+    assert link.telemetry(7200, 1500, 59) is True
+    assert link.telemetry(7300, 1510, 60) is False      # inside the interval
+    assert link.telemetry(7300, 1512, 60, force=True) is True
+    wait_for(lambda: len(obs.msgs) >= 2, obs.pump)
+    vals = [json.loads(p) for _, p in obs.take()]
+    assert vals == [{"w": 7200, "wh": 1500, "price": 59}, {"w": 7300, "wh": 1512, "price": 60}]
+    link.close()
+    obs.close()
+
+
+def test_flash_full_refuses_new_records_but_sends_every_old_one(tmp_path, amqtt_broker):
+    from store import atomic
+    b = amqtt_broker
+    box = Outbox(tmp_path + "/ob", reserve_bytes=0)
+    _receipts(box, 2)
+    box.put("receipt", b"last-before-full")
+    box.journal.reserve_bytes = atomic.free_bytes(tmp_path) + 1     # the flash is now full
+    assert not box.has_room(1)
+    raises(JournalFull, box.put, "receipt", b"x" * 60)              # new session refused
+    assert box.last_seq == 3
+    v = _validator(b)
+    link = _link(b, box)
+    got = []
+    wait_for(lambda: len(got) >= 3 or got.extend(v.take()), _run(link, v))
+    assert _seqs(got) == [1, 2, 3] and got[2][1] == b"last-before-full"
+    for seq in (1, 2, 3):
+        _ack(v, seq)
+    wait_for(lambda: box.pending() == 0, _run(link, v))
+    link.close()
+    v.close()
