@@ -15,13 +15,22 @@ MAX_CURRENT_MA = 10 ** 7          # 10 kA
 
 
 class MeterError(Exception):
-    """The meter answered, but with a value that cannot be true (NaN, infinity, out of range,
-    energy register going backwards). The reading object is left as it was."""
+    """A failed meter read: the reading object is left as it was. Raised as such when the meter
+    answered with a value that cannot be true (NaN, infinity, out of range)."""
+
+
+class MeterCommError(MeterError):
+    """The meter did not answer properly; .cause is the ModbusError (ModbusTimeout,
+    ModbusCRCError, ModbusFrameError, ModbusEchoError, ModbusException with .code)."""
+
+    def __init__(self, cause):
+        super().__init__("meter communication failed: %s: %s" % (type(cause).__name__, cause))
+        self.cause = cause
 
 
 UnknownMeterModel = meters.UnknownMeterModel
-# What a caller catches to treat the meter as faulty: no answer, bad frames, bad values.
-FAULTS = (ModbusError, MeterError)
+# What a caller catches to treat the meter as faulty: MeterError covers all of it.
+FAULTS = (MeterError,)
 
 
 class Reading:
@@ -90,13 +99,15 @@ def decode(buf, off, kind, low_first, mul, div):
     return _round_div(num, den)
 
 
-def check(values, last_energy_wh):
-    """Raise MeterError if the decoded slot values cannot be a real reading."""
+def check(values):
+    """Raise MeterError if the decoded slot values cannot be a real reading.
+
+    A total register lower than the last one is not judged here: the session layer owns energy
+    accounting and treats it as its own fault ("meter-backwards").
+    """
     e = values[0]
     if not 0 <= e < MAX_ENERGY_WH:
         raise MeterError("energy register out of range: %d Wh" % e)
-    if e < last_energy_wh:
-        raise MeterError("energy register went backwards: %d Wh < %d Wh" % (e, last_energy_wh))
     if not -MAX_POWER_W <= values[1] <= MAX_POWER_W:
         raise MeterError("power out of range: %d W" % values[1])
     for i in range(2, 5):
@@ -110,8 +121,8 @@ def check(values, last_energy_wh):
 class Meter:
     """Meter(master, model_name, address): read() -> Reading (the same object every time).
 
-    read() raises a ModbusError subclass when the meter does not answer properly and a
-    MeterError when it answers nonsense; in both cases the Reading keeps its last good values.
+    read() raises MeterCommError (a MeterError carrying the ModbusError) when the meter does not
+    answer properly and MeterError when it answers nonsense; the Reading keeps its last good values.
     """
 
     def __init__(self, master, model_name, address):
@@ -123,7 +134,6 @@ class Meter:
         self.address = address
         self.reading = Reading(self.plan.phases)
         self._scratch = [0] * 8
-        self._last_energy = 0
 
     def read(self):
         """All quantities, in as few transactions as the plan has; commits only when all are good."""
@@ -134,10 +144,13 @@ class Meter:
         master = self.master
         for t in range(len(p.txns)):
             fc, start, count = p.txns[t]
-            buf = master.read_registers(self.address, fc, start, count)
+            try:
+                buf = master.read_registers(self.address, fc, start, count)
+            except ModbusError as exc:
+                raise MeterCommError(exc)
             for slot, off, kind, low_first, mul, div in p.fields[t]:
                 s[slot] = decode(buf, off, kind, low_first, mul, div)
-        check(s, self._last_energy)
+        check(s)
         r = self.reading
         r.energy_wh = s[0]
         r.power_w = s[1]
@@ -147,18 +160,17 @@ class Meter:
             v[i] = s[2 + i]
             c[i] = s[5 + i]
         r.count += 1
-        self._last_energy = s[0]
         return r
 
     def read_energy_wh(self):
         """The total import register alone, in one transaction (for session begin/end)."""
         fc, start, count, field = self.plan.energy
-        buf = self.master.read_registers(self.address, fc, start, count)
+        try:
+            buf = self.master.read_registers(self.address, fc, start, count)
+        except ModbusError as exc:
+            raise MeterCommError(exc)
         e = decode(buf, field[1], field[2], field[3], field[4], field[5])
         if not 0 <= e < MAX_ENERGY_WH:
             raise MeterError("energy register out of range: %d Wh" % e)
-        if e < self._last_energy:
-            raise MeterError("energy register went backwards: %d Wh < %d Wh" % (e, self._last_energy))
-        self._last_energy = e
         self.reading.energy_wh = e
         return e
