@@ -144,7 +144,6 @@ def parse_receipt(record):
         "ocmf_signature": ocmf_sig, "ocmf_payload": payload,
         "begin_wh": _wh(begin.get("RV"), begin.get("RU")), "end_wh": _wh(end.get("RV"), end.get("RU")),
         "meter_serial": payload.get("MS"), "transaction_id": "%s/%d" % (doc["charger"], doc["seq"]),
-        "key_id": None,
     }
 
 

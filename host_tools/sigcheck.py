@@ -92,3 +92,25 @@ def valid_public_key(pub_der):
         return True
     except Exception:
         return False
+
+
+def recover_signer(pairs):
+    """The one P-256 key (SPKI DER) that made every (message, DER signature) in pairs, or None.
+
+    ECDSA public-key recovery (SEC 1 v2 §4.1.6) gives, for any single signature, up to two keys
+    it verifies under, so one signature proves nothing about who made it. Two signatures over
+    different messages that recover to the same key were made by that key's holder: that is how
+    a receipt signed by a key we do not know is told apart from random forgery."""
+    common = None
+    for message, sig_der in pairs:
+        try:
+            keys = ecdsa.VerifyingKey.from_public_key_recovery(
+                bytes(sig_der), bytes(message), ecdsa.NIST256p, hashfunc=hashlib.sha256,
+                sigdecode=sigdecode_der)
+        except Exception:
+            return None
+        found = {k.to_der() for k in keys}
+        common = found if common is None else common & found
+        if not common:
+            return None
+    return next(iter(common)) if common and len(common) == 1 else None

@@ -101,3 +101,13 @@ class SimCharger:
     def message(self, kind, payload):
         self.outbox_seq += 1
         return "%s/%s/%s/%d" % (self.prefix, self.charger_id, kind, self.outbox_seq), payload
+
+    def clone(self, dirpath):
+        """A second charger with this one's key and log state, as if its flash had been copied
+        (or restored from a backup): what it appends next forks the log."""
+        import shutil
+        shutil.copytree(self.dir, str(dirpath))
+        twin = SimCharger(dirpath, self.charger_id, self.tariff_doc, start_wh=self.meter_wh,
+                          start_time=self.now, prefix=self.prefix)
+        twin.outbox_seq = self.outbox_seq
+        return twin

@@ -10,8 +10,9 @@ into evidence.
 Order of checks for a receipt (the first failure decides the reason):
   envelope/parse ............ malformed
   charger enrolled .......... unknown-charger                     (evidence: unknown-key)
-  receipt signature ......... unknown-key / bad-signature         (evidence: forged-signature)
-  OCMF signature ............ bad-ocmf-signature                  (evidence: forged-signature)
+  receipt + OCMF signatures . bad-signature / bad-ocmf-signature  (evidence: forged-signature)
+                              unknown-key when both signatures recover to one and the same
+                              key that is not the enrolled one     (evidence: that key)
   receipt vs OCMF ........... inconsistent (energy, meter, ids)
   log position .............. duplicate (same bytes: ack again, count once)
                               fork (other bytes at a stored index: evidence)
@@ -183,14 +184,17 @@ class Validator:
                           % (rc["charger_id"], charger_id))
         charger = self._charger(charger_id, body)
         pub = charger["pubkey_der"]
-        if rc.get("key_id") is not None and rc["key_id"] != charger["key_id_hex"]:
-            raise _Reject("unknown-key", "signed by key %s, enrolled key is %s"
-                          % (rc["key_id"], charger["key_id_hex"]),
-                          ("unknown-key", bytes.fromhex(charger["pubkey_hex"]), body))
-        if not self._verify(pub, rc["signed"], rc["signature"]):
-            raise _Reject("bad-signature", "receipt signature does not verify with %s's key" % charger_id,
-                          ("forged-signature", pub, body))
-        if not self._verify(pub, rc["ocmf_signed"], rc["ocmf_signature"]):
+        receipt_ok = self._verify(pub, rc["signed"], rc["signature"])
+        ocmf_ok = receipt_ok and self._verify(pub, rc["ocmf_signed"], rc["ocmf_signature"])
+        if not ocmf_ok:
+            other = sigcheck.recover_signer([(rc["signed"], rc["signature"]),
+                                             (rc["ocmf_signed"], rc["ocmf_signature"])])
+            if other is not None and other != pub:
+                raise _Reject("unknown-key", "receipt and OCMF record both signed by key %s, not %s's"
+                              % (key_id_hex(other), charger_id), ("unknown-key", other, body))
+            if not receipt_ok:
+                raise _Reject("bad-signature", "receipt signature does not verify with %s's key" % charger_id,
+                              ("forged-signature", pub, body))
             raise _Reject("bad-ocmf-signature", "OCMF signature does not verify with %s's key" % charger_id,
                           ("forged-signature", pub, body))
         problem = formats.receipt_inconsistency(rc)
