@@ -115,8 +115,10 @@ class ModbusRTU:
     """One RTU master on one UART.
 
     timeout_ms      wait for the first byte of a reply (the slave's turnaround time)
-    char_timeout_ms once a reply has started, silence this long ends it; a host pty or USB
-                    adapter delivers bytes in bursts, so this is deliberately looser than t1.5
+    char_timeout_ms once a reply has started, silence this long (plus the wire time of the
+                    bytes still expected) ends it. Looser than t1.5 on purpose: a host pty or USB
+                    adapter delivers bytes in bursts, and the ESP32's UART driver holds bytes in
+                    its hardware FIFO until a threshold or an idle timeout.
     retries         extra attempts after a failed transaction (timeouts, CRC, frame and echo
                     errors, "busy" exceptions); other exception responses are final.
     """
@@ -129,6 +131,7 @@ class ModbusRTU:
         self.char_timeout_ms = char_timeout_ms
         self.retries = retries
         self.gap_us = frame_gap_us(port.baudrate)
+        self.char_us = (11 * 1000000 + port.baudrate - 1) // port.baudrate   # 11-bit characters
         self._tx = bytearray(_BUF)
         self._rx = bytearray(_BUF)
         self._rxv = memoryview(self._rx)
@@ -254,7 +257,8 @@ class ModbusRTU:
                     need = _BUF              # not our function: take it all, then judge
             if got >= need:
                 return got
-            n = port.readinto(self._rxv[got:], need - got, self.char_timeout_ms)
+            wait = self.char_timeout_ms + ((need - got) * self.char_us) // 1000
+            n = port.readinto(self._rxv[got:], need - got, wait)
             if n == 0:
                 return got                   # silence: the frame ended here
             got += n
