@@ -204,12 +204,9 @@ def _mul_base(k):
         h = (x2 * zz - x) % p
         r = (y2 * z * zz - y) % p
         if not h:
-            # Same x: the sum is a doubling or infinity. Not reachable for a valid scalar
-            # in practice, but handled exactly.
-            if r:
-                x = y = z = 0
-            else:
-                x, y, z = _dbl(x2, y2, 1)
+            # Same x: the sum is a doubling or infinity. Practically unreachable for a
+            # valid scalar, but handled exactly by the general addition.
+            x, y, z = _add(x, y, z, x2, y2, 1)
             continue
         hh = h * h % p
         hhh = h * hh % p
@@ -222,21 +219,75 @@ def _mul_base(k):
     return x, y, z
 
 
+_WNAF = 5                       # window for arbitrary points: digits +-1, +-3, .., +-15
+
+
+def _wnaf(k):
+    """Width-5 NAF digits of k > 0, least significant first (at most one non-zero digit in
+    any 5 consecutive positions, so about 256/6 additions)."""
+    out = []
+    full = 1 << _WNAF
+    half = full >> 1
+    while k:
+        if k & 1:
+            d = k & (full - 1)
+            if d >= half:
+                d -= full
+            k -= d
+        else:
+            d = 0
+        out.append(d)
+        k >>= 1
+    return out
+
+
+def _odd_multiples(px, py):
+    """P, 3P, .., 15P as affine points, converted with one shared inversion (Montgomery's
+    trick) so the main loop can use the cheaper mixed addition."""
+    x2, y2, z2 = _dbl(px, py, 1)
+    two = _to_affine(x2, y2, z2)
+    jac = [(px, py, 1)]
+    for _ in range((1 << (_WNAF - 2)) - 1):
+        a = jac[-1]
+        jac.append(_madd(a[0], a[1], a[2], two[0], two[1]))
+    # prefix products of the Z's, one inversion, then unwind
+    pre = [1]
+    for e in jac:
+        pre.append(pre[-1] * e[2] % P)
+    if not pre[-1]:
+        raise P256Error("degenerate point")
+    inv = _inv(pre[-1], P)
+    out = [None] * len(jac)
+    for i in range(len(jac) - 1, -1, -1):
+        zi = inv * pre[i] % P
+        inv = inv * jac[i][2] % P
+        zi2 = zi * zi % P
+        out[i] = (jac[i][0] * zi2 % P, jac[i][1] * zi2 * zi % P)
+    return out
+
+
 def _mul_point(k, px, py):
-    """k*(px, py) for an arbitrary affine point, 4-bit fixed window (verification only)."""
-    tbl = [(px, py, 1)]
-    for _ in range(14):
-        a = tbl[-1]
-        tbl.append(_madd(a[0], a[1], a[2], px, py))
-    x, y, z = 0, 1, 0
-    for sh in range(252, -1, -4):
+    """k*(px, py) for an arbitrary affine point (verification only), Jacobian result."""
+    p = P
+    tbl = _odd_multiples(px, py)
+    digits = _wnaf(k)
+    x = y = z = 0
+    for i in range(len(digits) - 1, -1, -1):
         if z:
-            for _ in range(4):
-                x, y, z = _dbl(x, y, z)
-        d = (k >> sh) & 15
-        if d:
-            e = tbl[d - 1]
-            x, y, z = _add(x, y, z, e[0], e[1], e[2])
+            # dbl-2001-b, a = -3, inlined (about 256 of these per verification)
+            d = z * z % p
+            g = y * y % p
+            bb = x * g % p
+            a = 3 * (x - d) * (x + d) % p
+            z = 2 * y * z % p
+            x = (a * a - 8 * bb) % p
+            y = (a * (4 * bb - x) - 8 * g * g) % p
+        dg = digits[i]
+        if dg:
+            x2, y2 = tbl[(dg if dg > 0 else -dg) >> 1]
+            if dg < 0:
+                y2 = p - y2
+            x, y, z = _madd(x, y, z, x2, y2)
     return x, y, z
 
 
