@@ -8,7 +8,7 @@ JSON (format "chargeproof-ledger", version 1):
                  "receipts": [{"index", "seq", "status", "note", "energy_wh", "price_minor",
                                "currency", "tariff_hash", "begin_time", "end_time",
                                "receipt", "leaf_hash_hex",
-                               "inclusion": {"size", "proof": [hex...]} or null}]}],
+                               "inclusion": {"tree_size", "inclusion_proof": [base64...]} or null}]}],
    "tariffs": [{"tariff_hash", "document"}]}
   Each inclusion proof is against the charger's latest checkpoint (null while no checkpoint
   covers the receipt yet); RFC 9162 §2.1.3.
@@ -25,6 +25,7 @@ Transparenzsoftware XML (see its XML_Format.md and xml/Value.java, PublicKey.jav
     "base64" for keys (EncodingDecoder.decodeAsHex), not "hex".
   - signedData must have no whitespace around the record, or its signature cannot be checked.
 """
+import base64
 import xml.etree.ElementTree as ET
 
 from host_tools import merkle
@@ -48,8 +49,9 @@ def export_json(db):
         for r in db.sessions(cid):
             inclusion = None
             if latest is not None and r["log_index"] < latest["size"]:
-                inclusion = {"size": latest["size"],
-                             "proof": [h.hex() for h in tree.inclusion_proof(r["log_index"], latest["size"])]}
+                inclusion = {"tree_size": latest["size"],
+                             "inclusion_proof": [base64.b64encode(h).decode()
+                                                 for h in tree.inclusion_proof(r["log_index"], latest["size"])]}
             receipts.append({
                 "index": r["log_index"], "seq": r["seq"], "status": r["status"], "note": r["note"],
                 "energy_wh": r["energy_wh"], "price_minor": r["price_minor"], "currency": r["currency"],

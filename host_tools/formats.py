@@ -9,6 +9,9 @@ validator itself only sees plain dicts.
 import hashlib
 import json
 
+from host_tools import checkpoint as checkpoint_mod
+from host_tools import ocmf as ocmf_mod
+from host_tools import receipt as receipt_mod
 from host_tools import tariff as tariff_mod
 
 PREFIX = "cp"
@@ -83,84 +86,50 @@ def tariff_canonical(document):
         raise FormatError("bad tariff: %s" % exc)
 
 
-# ---- receipts (firmware/ledger/receipt.py, ocmf.py) ------------------------------------------
-def _wh(rv, unit):
-    """An OCMF reading value (a JSON number, parsed as Decimal) as integer Wh, exactly."""
-    from decimal import Decimal
-    value = Decimal(str(rv)) * (1000 if unit == "kWh" else 1) if unit in ("kWh", "Wh") else None
-    if value is None or value != value.to_integral_value():
-        raise FormatError("reading %s %s is not a whole number of Wh" % (rv, unit))
+# ---- receipts (host_tools/receipt.py and ocmf.py read them; format: firmware/ledger/receipt.py) --
+def _whole_wh(value, what):
+    if value != value.to_integral_value():
+        raise FormatError("%s reading %s Wh is not a whole number of Wh" % (what, value))
     return int(value)
 
 
 def parse_receipt(record):
-    """A receipt record (<JSON>|<hex DER signature>) as the dict the validator checks."""
-    from decimal import Decimal
-    record = bytes(record)
-    cut = record.rfind(b"|")
-    if cut < 0 or not record.startswith(b"{"):
-        raise FormatError("not a receipt record")
-    signed = record[:cut]
+    """A receipt record (<JSON>|<hex DER signature>) as the dict the validator checks. Parsing
+    and the OCMF rules are host_tools.receipt's and host_tools.ocmf's; signatures are checked by
+    the validator with its configured backend over the bytes named here."""
     try:
-        signature = bytes.fromhex(record[cut + 1:].decode("ascii"))
-        doc = json.loads(signed)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError("receipt is not JSON|hex: %s" % exc)
-    need = {"v": int, "charger": str, "seq": int, "index": int, "begin": int, "end": int,
-            "charge_end": int, "energy_wh": int, "segments": list, "tariff": str, "currency": str,
-            "net": int, "tax": int, "price": int, "reason": str, "ocmf": str}
-    for key, typ in need.items():
-        if not isinstance(doc.get(key), typ) or isinstance(doc.get(key), bool):
-            raise FormatError("receipt field %r missing or not %s" % (key, typ.__name__))
-    if doc["v"] != 1:
-        raise FormatError("unknown receipt version %r" % doc["v"])
-    ocmf = doc["ocmf"]
-    if not ocmf.startswith("OCMF|"):
-        raise FormatError("receipt carries no OCMF record")
-    payload_s, sig_s = ocmf[5:].rsplit("|", 1) if ocmf.count("|") >= 2 else (None, None)
-    if payload_s is None:
-        raise FormatError("OCMF record has no signature section")
-    try:
-        payload = json.loads(payload_s, parse_float=Decimal)
-        sig = json.loads(sig_s)
-        ocmf_sig = bytes.fromhex(sig["SD"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError("OCMF record unreadable: %s" % exc)
-    if sig.get("SA", "ECDSA-secp256r1-SHA256") != "ECDSA-secp256r1-SHA256" or sig.get("SE", "hex") != "hex":
-        raise FormatError("OCMF signature algorithm/encoding %s/%s not supported" % (sig.get("SA"), sig.get("SE")))
-    readings = payload.get("RD") if isinstance(payload, dict) else None
-    if not isinstance(readings, list) or len(readings) < 2:
-        raise FormatError("OCMF record needs begin and end readings")
-    begin, end = readings[0], readings[-1]
-    if begin.get("TX") != "B":
-        raise FormatError("first OCMF reading is not a begin (TX B)")
+        rc = receipt_mod.parse(bytes(record))
+        rec = rc.ocmf_record()
+        begin, end = rec.begin_end()
+    except (receipt_mod.ReceiptError, ocmf_mod.OcmfError) as exc:
+        raise FormatError(str(exc))
+    f = rc.fields
     return {
-        "raw": record, "signed": signed, "signature": signature,
-        "charger_id": doc["charger"], "seq": doc["seq"], "index": doc["index"],
-        "begin_time": doc["begin"], "end_time": doc["end"], "charge_end": doc["charge_end"],
-        "energy_wh": doc["energy_wh"], "segments": doc["segments"], "tariff_hash": doc["tariff"],
-        "currency": doc["currency"], "net": doc["net"], "tax": doc["tax"], "price_minor": doc["price"],
-        "reason": doc["reason"], "ocmf": ocmf, "ocmf_signed": payload_s.encode("utf-8"),
-        "ocmf_signature": ocmf_sig, "ocmf_payload": payload,
-        "begin_wh": _wh(begin.get("RV"), begin.get("RU")), "end_wh": _wh(end.get("RV"), end.get("RU")),
-        "meter_serial": payload.get("MS"), "transaction_id": "%s/%d" % (doc["charger"], doc["seq"]),
+        "raw": rc.record, "signed": rc.body, "signature": rc.sig_der, "receipt": rc, "ocmf_record": rec,
+        "charger_id": f["charger"], "seq": f["seq"], "index": f["index"],
+        "begin_time": f["begin"], "end_time": f["end"], "charge_end": f["charge_end"],
+        "energy_wh": f["energy_wh"], "segments": f["segments"], "tariff_hash": f["tariff"],
+        "currency": f["currency"], "net": f["net"], "tax": f["tax"], "price_minor": f["price"],
+        "reason": f["reason"], "ocmf": f["ocmf"], "ocmf_signed": rec.payload_text.encode("utf-8"),
+        "ocmf_signature": rec.sig_der,
+        "begin_wh": _whole_wh(begin["wh"], "begin"), "end_wh": _whole_wh(end["wh"], "end"),
+        "meter_serial": rec.payload.get("MS"), "transaction_id": "%s/%d" % (f["charger"], f["seq"]),
     }
 
 
 def receipt_inconsistency(rc):
-    """What in a receipt contradicts its own OCMF record, or "" (both are signed already)."""
-    p = rc["ocmf_payload"]
-    if p.get("GS") not in (None, rc["charger_id"]):
-        return "OCMF GS %r is not the receipt's charger %r" % (p.get("GS"), rc["charger_id"])
-    if p.get("PG") != "T%d" % rc["seq"]:
-        return "OCMF PG %r does not match receipt seq %d" % (p.get("PG"), rc["seq"])
-    if rc["end_wh"] - rc["begin_wh"] != rc["energy_wh"]:
-        return "energy %d Wh, but OCMF readings differ by %d Wh" % (rc["energy_wh"], rc["end_wh"] - rc["begin_wh"])
-    if sum(s[1] for s in rc["segments"] if isinstance(s, list) and len(s) == 2) != rc["energy_wh"]:
-        return "tariff segments do not add up to the energy"
+    """(reason, detail) where a receipt contradicts its own OCMF record or itself, else None."""
+    try:
+        rc["receipt"].check_against_ocmf(rc["ocmf_record"])
+    except receipt_mod.Mismatch as exc:
+        return exc.reason, str(exc)
+    except ocmf_mod.OcmfError as exc:
+        return "inconsistent", str(exc)
     if rc["net"] + rc["tax"] != rc["price_minor"]:
-        return "price %d is not net %d + tax %d" % (rc["price_minor"], rc["net"], rc["tax"])
-    return ""
+        return "inconsistent", "price %d is not net %d + tax %d" % (rc["price_minor"], rc["net"], rc["tax"])
+    if not rc["begin_time"] <= rc["charge_end"] <= rc["end_time"]:
+        return "inconsistent", "charging ends outside the session"
+    return None
 
 
 def recompute_price(tariff_text, rc):
@@ -176,47 +145,26 @@ def recompute_price(tariff_text, rc):
     return total
 
 
-# ---- checkpoints (firmware/ledger/checkpoint.py: C2SP tlog-checkpoint signed note) -----------
-def parse_checkpoint(note):
-    import base64
+# ---- checkpoints (host_tools/checkpoint.py: C2SP tlog-checkpoint signed note) -------------
+def parse_checkpoint(note, key_id_hex=None):
+    """The note as a dict; "signature"/"key_id" are those of the line by the origin's key name
+    with key id key_id_hex (or the first such line if it has none, for the unknown-key report)."""
     try:
-        text = bytes(note).decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError("checkpoint is not UTF-8")
-    cut = text.rfind("\n\n")
-    if cut < 0 or not text.endswith("\n"):
-        raise FormatError("checkpoint has no signature block")
-    body = text[:cut + 1]
-    lines = body[:-1].split("\n")
-    if len(lines) < 3 or not lines[1].isdigit() or (len(lines[1]) > 1 and lines[1][0] == "0"):
-        raise FormatError("checkpoint needs origin, decimal size and root lines")
-    try:
-        root = base64.b64decode(lines[2], validate=True)
-    except ValueError:
-        raise FormatError("checkpoint root is not base64")
-    if len(root) != 32:
-        raise FormatError("checkpoint root is not 32 bytes")
-    time_ = None
-    for ext in lines[3:]:
-        if ext.startswith("time ") and ext[5:].isdigit():
-            time_ = int(ext[5:])
-    sig_lines = text[cut + 2:-1].split("\n")
-    parts = sig_lines[0].split(" ")
-    if len(parts) != 3 or parts[0] != "\u2014":
-        raise FormatError("bad checkpoint signature line")
-    try:
-        raw = base64.b64decode(parts[2], validate=True)
-    except ValueError:
-        raise FormatError("checkpoint signature is not base64")
-    if len(raw) < 5:
-        raise FormatError("checkpoint signature too short")
-    return {"origin": lines[0], "size": int(lines[1]), "root": root, "time": time_,
-            "signed": body.encode("utf-8"), "key_name": parts[1], "key_id": raw[:4].hex(),
-            "signature": raw[4:]}
+        cp = checkpoint_mod.parse(bytes(note))
+    except (checkpoint_mod.CheckpointError, UnicodeDecodeError) as exc:
+        raise FormatError(str(exc))
+    mine = [(k, sig) for name, k, sig in cp.signatures if name == cp.origin]
+    if not mine:
+        raise FormatError("no signature line in the origin's name %r" % cp.origin)
+    chosen = [(k, sig) for k, sig in mine if k.hex() == key_id_hex] or mine
+    kid, sig = chosen[0]
+    return {"origin": cp.origin, "size": cp.size, "root": cp.root, "time": cp.time,
+            "signed": cp.text.encode("utf-8"), "key_id": kid.hex(), "signature": sig}
 
 
-# ---- light-client bundle ---------------------------------------------------------------------
+# ---- light-client bundle (host_tools/receipt.py defines it) ------------------------------------
 def make_bundle(receipt, index, size, inclusion, checkpoint, pubkey_hex, tariff):
-    return {"receipt": bytes(receipt).decode("utf-8"), "index": index, "tree_size": size,
-            "inclusion": [h.hex() for h in inclusion], "checkpoint": bytes(checkpoint).decode("utf-8"),
-            "pubkey": pubkey_hex, "tariff": json.loads(tariff) if tariff else None}
+    bundle = json.loads(receipt_mod.make_bundle(receipt, index, size, inclusion, bytes(checkpoint).decode("utf-8"),
+                                                json.loads(tariff) if tariff else None))
+    bundle["pubkey"] = pubkey_hex        # convenience for the driver; the light client takes the key separately
+    return bundle

@@ -13,7 +13,8 @@ Order of checks for a receipt (the first failure decides the reason):
   receipt + OCMF signatures . bad-signature / bad-ocmf-signature  (evidence: forged-signature)
                               unknown-key when both signatures recover to one and the same
                               key that is not the enrolled one     (evidence: that key)
-  receipt vs OCMF ........... inconsistent (energy, meter, ids)
+  receipt vs OCMF ........... energy-mismatch, begin-after-end, time-mismatch, charger-mismatch,
+                              pagination-mismatch (host_tools.receipt), inconsistent (price sum)
   log position .............. duplicate (same bytes: ack again, count once)
                               fork (other bytes at a stored index: evidence)
                               gap (index beyond our log: evidence, not stored, not acked)
@@ -36,7 +37,7 @@ Never acknowledged: anything whose signature does not verify against the enrolle
 tells the charger it may delete a message from its flash outbox, so a forged message must not
 be able to make us ack (and the charger drop) a genuine one.
 """
-import json
+import base64
 import time
 
 from host_tools import merkle, sigcheck
@@ -199,7 +200,7 @@ class Validator:
                           ("forged-signature", pub, body))
         problem = formats.receipt_inconsistency(rc)
         if problem:
-            raise _Reject("inconsistent", problem)
+            raise _Reject(problem[0], problem[1])
 
         tree = self._tree(charger_id)
         index = rc["index"]
@@ -276,6 +277,7 @@ class Validator:
         except formats.FormatError as exc:
             raise _Reject("malformed", str(exc))
         charger = self._charger(charger_id, note)
+        cp = formats.parse_checkpoint(note, charger["key_id_hex"])
         pub = charger["pubkey_der"]
         if cp["origin"] != charger["origin"]:
             raise _Reject("inconsistent", "checkpoint origin %r, enrolled origin %r" % (cp["origin"], charger["origin"]))
@@ -421,5 +423,5 @@ def proof_bundle(db, charger_id, seq=None, index=None, tree=None, old_size=None)
             raise LedgerError("no checkpoint of size %d for %s" % (old_size, charger_id))
         bundle["consistency"] = {
             "old_size": old_size, "new_size": cp["size"], "old_checkpoint": old["note"].decode(),
-            "proof": [h.hex() for h in tree.consistency_proof(old_size, cp["size"])]}
+            "proof": [base64.b64encode(h).decode() for h in tree.consistency_proof(old_size, cp["size"])]}
     return bundle

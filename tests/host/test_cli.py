@@ -1,5 +1,6 @@
 """The `chargeproof` console script: enroll, list, sessions, proof, verify, and the two exports
 parsed back (JSON; the Transparenzsoftware XML with xml.etree) and checked against the ledger."""
+import base64
 import json
 import os
 import subprocess
@@ -88,8 +89,9 @@ def test_export_json_round_trip(ledger):
     latest = b["checkpoints"][-1]
     assert latest["size"] == 4
     for r in b["receipts"]:
-        merkle.verify_inclusion(merkle.leaf_hash(r["receipt"].encode()), r["index"], r["inclusion"]["size"],
-                                [bytes.fromhex(h) for h in r["inclusion"]["proof"]], bytes.fromhex(latest["root_hex"]))
+        merkle.verify_inclusion(merkle.leaf_hash(r["receipt"].encode()), r["index"], r["inclusion"]["tree_size"],
+                                [base64.b64decode(h) for h in r["inclusion"]["inclusion_proof"]],
+                                bytes.fromhex(latest["root_hex"]))
         body, sig = r["receipt"].encode().rsplit(b"|", 1)
         assert sigcheck.verify_reference(bytes.fromhex(b["pubkey_hex"]), body, bytes.fromhex(sig.decode()))
     assert doc["tariffs"][0]["tariff_hash"] == json.loads(b["receipts"][0]["receipt"].rsplit("|", 1)[0])["tariff"]
@@ -125,16 +127,26 @@ def test_export_transparency_xml_parses_back(ledger):
     assert all(c == ["Transaction.Begin", "Transaction.End"] for c in seen.values())
 
 
-def test_proof_command_writes_a_bundle_that_verifies(ledger):
+def test_proof_command_writes_a_bundle_the_light_client_accepts(ledger):
     out = ledger["tmp"] / "bundle.json"
     r = run("proof", "--db", ledger["db"], "--charger", "CP-A", "--seq", 2, "--old-size", 1, "--out", out)
     assert r.returncode == 0, r.stderr
     b = json.loads(out.read_text())
-    cp = b["checkpoint"].split("\n")
-    root = __import__("base64").b64decode(cp[2])
-    merkle.verify_inclusion(merkle.leaf_hash(b["receipt"].encode()), b["index"], b["tree_size"],
-                            [bytes.fromhex(h) for h in b["inclusion"]], root)
-    assert b["consistency"]["old_size"] == 1
+    assert b["format"] == "chargeproof-receipt-bundle/1" and b["index"] == 1 and b["tree_size"] == 3
+    key = ledger["a"].pubkey_der().hex()
+    r = run("verify", "--receipt", out, "--pubkey", key)
+    assert r.returncode == 0 and r.stdout.startswith("VALID"), r.stdout + r.stderr
+    # consistency from the checkpoint of size 1 to the one the bundle carries
+    old_root = base64.b64decode(b["consistency"]["old_checkpoint"].split("\n")[2])
+    new_root = base64.b64decode(b["checkpoint"].split("\n")[2])
+    merkle.verify_consistency(1, 3, old_root, new_root, [base64.b64decode(h) for h in b["consistency"]["proof"]])
+    # the light client rejects the bundle with another charger's key, and a disputed price
+    r = run("verify", "--receipt", out, "--pubkey", ledger["b"].pubkey_der().hex())
+    assert r.returncode == 1 and r.stdout.startswith("INVALID: wrong-key")
+    out_b = ledger["tmp"] / "disputed.json"
+    assert run("proof", "--db", ledger["db"], "--charger", "CP-B", "--index", 3, "--out", out_b).returncode == 0
+    r = run("verify", "--receipt", out_b, "--pubkey", ledger["b"].pubkey_der().hex())
+    assert r.returncode == 1 and "price-mismatch" in r.stdout
     r = run("proof", "--db", ledger["db"], "--charger", "CP-A", "--seq", 99)
     assert r.returncode == 2 and "no receipt" in r.stderr
 

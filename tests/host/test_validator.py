@@ -1,12 +1,13 @@
 """The validator against real receipts made by the firmware's ledger code (ChargerLog with a real
 KeyStore, the firmware tariff), in-process through Validator.process(): what is accepted, what is
 rejected with which reason and evidence, what is acknowledged."""
+import base64
 import hashlib
 import json
 
 import pytest
 
-from host_tools import merkle
+from host_tools import lightclient, merkle
 from host_tools.simcharger import SimCharger
 from host_tools.validator import Validator, proof_bundle
 from uplink import outbox
@@ -268,11 +269,13 @@ def test_proof_bundle_proves_inclusion_and_consistency(validator, charger):
         feed(validator, charger.charge())
     b = proof_bundle(validator.db, "CP-0001", seq=2, old_size=3)
     assert b["tree_size"] == 5 and b["index"] == 1
+    proof = [base64.b64decode(h) for h in b["inclusion_proof"]]
     cp = validator.db.latest_checkpoint("CP-0001")
-    merkle.verify_inclusion(merkle.leaf_hash(b["receipt"].encode()), b["index"], b["tree_size"],
-                            [bytes.fromhex(h) for h in b["inclusion"]], cp["root"])
+    assert b["checkpoint"].encode() == cp["note"]
+    merkle.verify_inclusion(merkle.leaf_hash(b["receipt"].encode()), b["index"], b["tree_size"], proof, cp["root"])
     old = validator.db.checkpoint("CP-0001", 3)
-    merkle.verify_consistency(3, 5, old["root"], cp["root"], [bytes.fromhex(h) for h in b["consistency"]["proof"]])
+    merkle.verify_consistency(3, 5, old["root"], cp["root"], [base64.b64decode(h) for h in b["consistency"]["proof"]])
     with pytest.raises(merkle.ProofError):
         merkle.verify_inclusion(merkle.leaf_hash(b["receipt"].encode() + b" "), b["index"], b["tree_size"],
-                                [bytes.fromhex(h) for h in b["inclusion"]], cp["root"])
+                                proof, cp["root"])
+    assert lightclient.check(json.dumps(b), charger.pubkey_der()).startswith("receipt")
