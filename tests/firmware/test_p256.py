@@ -185,3 +185,34 @@ def test_spki_round_trip_and_rejects():
     raises(der.DerError, der.decode_spki, spki[:17] + b"\x2b\x81\x04\x00\x22\x00\x00\x00" + spki[25:])
     raises(der.DerError, der.decode_spki, spki[:26] + b"\x02" + spki[27:])
     raises(der.DerError, der.decode_spki, spki[:90])
+
+
+def test_verify_handles_equal_and_opposite_partial_points():
+    # With public key G (d = 1) and digest e = r, verification computes u1*G + u2*G with
+    # u1 = u2: the two halves are the same point and the sum must take the doubling path.
+    n = p256.N
+    k = 0x5A5A5A5A0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF01234567
+    x, y, z = p256._mul_base(k)
+    r = p256._to_affine(x, y, z)[0] % n
+    e = r.to_bytes(32, "big")
+    s = 2 * r * p256._inv(k, n) % n          # s = k^-1 (e + r*d) with e = r, d = 1
+    g = (p256.GX, p256.GY)
+    assert p256.verify_digest(g, e, r, s)
+    assert not p256.verify_digest(g, e, r, (s + 1) % n)
+    # e = -r: u1*G + u2*G is the point at infinity; rejected, not an exception.
+    e_neg = ((n - r) % n).to_bytes(32, "big")
+    assert not p256.verify_digest(g, e_neg, r, s)
+
+
+def test_point_addition_special_cases():
+    # P + P takes the doubling branch, P + (-P) is infinity, infinity is the identity.
+    g1 = (p256.GX, p256.GY, 1)
+    two = p256._to_affine(*p256._dbl(*g1))
+    assert p256._to_affine(*p256._add(p256.GX, p256.GY, 1, p256.GX, p256.GY, 1)) == two
+    assert p256._to_affine(*p256._madd(p256.GX, p256.GY, 1, p256.GX, p256.GY)) == two
+    assert p256._add(p256.GX, p256.GY, 1, p256.GX, p256.P - p256.GY, 1)[2] == 0
+    assert p256._madd(0, 1, 0, p256.GX, p256.GY) == g1
+    assert p256._to_affine(*p256._mul_point(3, p256.GX, p256.GY)) == p256.public_key(3)
+    assert p256._to_affine(*p256._mul_point(p256.N - 1, p256.GX, p256.GY)) == \
+        (p256.GX, p256.P - p256.GY)
+    raises(p256.P256Error, p256._to_affine, 0, 1, 0)

