@@ -173,3 +173,38 @@ def test_debounce_survives_ticks_wrap():
     assert _settle(clock, p) == "A"
     ev.set_state("B")
     assert _settle(clock, p) == "B"
+
+
+def test_poll_allocates_nothing_on_micropython():
+    # The control loop polls the pilot every few ms for hours: no garbage per poll.
+    from fwtest import is_micropython
+    if not is_micropython():
+        return                                   # CPython has no gc.mem_alloc
+
+    class SteadyC:                               # a line in state C, allocating nothing
+        high_mv = 6000
+        low_mv = -12000
+
+        def measure(self):
+            pass
+    import gc
+    clock = SimClock()
+    line = SimPilot(SimEV("C"))
+    p = Pilot(line, SteadyC(), clock)
+    p.set_current_limit(16000)
+
+    def polls(n):
+        for _ in range(n):
+            clock.advance(10)
+            p.poll()
+    polls(10)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        polls(500)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert p.state == "C"
+    assert used == 0, used
