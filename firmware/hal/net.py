@@ -25,6 +25,7 @@ except ImportError:            # CPython
     def ticks_add(a, b):
         return a + b
 
+_HAS_READ = hasattr(_socket.socket, "read")     # MicroPython sockets are streams
 ETIMEDOUT = 110
 EAGAIN = 11
 ECONNRESET = 104
@@ -81,12 +82,15 @@ class TimedSocket:
     def read(self, n):
         if not self._blocking:
             # One non-blocking look, as umqtt's check_msg expects: None when nothing waits.
+            # MicroPython's read() says so with None (no exception allocated on every poll).
             try:
-                data = self.sock.recv(n)
+                data = self.sock.read(n) if _HAS_READ else self.sock.recv(n)
             except OSError as exc:
                 if _errno(exc) in _WOULD_BLOCK:
                     return None
                 raise
+            if data is None:
+                return None
             self.rx_bytes += len(data)
             if len(data) == n or not data:
                 return data
