@@ -18,6 +18,10 @@
 # records one fault, not one per poll. While signal_error() holds the line at -12 V, reading
 # -12 V is our own doing and poll() returns "F" without a fault. The EV cannot be seen then:
 # go back to set_idle() to look for "A" (unplug).
+#
+# Debounce: a classification must be read in debounce_polls consecutive polls spanning at least
+# debounce_ms before it is reported. Keep debounce plus the poll period well inside Annex A's
+# reaction times (the contactor must open within 100 ms of the EV leaving state C).
 try:
     from micropython import const
 except ImportError:
@@ -25,8 +29,9 @@ except ImportError:
         return x
 
 # Pilot high-level bands in mV at the EVSE's measuring point: nominal 12/9/6/3/0/-12 V, each
-# +-1 V (IEC 61851-1:2017 Annex A, system states and the voltage ranges the EV supply
-# equipment detects). Levels in the gaps between bands are not a state.
+# +-1 V (IEC 61851-1:2017 Annex A, Table A.4, the ranges the EV supply equipment detects; SAE
+# J1772 has the same nominal levels). Levels in the gaps between bands are not a state: if one
+# lasts the debounce time it is the fault "invalid-level", never rounded to the nearest state.
 _A_MIN = const(11000)
 _A_MAX = const(13000)
 _B_MIN = const(8000)
