@@ -80,3 +80,25 @@ class Checkpoint:
 
 def parse(note) -> Checkpoint:
     return Checkpoint(note)
+
+
+class Equivocation(CheckpointError):
+    """Two checkpoints signed by the same key that no append-only log could both produce:
+    the pair itself is the proof of misbehaviour."""
+
+
+def check_extends(old: Checkpoint, new: Checkpoint, proof, pub_der: bytes):
+    """Verify both notes with the charger's key, then that `new` extends `old` (RFC 9162
+    consistency proof). Raises WrongKey/BadSignature, or Equivocation if the log was rewritten."""
+    from host_tools import merkle
+    old.verify(pub_der)
+    new.verify(pub_der)
+    if old.origin != new.origin:
+        raise CheckpointError("checkpoints of different logs: %s, %s" % (old.origin, new.origin))
+    if old.size > new.size:
+        old, new = new, old
+    try:
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except merkle.ProofError as exc:
+        raise Equivocation("signed checkpoints %d and %d are not consistent: %s"
+                           % (old.size, new.size, exc))
