@@ -12,7 +12,9 @@
 #   watchdog: feed()
 #
 # Sim-only controls: SimClock.advance(ms)/set_time(s); SimRelay.fault = None | "stuck_open" |
-# "welded"; SimEV.set_state("A".."F"), SimEV.diode; SimPilot.force_mv(high, low).
+# "welded"; SimEV.set_state("A".."F"), SimEV.diode, or SimEV.plug(need_wh) and
+# SimEV.step(duty, ms, contacts_closed) -> W for a car that behaves by itself (fleet simulator:
+# feed the W to the simulated meter); SimPilot.force_mv(high, low).
 
 # MicroPython's ticks wrap at a power of two (2**30 ms on the ports that matter); the simulated
 # ticks wrap the same way so drivers that subtract ticks instead of using ticks_diff fail here.
@@ -185,13 +187,45 @@ _HIGH_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0, "F": -12000}
 
 
 class SimEV:
-    """An EV (or no EV: state "A") on the pilot line."""
+    """An EV (or no EV: state "A") on the pilot line. Set its state by hand (tests), or let
+    step() drive it as a car that wants need_wh: plug() -> B; C once the pilot offers >= 6 A;
+    charges while the contactor is closed; back to B when full or when the offer goes."""
 
-    def __init__(self, state="A", diode=True, max_ma=32000):
+    def __init__(self, state="A", diode=True, max_ma=32000, phases=3, volts=230):
         self.diode = diode
         self.max_ma = max_ma
+        self.phases = phases
+        self.volts = volts
+        self.need_wh = 0
+        self.delivered_uj = 0             # energy taken, in microjoules (mA * V * ms)
         self.state = "A"
         self.set_state(state)
+
+    def plug(self, need_wh):
+        self.need_wh = need_wh
+        self.set_state("B")
+
+    def unplug(self):
+        self.set_state("A")
+
+    def delivered_wh(self):
+        return self.delivered_uj // 3600000000
+
+    def step(self, duty, ms, powered):
+        """Advance the car by ms with the pilot at duty and the contactor closed or not;
+        returns the power drawn in W during this step."""
+        s = self.state
+        offered = self.offered_ma(duty)
+        full = self.delivered_uj >= self.need_wh * 3600000000
+        if s == "B" and offered and not full:
+            self.set_state("C")                # ask for energy
+        elif s == "C" and (full or not offered):
+            self.set_state("B")                # done, or the charger withdrew the offer
+        if not powered:
+            return 0
+        ma = self.draw_ma(duty)
+        self.delivered_uj += ma * self.volts * self.phases * ms
+        return ma * self.volts * self.phases // 1000
 
     def set_state(self, state):
         if state not in _HIGH_MV:

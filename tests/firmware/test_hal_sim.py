@@ -165,3 +165,26 @@ def test_pilot_levels_from_an_unsynchronised_burst():
     levels(buf, 64, 150000, out)
     assert out[0] == out[1] and abs(out[0] - 2100000) <= 5000
     raises(ValueError, levels, buf, 0, 1, out)
+
+
+def test_ev_model_asks_charges_and_stops_when_full():
+    ev = SimEV(max_ma=16000, phases=3, volts=230)
+    assert ev.step(266, 1000, False) == 0 and ev.state == "A"
+    ev.plug(need_wh=11)
+    ev.step(1000, 100, False)
+    assert ev.state == "B"                        # no PWM: nothing offered, it waits
+    ev.step(533, 100, False)
+    assert ev.state == "C"                        # 32 A offered: it asks
+    w = ev.step(533, 3600, True)                  # the car takes its own 16 A
+    assert w == 16000 * 230 * 3 // 1000 == 11040
+    assert ev.delivered_wh() == 11                # 11040 W for 3.6 s
+    ev.step(533, 10, True)
+    assert ev.state == "B"                        # full
+    assert ev.step(533, 1000, True) == 0          # B draws nothing
+    ev.plug(need_wh=100)
+    ev.step(533, 10, False)
+    assert ev.state == "C"
+    ev.step(1000, 10, True)                       # offer withdrawn (PWM off)
+    assert ev.state == "B"
+    ev.unplug()
+    assert ev.state == "A"
