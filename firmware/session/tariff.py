@@ -183,6 +183,20 @@ class EnergySplit:
     def energy(self):
         return self.wh - self.begin_wh
 
+    def state(self):
+        """Plain data to journal on flash, so a reboot mid-session resumes the split."""
+        return [self.begin_time, self.begin_wh, self.t, self.wh, self.charge_end, self.segments]
+
+    @classmethod
+    def restore(cls, tariff, state):
+        """The split journalled by state(), under the same tariff."""
+        begin_time, begin_wh, t, wh, charge_end, segments = state
+        s = cls(tariff, begin_time, begin_wh)
+        s.t, s.wh, s.charge_end = t, wh, charge_end
+        s.segments = [[x[0], x[1]] for x in segments]
+        s._next = tariff.next_boundary(t)
+        return s
+
 
 def check_segments(tariff, segments, begin_time, end_time):
     """Raise TariffError unless segments start at begin_time and at every band start crossed

@@ -116,3 +116,14 @@ def test_segments_must_follow_band_starts():
     raises(TariffError, price, t, [[T0530, 5]], T0530, T0530 - 1, T0530 + 60)
     assert check_segments(t, [[T0530, 3], [T0600, 4]], T0530, T0620) == 7
     raises(TariffError, EnergySplit(t, T0530, 100).sample, T0530 + 1, 99)
+
+
+def test_split_state_survives_a_reboot_mid_session():
+    t = tariff()
+    a = EnergySplit(t, T0530, 100)
+    a.sample(T0530 + 600, 900)
+    b = EnergySplit.restore(t, json.loads(json.dumps(a.state())))    # through flash as JSON
+    for s in (a, b):
+        s.sample(T0605, 2000)
+        s.sample(T0620, 2500)
+    assert b.segments == a.segments and b.charge_end == a.charge_end and b.energy() == 2400
