@@ -3,7 +3,9 @@ python-ecdsa's sign_deterministic on CPython, measured in the same run on the sa
 
 Rows: sign_ms_micropython (median KeyStore.sign: SHA-256 + RFC 6979 + k*G + DER), the same for
 python-ecdsa, their ratio, verify_ms_micropython, sign_import_ms_micropython (loading the
-signer modules with their precomputed table: the only one-time cost), sign_min_heap_bytes (the
+signer modules with their precomputed table from .py sources, the only one-time cost; _mpy: from
+.mpy), sign_garbage_bytes_micropython (bytes one signature allocates and drops, on the 64-bit
+unix port: what the GC has to reclaim), sign_min_heap_bytes (the
 smallest -X heapsize at which a fresh MicroPython imports the signer as .mpy, as deployed,
 loads the key from flash and signs; _py_source: the same importing .py sources, which MicroPython
 compiles on the heap) and sign_heap_used_bytes (heap the .mpy modules, the table and the
@@ -70,6 +72,28 @@ ks = keys.KeyStore(sys.argv[1])
 sig = ks.sign(b"x" * %(msg)d)
 gc.collect()
 print("HEAP-OK", gc.mem_alloc() - base, len(sig))
+"""
+
+
+_IMPORT = r"""
+import time
+t0 = time.ticks_us()
+from ledger import keys
+print(time.ticks_diff(time.ticks_us(), t0))
+"""
+
+_GARBAGE = r"""
+import gc
+from hashlib import sha256
+from ledger import p256
+d = 0x%(key)x
+h = sha256(b"x" * %(msg)d).digest()
+p256.sign_digest(d, h, 12345)
+gc.collect()
+gc.disable()
+a = gc.mem_alloc()
+p256.sign_digest(d, h, 12345)
+print(gc.mem_alloc() - a)
 """
 
 
@@ -141,13 +165,18 @@ def run():
         ref_ms = python_ecdsa_ms()
         mp_ms = statistics.median(mp["sign_us"]) / 1000
         heap_py, _ = min_heap(keyfile)
-        heap, used = min_heap(keyfile, compile_mpy(os.path.join(tmp, "mpy")))
+        mpy = compile_mpy(os.path.join(tmp, "mpy"))
+        heap, used = min_heap(keyfile, mpy)
+        imports = sorted(int(_mp(_IMPORT, keyfile, HEAPSIZE, mpy).stdout) for _ in range(5))
+        garbage = int(_mp(_GARBAGE % {"key": KEY, "msg": MSG_BYTES}, keyfile, 4 << 20).stdout)
     return {
         "sign_ms_micropython": round(mp_ms, 3),
         "sign_ms_python_ecdsa": round(ref_ms, 3),
         "sign_ratio": round(mp_ms / ref_ms, 2),
         "verify_ms_micropython": round(statistics.median(mp["verify_us"]) / 1000, 3),
         "sign_import_ms_micropython": round(mp["import_us"] / 1000, 3),
+        "sign_import_ms_micropython_mpy": round(imports[2] / 1000, 3),
+        "sign_garbage_bytes_micropython": garbage,
         "sign_min_heap_bytes": heap,
         "sign_min_heap_bytes_py_source": heap_py,
         "sign_heap_used_bytes": used,
