@@ -9,7 +9,8 @@ values). Integers travel as hex strings (MicroPython: int(s, 16)). The file hold
                                                             each also verified by cryptography
    "foreign": [{"qx", "qy", "msg", "der"}...],              random-nonce signatures by
                                                             cryptography (for verification)
-   "pub": [{"d", "qx", "qy"}...]}                           edge-case scalars (1, n-1, 2^k...)
+   "pub": [{"d", "qx", "qy"}...],                           edge-case scalars (1, n-1, 2^k...)
+   "nonce": [{"order", "d", "digest", "k": [...]}...]}       RFC 6979 retries, python-ecdsa
 """
 import hashlib
 import json
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from ecdsa import NIST256p, SigningKey
+from ecdsa.rfc6979 import generate_k
 from ecdsa.util import sigencode_der, sigdecode_der
 
 _N = NIST256p.order
@@ -61,7 +63,18 @@ def make_vectors(count=24, seed=_SEED):
     for d in edge:
         q = NIST256p.generator * d
         pub.append({"d": _h(d), "qx": _h(q.x()), "qy": _h(q.y())})
-    return {"sign": sign, "foreign": foreign, "pub": pub}
+    # RFC 6979 step h.3 (a candidate k outside 1..q-1 is skipped): unreachable with P-256's n,
+    # so exercised with a 256-bit order just above 2^255, where about half the candidates
+    # fail. python-ecdsa's generate_k(retry_gen=i) is the i-th accepted k.
+    order = (1 << 255) + 0x1D
+    nonce = []
+    for _ in range(3):
+        d = rnd.randrange(1, order)
+        digest = hashlib.sha256(bytes(rnd.getrandbits(8) for _ in range(20))).digest()
+        ks = [generate_k(order, d, hashlib.sha256, digest, retry_gen=i) for i in range(4)]
+        nonce.append({"order": _h(order), "d": _h(d), "digest": digest.hex(),
+                      "k": [_h(k) for k in ks]})
+    return {"sign": sign, "foreign": foreign, "pub": pub, "nonce": nonce}
 
 
 @pytest.fixture(scope="session")

@@ -216,3 +216,11 @@ def test_point_addition_special_cases():
     assert p256._to_affine(*p256._mul_point(p256.N - 1, p256.GX, p256.GY)) == \
         (p256.GX, p256.P - p256.GY)
     raises(p256.P256Error, p256._to_affine, 0, 1, 0)
+
+
+def test_rfc6979_skips_out_of_range_candidates_like_python_ecdsa(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    for v in p256_vectors["nonce"]:
+        gen = rfc6979.nonces(_i(v["d"]), unhexlify(v["digest"]), _i(v["order"]))
+        assert [next(gen) for _ in v["k"]] == [_i(k) for k in v["k"]]
+    raises(ValueError, next, rfc6979.nonces(1, b"\x00" * 31, p256.N))
