@@ -38,6 +38,7 @@ tells the charger it may delete a message from its flash outbox, so a forged mes
 be able to make us ack (and the charger drop) a genuine one.
 """
 import base64
+import threading
 import time
 
 from host_tools import merkle, sigcheck
@@ -93,6 +94,7 @@ class Validator:
         self.clock = clock
         self._trees = {}              # charger id -> merkle.Tree of its log (leaf hashes)
         self._client = None
+        self.subscribed = threading.Event()     # set once the broker confirmed our subscriptions
         self.counts = {}
         for doc in tariffs:
             self.publish_tariff(doc)
@@ -341,6 +343,12 @@ class Validator:
             return
         client.subscribe([(t, 1) for t in formats.subscriptions()])
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.subscribed.clear()
+
     def _on_message(self, client, userdata, msg):
         try:
             result = self.process(msg.topic, msg.payload)
@@ -362,6 +370,8 @@ class Validator:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="validator-" + self.validator_id,
                              clean_session=False)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client

@@ -1,0 +1,131 @@
+"""Validators as services on a real broker (amqtt in-process and Mosquitto): the firmware's own
+uplink (ChargerLog -> Outbox on flash -> Link on umqtt.simple, run under CPython) publishes
+real receipts; two validators, each with its own SQLite ledger and its own ack topic, agree on
+every session, and the charger's outbox empties only when both have acknowledged."""
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from host_tools.simcharger import SimCharger
+from host_tools.validator import Validator
+from uplink.mqtt import Link
+from uplink.outbox import Outbox
+
+VALIDATORS = ("val-1", "val-2")
+
+
+def wait_for(cond, timeout_s=20.0, step=None):
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        if step:
+            step()
+        time.sleep(0.01)
+    return True
+
+
+def ledger_view(v, charger_id):
+    """What a validator holds for a charger, in a comparable form."""
+    return ([(r["log_index"], r["seq"], r["leaf_hash"], r["status"], r["energy_wh"], r["price_minor"])
+             for r in v.db.sessions(charger_id)],
+            [(c["size"], c["root"]) for c in v.db.checkpoints(charger_id)])
+
+
+@pytest.fixture
+def fleet(tmp_path, mqtt_broker):
+    chargers = [SimCharger(tmp_path / ("cp%d" % i), "CP-%04d" % i, seed=i) for i in (1, 2)]
+    now = lambda: max(c.now for c in chargers) + 5
+    validators = []
+    for vid in VALIDATORS:
+        v = Validator(str(tmp_path / (vid + ".sqlite")), vid, tariffs=[chargers[0].tariff_json()], clock=now)
+        for c in chargers:
+            v.enroll(c.charger_id, c.pubkey_der(), origin=c.origin)
+        v.start("127.0.0.1", mqtt_broker["broker_port"])
+        validators.append(v)
+    assert all(v.subscribed.wait(10) for v in validators)
+    links = []
+    for c in chargers:
+        box = Outbox(str(tmp_path / ("outbox-" + c.charger_id)), validators=VALIDATORS)
+        links.append(Link(c.charger_id, "127.0.0.1", mqtt_broker["port"], box, timeout_ms=2000,
+                          backoff_min_ms=50, backoff_max_ms=500, window=16, burst=8,
+                          resend_ms=1000))   # amqtt drops offline sessions: the resend covers it
+    yield {"chargers": chargers, "validators": validators, "links": links, "broker": mqtt_broker}
+    for link in links:
+        link.close()
+    for v in validators:
+        v.close()
+
+
+def record_sessions(charger, link, n, **kw):
+    for i in range(n):
+        rec, cp, _ = charger.append(charger.session_dict(energy_wh=1000 + 37 * i, **kw))
+        link.outbox.put("receipt", rec)
+        link.outbox.put("checkpoint", cp)
+
+
+def poll_all(links):
+    for link in links:
+        link.poll()
+
+
+def test_two_validators_agree_and_the_outbox_empties_only_with_both_acks(fleet):
+    chargers, validators, links = fleet["chargers"], fleet["validators"], fleet["links"]
+    for c, link in zip(chargers, links):
+        record_sessions(c, link, 6)
+    assert wait_for(lambda: all(l.outbox.acked == l.outbox.last_seq == 12 for l in links),
+                    step=lambda: poll_all(links)), [(l.outbox.acked, l.last_error) for l in links]
+    for c in chargers:
+        views = [ledger_view(v, c.charger_id) for v in validators]
+        assert views[0] == views[1]
+        assert len(views[0][0]) == 6 and [s[3] for s in views[0][0]] == ["accepted"] * 6
+        assert [size for size, _ in views[0][1]] == list(range(1, 7))
+    for v in validators:
+        assert v.counts.get("receipt_accepted") == 12 and v.counts.get("checkpoint_accepted") == 12
+        assert v.db.rejections() == []
+
+
+def test_a_validator_that_was_down_catches_up_and_both_still_agree(fleet):
+    chargers, validators, links = fleet["chargers"], fleet["validators"], fleet["links"]
+    c, link = chargers[0], links[0]
+    record_sessions(c, link, 2)
+    assert wait_for(lambda: link.outbox.acked == 4, step=lambda: link.poll())
+    validators[1].stop()                                 # val-2 goes away; its session stays on the broker
+    record_sessions(c, link, 3)
+    assert wait_for(lambda: validators[0].db.log_size(c.charger_id) == 5, step=lambda: link.poll())
+    for _ in range(20):
+        link.poll()
+    assert link.outbox.acked == 4                        # val-2's ack is required: nothing leaves flash
+    validators[1].start("127.0.0.1", fleet["broker"]["broker_port"])
+    assert wait_for(lambda: link.outbox.acked == 10, timeout_s=60, step=lambda: link.poll()), \
+        (link.outbox.acked, validators[1].counts)
+    assert ledger_view(validators[0], c.charger_id) == ledger_view(validators[1], c.charger_id)
+    assert validators[1].db.log_size(c.charger_id) == 5
+
+
+def test_forged_messages_on_the_broker_are_not_acked(fleet):
+    chargers, validators, links = fleet["chargers"], fleet["validators"], fleet["links"]
+    c, link = chargers[0], links[0]
+    record_sessions(c, link, 1)
+    assert wait_for(lambda: link.outbox.acked == 2, step=lambda: link.poll())
+    acks = []
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    spy.on_message = lambda cl, ud, m: acks.append(m.topic)
+    spy.connect("127.0.0.1", fleet["broker"]["broker_port"])
+    spy.subscribe("cp/+/ack/+", qos=1)
+    spy.loop_start()
+    try:
+        rec = bytes(c.log.last_receipt)
+        body, sig = rec.rsplit(b"|", 1)
+        forged = body.replace(b'"energy_wh":', b'"energy_wh":9', 1) + b"|" + sig
+        spy.publish("cp/%s/receipt/3" % c.charger_id, forged, qos=1).wait_for_publish(5)
+        assert wait_for(lambda: all(v.counts.get("receipt_rejected") == 1 for v in validators))
+        time.sleep(0.3)
+        assert acks == []
+        for v in validators:
+            assert [r["reason"] for r in v.db.rejections()] == ["bad-signature"]
+            assert [e["kind"] for e in v.db.evidence()] == ["forged-signature"]
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
