@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import termios
 import tty
@@ -323,10 +324,13 @@ class MeterSim:
         ctl = await asyncio.start_server(self._client, "127.0.0.1", control_port)
         info = {"port": link or fw_path, "baud": self.baud, "address": self.address,
                 "model": self.model, "control": ctl.sockets[0].getsockname()[1]}
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):       # a clean stop removes the link
+            loop.add_signal_handler(sig, stop.set)
         if ready:
             ready(info)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             ctl.close()
             await self.server.shutdown()

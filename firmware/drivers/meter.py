@@ -86,12 +86,16 @@ def decode(buf, off, kind, low_first, mul, div):
     if exp:
         frac |= 0x800000
         exp -= 150                                   # bias 127 + 23 fraction bits
+    elif not frac:
+        return 0                                     # +0.0 and -0.0 (idle currents, power)
     else:
         exp = -149                                   # subnormal
     num = frac * mul
     den = div
     if exp >= 0:
         num <<= exp
+    elif exp < -62:
+        return 0        # below 2**24 * mul / 2**62: rounds to 0 (mul < 2**37 in every map)
     else:
         den <<= -exp
     if v & 0x80000000:

@@ -133,6 +133,7 @@ class ModbusRTU:
         self.gap_us = frame_gap_us(port.baudrate)
         self.char_us = (11 * 1000000 + port.baudrate - 1) // port.baudrate   # 11-bit characters
         self._tx = bytearray(_BUF)
+        self._txv = memoryview(self._tx)
         self._rx = bytearray(_BUF)
         self._rxv = memoryview(self._rx)
         self._last_us = ticks_us()
@@ -213,7 +214,7 @@ class ModbusRTU:
         crc = crc16(self._tx, req_len)
         self._tx[req_len] = crc & 0xFF
         self._tx[req_len + 1] = crc >> 8
-        req = memoryview(self._tx)[:req_len + 2]
+        req = self._txv[:req_len + 2]
         attempt = 0
         while True:
             self.attempts += 1

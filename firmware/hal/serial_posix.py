@@ -64,23 +64,38 @@ class SerialPort:
         termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
         self._poll = select.poll()
         self._poll.register(self._f if _MICROPYTHON else self._fd, select.POLLIN)
+        self._scratch = bytearray(32)
 
     def write(self, buf):
         n = self._f.write(buf)
         if n != len(buf):
             raise SerialError("short write (%r of %d bytes)" % (n, len(buf)))
 
+    # MicroPython: ipoll() reuses its result and readinto(buf, n) needs no slice, so a poll
+    # allocates nothing; CPython has neither, and the host does not mind.
+    if _MICROPYTHON:
+        def _ready(self, timeout_ms):
+            for _ in self._poll.ipoll(timeout_ms):
+                return True
+            return False
+
+        def _read(self, buf, nbytes):
+            return self._f.readinto(buf, nbytes)
+    else:
+        def _ready(self, timeout_ms):
+            return bool(self._poll.poll(timeout_ms))
+
+        def _read(self, buf, nbytes):
+            return self._f.readinto(memoryview(buf)[:nbytes])
+
     def readinto(self, buf, nbytes, timeout_ms):
-        if not self._poll.poll(timeout_ms):
+        if not self._ready(timeout_ms):
             return 0
-        mv = buf if nbytes >= len(buf) else memoryview(buf)[:nbytes]
-        n = self._f.readinto(mv)
-        return n or 0
+        return self._read(buf, min(nbytes, len(buf))) or 0
 
     def drain_input(self):
-        scratch = bytearray(32)
-        while self._poll.poll(0):
-            if not self._f.readinto(scratch):
+        while self._ready(0):
+            if not self._f.readinto(self._scratch):
                 break
 
     def close(self):

@@ -192,3 +192,23 @@ def test_map_errors_are_caught_when_planned():
         raises(meters.MapError, meters.Plan, "BROKEN")      # volts are not energy
     finally:
         del meters.MODELS["BROKEN"]
+
+
+def test_a_poll_allocates_almost_nothing_on_micropython(meter_sim):
+    # The charger polls the meter all session long: a read must not churn the ESP32's heap.
+    # Idle zeros matter: a naive float decode of 0.0 builds a 2**149 denominator.
+    from fwtest import is_micropython
+    port, master, meter, ctl = connect(meter_sim)
+    for currents in (0, 16000):
+        ctl.set_current_ma(currents)
+        meter.read()
+        if is_micropython():
+            import gc
+            import time
+            time.sleep_ms(5)
+            gc.collect()
+            before = gc.mem_alloc()
+            meter.read()
+            assert gc.mem_alloc() - before <= 128, gc.mem_alloc() - before
+    ctl.close()
+    port.close()
