@@ -25,6 +25,12 @@ class P256Error(ValueError):
     """A key, point, scalar or signature that is not valid for P-256."""
 
 
+class FaultError(P256Error):
+    """A signing computation failed its internal consistency check (a glitch or a bug); no
+    signature was released. With deterministic nonces one faulty signature next to a good one
+    for the same message would reveal the key, so none leaves."""
+
+
 def _inv(a, m):
     # Extended Euclid; a is reduced and non-zero, m prime.
     r0, r1 = m, a % m
@@ -337,7 +343,9 @@ def decode_point(data):
 def sign_digest(priv, digest, blind=None):
     """Sign a 32-byte SHA-256 digest; returns (r, s). The nonce is RFC 6979's, so the result
     equals python-ecdsa's sign_deterministic (no low-S normalisation). blind, if given, is a
-    random int used to mask the nonce while it is inverted (same result, less timing leak)."""
+    random int used to mask the nonce while it is inverted (same result, less timing leak).
+    Cheap fault checks (k*G on the curve, s*k = e + r*d) guard against glitches (the board sits
+    in a public place); they raise FaultError rather than release a faulty signature."""
     check_scalar(priv)
     if len(digest) != 32:
         raise P256Error("digest must be 32 bytes")
@@ -346,7 +354,11 @@ def sign_digest(priv, digest, blind=None):
     for k in nonces(priv, digest, n):
         x, y, z = _mul_base(k)
         zi = _inv(z, P)
-        r = x * zi * zi % P % n
+        zi2 = zi * zi % P
+        x = x * zi2 % P
+        if not on_curve(x, y * zi2 * zi % P):
+            raise FaultError("k*G is not on the curve")
+        r = x % n
         if not r:
             continue
         if blind:
@@ -354,7 +366,10 @@ def sign_digest(priv, digest, blind=None):
             kinv = _inv(k * b % n, n) * b % n
         else:
             kinv = _inv(k, n)
-        s = kinv * (e + r * priv) % n
+        t = (e + r * priv) % n
+        s = kinv * t % n
+        if s * k % n != t:
+            raise FaultError("s does not match k")
         if s:
             return r, s
 

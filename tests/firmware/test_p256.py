@@ -224,3 +224,23 @@ def test_rfc6979_skips_out_of_range_candidates_like_python_ecdsa(p256_vectors):
         gen = rfc6979.nonces(_i(v["d"]), unhexlify(v["digest"]), _i(v["order"]))
         assert [next(gen) for _ in v["k"]] == [_i(k) for k in v["k"]]
     raises(ValueError, next, rfc6979.nonces(1, b"\x00" * 31, p256.N))
+
+
+def test_glitched_signing_releases_no_signature():
+    # Fault injection in software: a flipped bit in the comb table (k*G leaves the curve) and
+    # a wrong nonce inverse (s inconsistent with k). Either would leak the key next to a good
+    # signature of the same message; sign_digest must refuse instead.
+    h = sha256(b"sample").digest()
+    table, inv = p256._TABLE, p256._inv
+    try:
+        bad = bytearray(table)
+        for o in range(5, len(bad), 64):
+            bad[o] ^= 0x10
+        p256._TABLE = bytes(bad)
+        raises(p256.FaultError, p256.sign_digest, RFC_X, h)
+        p256._TABLE = table
+        p256._inv = lambda a, m: inv(a, m) + (1 if m == p256.N else 0)
+        raises(p256.FaultError, p256.sign_digest, RFC_X, h)
+    finally:
+        p256._TABLE, p256._inv = table, inv
+    assert p256.sign_digest(RFC_X, h) == RFC_SHA256[0][2:]
