@@ -2,7 +2,8 @@
 #
 #   c = Contactor(relay_out, feedback_in, clock, settle_ms=200)
 #   c.close()       energise the coil; raises ContactorFault (coil left off) if a fault is
-#                   latched or the contact already reads closed ("welded")
+#                   latched or the contact already reads closed ("welded"), unless it is
+#                   still dropping out from an open() less than settle_ms ago
 #   c.open()        de-energise the coil first, always; never raises
 #   c.check()       call every control-loop pass, whatever the state: raises ContactorFault
 #                   once when the feedback has disagreed with the command for settle_ms
@@ -54,8 +55,8 @@ class Contactor:
             raise ContactorFault(self.fault)
         if self.closed:
             return
-        if self.feedback_closed():     # closed before we closed it: do not energise
-            self._latch("welded")
+        if self.feedback_closed() and not self._dropping_out():
+            self._latch("welded")      # closed before we closed it: do not energise
             raise ContactorFault("welded")
         self._relay.on()
         self.closed = True
@@ -85,6 +86,12 @@ class Contactor:
             reason = "welded"
         self._latch(reason)
         raise ContactorFault(reason)
+
+    def _dropping_out(self):
+        """Opened less than settle_ms ago: the contact may still be on its way open, and
+        closing again now (EV back to C at once) is not a sign of welding."""
+        return self._opening and self._since is not None and self._clock.ticks_diff(
+            self._clock.ticks_ms(), self._since) < self.settle_ms
 
     def _latch(self, reason):
         self._relay.off()

@@ -136,3 +136,22 @@ def test_bad_settle_time_is_refused():
     clock = SimClock()
     relay = SimRelay(clock)
     raises(ValueError, Contactor, relay, relay.feedback, clock, 0)
+
+
+def test_reclosing_during_drop_out_is_not_welding():
+    # The EV pauses (C -> B) and asks again (B -> C) before the contact has dropped out.
+    clock, relay, c = _rig(delay_ms=30, settle_ms=100)
+    c.close()
+    _run(clock, c, 200)
+    c.open()
+    clock.advance(10)
+    assert c.feedback_closed()          # still dropping out
+    c.close()
+    assert relay.value() == 1 and c.fault is None
+    _run(clock, c, 300)
+    assert c.feedback_closed() and c.fault is None
+    # But once the settle time is over, a closed contact under an open command is welded.
+    relay.fault = "welded"
+    c.open()
+    clock.advance(150)
+    assert raises(ContactorFault, c.close).reason == "welded"
