@@ -55,7 +55,7 @@ def cmd_validate(args):
         with open(path, encoding="utf-8") as f:
             tariffs.append(f.read())
     v = Validator(args.db, args.id, host=args.broker, port=args.port, tariffs=tariffs,
-                  backend=args.backend)
+                  backend=args.backend, skew_s=args.skew)
 
     def report(result):
         if result.status not in ("accepted", "duplicate") or args.verbose:
@@ -176,6 +176,8 @@ def build_parser():
     sp.add_argument("--tariff", action="append", help="tariff document to publish (repeatable)")
     sp.add_argument("--backend", default="fast", choices=("fast", "reference", "both"),
                     help="signature backend: cryptography, python-ecdsa, or both (must agree)")
+    sp.add_argument("--skew", type=int, default=300,
+                    help="seconds a charger's clock may run ahead of ours (default 300)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(fn=cmd_validate)
 

@@ -46,6 +46,7 @@ from host_tools import formats
 from host_tools.ledger_db import LedgerDB, LedgerError, key_id_hex
 
 DEFAULT_SKEW_S = 300          # a charger clock may run this far ahead of ours
+MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.py RECEIPT_MAX)
 
 
 class Result:
@@ -129,6 +130,10 @@ class Validator:
         if route is None:
             return self._count(Result("unknown", None, "ignored", "not-our-topic", topic))
         charger_id, kind = route
+        if len(payload) > MAX_MESSAGE:
+            # Kept for the record, but truncated: a flood of huge messages must not fill our disk.
+            return self._reject_unauthenticated(kind, charger_id, topic, payload[:256],
+                                                _Reject("malformed", "%d bytes, more than %d" % (len(payload), MAX_MESSAGE)))
         try:
             envelope = formats.unwrap(kind, payload, topic)
         except formats.FormatError as exc:

@@ -116,6 +116,9 @@ def test_unknown_charger_and_malformed_messages(validator, tmp_path):
         r = validator.process(topic, payload)
         assert (r.status, r.reason, r.ack) == ("rejected", "malformed", None), (topic, r)
     assert validator.process("cp/CP-0001/status", b"online").status == "ignored"
+    r = validator.process("cp/CP-0001/receipt/9", b"{" + b" " * 100000)
+    assert (r.status, r.reason) == ("rejected", "malformed")
+    assert len(validator.db.rejections()[-1]["raw"]) == 256
 
 
 def test_gap_is_rejected_as_evidence_then_filled_in_order(validator, charger):

@@ -129,3 +129,45 @@ def test_forged_messages_on_the_broker_are_not_acked(fleet):
     finally:
         spy.loop_stop()
         spy.disconnect()
+
+
+def test_chargeproof_validate_serves_on_the_broker(tmp_path, amqtt_broker):
+    """The console script's service mode: enroll, run `chargeproof validate`, see the ack."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    c = SimCharger(tmp_path / "cp", "CP-0042", seed=42)
+    db = str(tmp_path / "svc.sqlite")
+    exe = os.path.join(os.path.dirname(sys.executable), "chargeproof")
+    tariff = tmp_path / "t.json"
+    tariff.write_text(c.tariff_json())
+    assert subprocess.run([exe, "enroll", "--db", db, "--charger", c.charger_id, "--pubkey",
+                           c.pubkey_der().hex(), "--origin", c.origin]).returncode == 0
+    proc = subprocess.Popen([exe, "validate", "--db", db, "--broker", "127.0.0.1", "--port",
+                             str(amqtt_broker["broker_port"]), "--id", "svc", "--tariff", str(tariff)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    acks = []
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    spy.on_message = lambda cl, ud, m: acks.append((m.topic, json.loads(m.payload)))
+    spy.connect("127.0.0.1", amqtt_broker["broker_port"])
+    spy.subscribe("cp/+/ack/+", qos=1)
+    spy.loop_start()
+    try:
+        msgs = c.charge()
+        # the service subscribes when it is up; resend (as the outbox does) until it acks
+        for _ in range(60):
+            for t, p in msgs:
+                spy.publish(t, p, qos=1)
+            if wait_for(lambda: len(acks) >= 2, timeout_s=0.5):
+                break
+        assert acks[0][0] == "cp/CP-0042/ack/svc" and acks[0][1]["seq"] == 1
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
+    r = subprocess.run([exe, "sessions", "--db", db], capture_output=True, text=True)
+    assert "CP-0042" in r.stdout and "accepted" in r.stdout
