@@ -10,6 +10,11 @@ every sign pattern whose top tooth is +1; the patterns with top tooth -1 are the
 Stored affine as 64 bytes x||y big-endian, table-major, idx ascending.
 
     python -m host_tools.gen_p256_table [W T]      (default 8 2)
+
+Why W=8, T=2 (16 KiB): measured with host_tools/bench_sign.py on the unix port (sign ms;
+min heap as .mpy), W,T = 6,2 (4 KiB): 0.88 ms, 36 KB; 7,2 (8 KiB): 0.77 ms, 40 KB;
+8,1 (8 KiB): 0.84 ms, 40 KB; 8,2 (16 KiB): 0.66 ms, 48 KB; 8,4 (32 KiB): 0.62 ms, 66 KB.
+8,2 is the knee; doubling the table again buys 5%.
 """
 import pathlib
 import sys

@@ -81,7 +81,8 @@ def _madd(x, y, z, x2, y2):
 
 
 def _add(x1, y1, z1, x2, y2, z2):
-    # Full Jacobian addition (add-1998-cmo-2): 12M + 4S. Only used by verification.
+    # Full Jacobian addition (add-1998-cmo-2): 12M + 4S. Verification, and the comb's
+    # exceptional case (equal x).
     p = P
     if not z1:
         return x2, y2, z2
