@@ -165,8 +165,11 @@ class MeterSim:
         blocks = [SimData(address=a, count=n, values=0, datatype=DataType.REGISTERS)
                   for a, n in self.spec["defined"]]
         dummy_bits = [SimData(address=0, values=False, datatype=DataType.BITS)]
+        # Meters read with FC 04 keep their setup in holding registers (Eastron 4xxxx: demand
+        # period, system type...; written with FC 16): plain storage here, values not modelled.
+        setup = [SimData(address=0, count=0x30, values=0, datatype=DataType.REGISTERS)]
         unused = [SimData(address=0xFF00, count=2, values=0, datatype=DataType.REGISTERS)]
-        hr, ir = (blocks, unused) if self.spec["fc"] == 3 else (unused, blocks)
+        hr, ir = (blocks, unused) if self.spec["fc"] == 3 else (setup, blocks)
         return SimDevice(id=self.address, simdata=(dummy_bits, list(dummy_bits), hr, ir),
                          action=self._action)
 

@@ -212,3 +212,17 @@ def test_a_poll_allocates_almost_nothing_on_micropython(meter_sim):
             assert gc.mem_alloc() - before <= 128, gc.mem_alloc() - before
     ctl.close()
     port.close()
+
+
+def test_writes_against_pymodbus(meter_sim):
+    # FC 16 and FC 06 into the SDM630's setup (holding) registers, read back with FC 03:
+    # 40003 demand period = 60.0 (float32 0x42700000), then one register alone.
+    port, master, meter, ctl = connect(meter_sim, retries=0)
+    master.write_registers(1, 0x0002, [0x4270, 0x0000])
+    assert bytes(master.read_holding(1, 0x0002, 2)) == b"\x42\x70\x00\x00"
+    master.write_register(1, 0x0010, 5)
+    assert bytes(master.read_holding(1, 0x0010, 1)) == b"\x00\x05"
+    exc = raises(ModbusException, master.write_registers, 1, 0x2F, [1, 2])   # past the block
+    assert exc.code == 2
+    ctl.close()
+    port.close()
