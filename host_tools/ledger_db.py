@@ -303,6 +303,18 @@ class LedgerDB:
                                (charger_id,)).fetchone()
         return _blob_row(row, ("root", "note"))
 
+    def checkpoint_below(self, charger_id, size):
+        """The biggest stored checkpoint smaller than size, or None."""
+        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? AND size<? ORDER BY size DESC LIMIT 1",
+                               (charger_id, size)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
+    def checkpoint_above(self, charger_id, size):
+        """The smallest stored checkpoint bigger than size, or None."""
+        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? AND size>? ORDER BY size LIMIT 1",
+                               (charger_id, size)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
     def checkpoints(self, charger_id=None):
         if charger_id is None:
             rows = self._db.execute("SELECT * FROM checkpoints ORDER BY charger_id, size")

@@ -94,6 +94,7 @@ class Validator:
         self.skew_s = skew_s
         self.clock = clock
         self._trees = {}              # charger id -> merkle.Tree of its log (leaf hashes)
+        self._lock = threading.RLock()
         self._client = None
         self.subscribed = threading.Event()     # set once the broker confirmed our subscriptions
         self.counts = {}
@@ -124,8 +125,12 @@ class Validator:
     # ---- the entry point -------------------------------------------------------------------
     def process(self, topic, payload):
         """Check one MQTT message and record the verdict. The store has committed before this
-        returns; the caller publishes result.ack (if any) afterwards."""
-        payload = bytes(payload)
+        returns; the caller publishes result.ack (if any) afterwards. Messages are processed
+        one at a time (the log position checks read, then write)."""
+        with self._lock:
+            return self._process(topic, bytes(payload))
+
+    def _process(self, topic, payload):
         route = formats.route(topic)
         if route is None:
             return self._count(Result("unknown", None, "ignored", "not-our-topic", topic))
@@ -319,12 +324,8 @@ class Validator:
     def _check_proofs(self, charger_id, tree, size, root):
         """Consistency with the nearest stored checkpoints on either side, and inclusion of the
         receipts this checkpoint newly covers, verified as a light client would."""
-        older = newer = None
-        for c in self.db.checkpoints(charger_id):
-            if c["size"] < size:
-                older = c
-            elif c["size"] > size and newer is None:
-                newer = c
+        older = self.db.checkpoint_below(charger_id, size)
+        newer = self.db.checkpoint_above(charger_id, size)
         try:
             if older is not None:
                 proof = tree.consistency_proof(older["size"], size)

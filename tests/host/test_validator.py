@@ -282,3 +282,38 @@ def test_proof_bundle_proves_inclusion_and_consistency(validator, charger):
         merkle.verify_inclusion(merkle.leaf_hash(b["receipt"].encode() + b" "), b["index"], b["tree_size"],
                                 proof, cp["root"])
     assert lightclient.check(json.dumps(b), charger.pubkey_der()).startswith("receipt")
+
+
+def _resigned(charger, record, old, new):
+    """The charger's own key signs an envelope that was edited: a lying firmware, not a forger."""
+    body, _ = record.rsplit(b"|", 1)
+    assert old in body
+    body = body.replace(old, new, 1)
+    return body + b"|" + charger.keys.sign(body).hex().encode()
+
+
+def test_an_envelope_that_contradicts_its_own_ocmf_record_is_rejected(validator, charger):
+    (topic, rec), _ = charger.charge(energy_wh=7400)
+    doc = json.loads(rec.rsplit(b"|", 1)[0])
+    cases = [(b'"energy_wh":7400', b'"energy_wh":7399', "energy-mismatch"),
+             (b'"seq":1,', b'"seq":2,', "pagination-mismatch"),
+             (b'"end":%d' % doc["end"], b'"end":%d' % (doc["end"] + 60), "time-mismatch"),
+             (b'"net":%d' % doc["net"], b'"net":%d' % (doc["net"] + 1), "inconsistent")]
+    for old, new, reason in cases:
+        r = validator.process(topic, _resigned(charger, rec, old, new))
+        assert (r.status, r.reason, r.ack) == ("rejected", reason, None), (reason, r)
+    assert validator.db.log_size("CP-0001") == 0
+    assert validator.process(topic, rec).status == "accepted"
+
+
+def test_a_late_older_checkpoint_is_checked_against_the_newer_one(validator, charger):
+    msgs = [charger.charge() for _ in range(3)]
+    for (rt, rp), _ in msgs:
+        assert validator.process(rt, rp).status == "accepted"
+    assert validator.process(*msgs[2][1]).status == "accepted"       # size 3 first
+    assert validator.process(*msgs[0][1]).status == "accepted"       # then 1: consistent with 3
+    assert validator.process(*msgs[1][1]).status == "accepted"       # and 2 between them
+    assert [c["size"] for c in validator.db.checkpoints("CP-0001")] == [1, 2, 3]
+    assert validator.db.checkpoint_below("CP-0001", 3)["size"] == 2
+    assert validator.db.checkpoint_above("CP-0001", 1)["size"] == 2
+    assert validator.db.checkpoint_above("CP-0001", 3) is None
