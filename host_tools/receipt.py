@@ -81,7 +81,7 @@ class Receipt:
         energy = e["wh"] - b["wh"]
         if energy != f["energy_wh"]:
             raise Mismatch("energy-mismatch", "receipt says %d Wh, OCMF end - begin = %s Wh"
-                           % (f["energy_wh"], energy))
+                           % (f["energy_wh"], energy.normalize() if energy % 1 else int(energy)))
         if sum(s[1] for s in f["segments"]) != f["energy_wh"]:
             raise Mismatch("energy-mismatch", "tariff segments do not add up to the energy")
 
