@@ -7,6 +7,7 @@
   chargeproof sessions --db L.sqlite [--charger cp-001]
   chargeproof evidence --db L.sqlite                         rejections and misbehaviour
   chargeproof proof    --db L.sqlite --charger cp-001 --seq N [--old-size M] [--out B.json]
+  chargeproof serve    --db L.sqlite [--host H] [--port 8080]  proofs for light clients, HTTP
   chargeproof verify   --receipt B.json ...                  the light client (offline)
   chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
 
@@ -151,6 +152,20 @@ def cmd_proof(args):
     return 0
 
 
+def cmd_serve(args):
+    from host_tools.proofserver import make_server
+    server = make_server(args.db, args.host, args.port)
+    print("proofs for light clients on http://%s:%d/ (ledger %s)" % (args.host, server.server_port, args.db),
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_export(args):
     with _open(args) as db:
         if args.format == "json":
@@ -209,6 +224,11 @@ def build_parser():
     sp.add_argument("--old-size", type=int, help="also prove consistency from this checkpoint size")
     sp.add_argument("--out", help="output file (default stdout)")
     sp.set_defaults(fn=cmd_proof)
+
+    sp = with_db(sub.add_parser("serve", help="serve proofs to light clients over HTTP (read-only)"))
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.set_defaults(fn=cmd_serve)
 
     sp = sub.add_parser("verify", help="light-client check of a receipt bundle (offline)", add_help=False)
     sp.set_defaults(fn=None)

@@ -235,9 +235,11 @@ class LedgerDB:
         return self._db.execute("SELECT COUNT(*) FROM receipts WHERE charger_id=?",
                                 (charger_id,)).fetchone()[0]
 
-    def leaf_hashes(self, charger_id):
+    def leaf_hashes(self, charger_id, start=0):
+        """Leaf hashes of the charger's log from index start on, in log order."""
         return [bytes(r[0]) for r in self._db.execute(
-            "SELECT leaf_hash FROM receipts WHERE charger_id=? ORDER BY log_index", (charger_id,))]
+            "SELECT leaf_hash FROM receipts WHERE charger_id=? AND log_index>=? ORDER BY log_index",
+            (charger_id, start))]
 
     def receipt_at(self, charger_id, log_index):
         row = self._db.execute("SELECT * FROM receipts WHERE charger_id=? AND log_index=?",
