@@ -43,6 +43,14 @@ def install_umqtt_aliases():
         sys.modules.setdefault(alias, mod)
 
 
+# Writes are gathered here and sent as one segment before the next read (umqtt writes one MQTT
+# packet in 4-5 small pieces; sent one by one, Nagle's algorithm and delayed ACKs cost ~40 ms
+# per packet, and each piece is a radio frame on the ESP32). Larger payloads go out directly.
+_WBUF = 256
+IPPROTO_TCP = 6                # same numbers on Linux and lwIP; not every port names them
+TCP_NODELAY = 1
+
+
 class TimedSocket:
     def __init__(self, sock, timeout_ms):
         self.sock = sock
@@ -50,7 +58,13 @@ class TimedSocket:
         self.deadline = None       # ticks_ms value after which every call fails, or None
         self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
         self._blocking = True
+        self._wbuf = bytearray(_WBUF)
+        self._wlen = 0
         sock.settimeout(timeout_ms / 1000)
+        try:
+            sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)   # we send whole packets ourselves
+        except (OSError, AttributeError):
+            pass
 
     def _wait_ms(self):
         if self.deadline is None:
@@ -69,6 +83,8 @@ class TimedSocket:
 
     def setblocking(self, flag):
         # "blocking" means "waits, but never longer than the timeout".
+        if not flag:
+            self.flush()                    # what we wrote must be out before we look
         self._blocking = bool(flag)
         if flag:
             self.sock.settimeout(self.timeout_ms / 1000)
@@ -99,6 +115,7 @@ class TimedSocket:
         return self._read_exact(n)
 
     def _read_exact(self, n):
+        self.flush()
         buf = b""
         while len(buf) < n:
             self._arm()
@@ -118,6 +135,25 @@ class TimedSocket:
         mv = memoryview(buf)
         if n is not None:
             mv = mv[:n]
+        k = len(mv)
+        if self._wlen + k > _WBUF:
+            self.flush()
+        if k <= _WBUF:
+            self._wbuf[self._wlen:self._wlen + k] = mv
+            self._wlen += k
+            return k
+        return self._send_all(mv)
+
+    def flush(self):
+        """Send what write() gathered (bounded by the timeout and deadline like any send)."""
+        if self._wlen:
+            n = self._wlen
+            self._wlen = 0
+            self._send_all(memoryview(self._wbuf)[:n])
+            if not self._blocking:
+                self.sock.setblocking(False)
+
+    def _send_all(self, mv):
         sent = 0
         total = len(mv)
         while sent < total:
@@ -132,6 +168,10 @@ class TimedSocket:
         return sent
 
     def close(self):
+        try:
+            self.flush()
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:

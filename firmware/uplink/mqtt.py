@@ -89,8 +89,10 @@ class Link:
             self._receive()
             self._keepalive(net.ticks_ms())
             self._send(net.ticks_ms())
+            self.client.sock.flush()        # a ping may still sit in the write buffer
         except Exception as exc:    # umqtt raises OSError, MQTTException, AssertionError...
             self._drop(exc)
+        self.outbox.sync()                  # this poll's acks: one flash write
         return self._verify_one(deadline)
 
     def _connect(self, now, deadline):
@@ -233,6 +235,7 @@ class Link:
         try:
             self.client.sock.deadline = deadline or net.ticks_add(net.ticks_ms(), self.budget_ms)
             self.client.publish(topic, payload, qos=0)
+            self.client.sock.flush()
             return True
         except Exception as exc:
             self._drop(exc)
@@ -241,6 +244,7 @@ class Link:
     def close(self):
         """Clean shutdown: retained "offline", then DISCONNECT (the will is not sent on a clean
         disconnect)."""
+        self.outbox.sync()
         if self.client is None:
             return
         try:

@@ -5,6 +5,10 @@
 # journal's ack mark moves only over a contiguous run of acknowledged seqs, so records leave the
 # flash strictly in order and a lost ack just means a resend (validators dedupe by seq).
 #
+# The ack mark is kept in RAM and written to flash by sync() (the uplink calls it once per
+# poll) or after persist_every acks: one flash write per burst of acks, not per ack. A power
+# cut before sync() only means a few records are resent and deduplicated, never lost.
+#
 # Acks: the config names the validators whose ack is required (all of them); an empty list means
 # "any one validator". Acks above the contiguous mark are held in RAM; after a reboot those
 # records are resent and acked again, which validators treat as duplicates.
@@ -26,9 +30,12 @@ class BadAck(ValueError):
 
 
 class Outbox:
-    def __init__(self, dirpath, validators=(), segment_bytes=4096, reserve_bytes=16384):
+    def __init__(self, dirpath, validators=(), segment_bytes=4096, reserve_bytes=16384,
+                 persist_every=16):
         self.journal = Journal(dirpath, segment_bytes=segment_bytes, reserve_bytes=reserve_bytes)
         self.required = tuple(validators)
+        self.persist_every = persist_every
+        self.acked = self.journal.acked     # contiguous ack mark (RAM; flash via sync())
         self._acks = {}     # seq -> set of validator ids (or True when any validator will do)
 
     # ---- writing ------------------------------------------------------------------------
@@ -47,16 +54,12 @@ class Outbox:
 
     # ---- reading ------------------------------------------------------------------------
     @property
-    def acked(self):
-        return self.journal.acked
-
-    @property
     def last_seq(self):
         return self.journal.last_seq
 
     def pending(self):
         """Number of records not yet acknowledged (all validators counted as required)."""
-        return self.journal.pending()
+        return self.journal.last_seq - self.acked
 
     def items(self, after=None, limit=8):
         """Up to limit (seq, tag, payload) with seq > after (default: the ack mark), in order,
@@ -64,6 +67,8 @@ class Outbox:
         out = []
         if limit <= 0:
             return out
+        if after is None or after < self.acked:
+            after = self.acked
         for seq, data in self.journal.records(after):
             if self._done(seq):
                 continue
@@ -74,7 +79,7 @@ class Outbox:
 
     def get(self, seq):
         """(tag, payload) of an unacknowledged record, or None."""
-        if not self.journal.acked < seq <= self.journal.last_seq:
+        if not self.acked < seq <= self.journal.last_seq:
             return None
         for s, data in self.journal.records(seq - 1):
             if s == seq:
@@ -100,7 +105,7 @@ class Outbox:
         nothing) for a seq never written, a validator not in the required list, or a digest
         that is not the record's."""
         j = self.journal
-        if seq <= j.acked:
+        if seq <= self.acked:
             return False
         if seq > j.last_seq:
             raise BadAck("ack of seq %d beyond the last record %d" % (seq, j.last_seq))
@@ -130,14 +135,18 @@ class Outbox:
         return True
 
     def _advance(self):
-        upto = self.journal.acked
+        upto = self.acked
         while self._done(upto + 1):
+            del self._acks[upto + 1]
             upto += 1
-        if upto > self.journal.acked:
-            self.journal.ack(upto)          # one flash write for the whole run
-            for s in list(self._acks):
-                if s <= upto:
-                    del self._acks[s]
+        self.acked = upto
+        if upto - self.journal.acked >= self.persist_every:
+            self.sync()
+
+    def sync(self):
+        """Write the ack mark to flash (drops wholly acknowledged segments)."""
+        if self.acked > self.journal.acked:
+            self.journal.ack(self.acked)
 
 
 def parse_ack(payload):

@@ -30,6 +30,7 @@ def test_records_survive_reboot_until_acked(tmp_path):
     box = Outbox(tmp_path + "/ob", reserve_bytes=0)
     _fill(box, 4)
     assert box.ack(1, "v1") and box.ack(2, "v1")
+    box.sync()
     box2 = Outbox(tmp_path + "/ob", reserve_bytes=0)       # power cycle
     assert box2.acked == 2 and box2.pending() == 2
     assert [p for _, _, p in box2.items()] == [b"rec-2", b"rec-3"]
@@ -54,8 +55,21 @@ def test_duplicate_stale_and_future_acks_change_nothing(tmp_path):
     assert box.ack(1, "v1") is False      # duplicate after a resend
     raises(BadAck, box.ack, 3, "v1")      # never written
     raises(BadAck, box.ack, 99, "v1")
+    box.sync()
     assert box.acked == 1 and box.last_seq == 2
     assert Outbox(tmp_path + "/ob", reserve_bytes=0).acked == 1
+
+
+def test_unsynced_acks_mean_resends_after_a_power_cut_never_loss(tmp_path):
+    box = Outbox(tmp_path + "/ob", reserve_bytes=0, persist_every=3)
+    _fill(box, 5)
+    box.ack(1, "v1")
+    box.ack(2, "v1")
+    assert box.acked == 2 and box.items(limit=1)[0][0] == 3
+    rebooted = Outbox(tmp_path + "/ob", reserve_bytes=0)    # mark not yet on flash
+    assert rebooted.acked == 0 and rebooted.pending() == 5  # 1 and 2 go out again: duplicates
+    box.ack(3, "v1")                                        # third ack: written by itself
+    assert Outbox(tmp_path + "/ob", reserve_bytes=0).acked == 3
 
 
 def test_ack_digest_must_name_the_stored_bytes(tmp_path):
