@@ -12,7 +12,8 @@
 #
 # Faults (PilotFault.reason): "state-E" (CP shorted to PE, ~0 V), "state-F" (-12 V while we
 # drive +12 V or PWM), "diode" (PWM runs, an EV is present, but the low level is not -12 V:
-# the EV's diode is missing or shorted), "invalid-level" (a level outside every band).
+# the EV's diode is missing or shorted), "invalid-level" (a level outside every band),
+# "unstable" (for unstable_ms no reading lasted the debounce time: a loose contact).
 # poll() raises once when a fault has been steady for the debounce time, then returns "E"
 # (short) or "F" (any other fault) until the line reads a valid state again: the caller
 # records one fault, not one per poll. While signal_error() holds the line at -12 V, reading
@@ -61,6 +62,7 @@ _DUTY_MAX = const(960)          # 96 %: 80 A
 # Internal classifications beyond the state letters.
 _DIODE = "d"
 _INVALID = "?"
+_UNSTABLE = "~"
 
 
 class PilotError(ValueError):
@@ -117,17 +119,19 @@ _FAULT_REASON = {"E": "state-E", "F": "state-F", _DIODE: "diode", _INVALID: "inv
 
 
 class Pilot:
-    def __init__(self, pwm, adc, clock, max_ma=MAX_MA, debounce_ms=30, debounce_polls=3):
+    def __init__(self, pwm, adc, clock, max_ma=MAX_MA, debounce_ms=30, debounce_polls=3,
+                 unstable_ms=500):
         if not isinstance(max_ma, int) or max_ma < MIN_MA or max_ma > MAX_MA:
             raise PilotError("max_ma %r outside %d..%d" % (max_ma, MIN_MA, MAX_MA))
-        if debounce_polls < 1 or debounce_ms < 0:
-            raise PilotError("debounce needs >= 1 poll and >= 0 ms")
+        if debounce_polls < 1 or debounce_ms < 0 or unstable_ms <= debounce_ms:
+            raise PilotError("debounce needs >= 1 poll, >= 0 ms and unstable_ms above it")
         self._pwm = pwm
         self._adc = adc
         self._clock = clock
         self.max_ma = max_ma
         self.debounce_ms = debounce_ms
         self.debounce_polls = debounce_polls
+        self.unstable_ms = unstable_ms
         self.state = None            # last debounced state letter
         self.fault = None            # reason of the steady fault, or None
         self.high_mv = 0
@@ -136,6 +140,7 @@ class Pilot:
         self._cand_since = 0
         self._cand_count = 0
         self._stable = None          # debounced classification (may be a fault class)
+        self._settled = clock.ticks_ms()   # last poll whose reading had lasted the debounce
         self.set_idle()
 
     # ---- output ---------------------------------------------------------------------------
@@ -197,13 +202,24 @@ class Pilot:
             self._cand_count = 1
         elif self._cand_count < self.debounce_polls:
             self._cand_count += 1
-        if (cls != self._stable and self._cand_count >= self.debounce_polls
+        if (self._cand_count >= self.debounce_polls
                 and self._clock.ticks_diff(now, self._cand_since) >= self.debounce_ms):
-            self._stable = cls
-            if cls in _FAULT_REASON:
-                self.fault = _FAULT_REASON[cls]
-                self.state = "E" if cls == "E" else "F"
-                raise PilotFault(self.fault, self.high_mv, self.low_mv)
-            self.fault = None
-            self.state = "F" if cls == "f" else cls
+            self._settled = now
+            if cls != self._stable:
+                self._stable = cls
+                if cls in _FAULT_REASON:
+                    self._fault(_FAULT_REASON[cls], "E" if cls == "E" else "F")
+                self.fault = None
+                self.state = "F" if cls == "f" else cls
+        elif (self._stable != _UNSTABLE
+                and self._clock.ticks_diff(now, self._settled) >= self.unstable_ms):
+            # The line keeps changing and no reading lasts the debounce time: a loose
+            # contact or interference. The last stable state is no longer true.
+            self._stable = _UNSTABLE
+            self._fault("unstable", "F")
         return self.state
+
+    def _fault(self, reason, state):
+        self.fault = reason
+        self.state = state
+        raise PilotFault(reason, self.high_mv, self.low_mv)

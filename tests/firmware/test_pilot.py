@@ -208,3 +208,28 @@ def test_poll_allocates_nothing_on_micropython():
         gc.enable()
     assert p.state == "C"
     assert used == 0, used
+
+
+def test_a_flickering_line_becomes_a_fault():
+    # A loose contact: the level jumps between B and C faster than the debounce; the last
+    # stable state (C) must not stand for ever.
+    clock, ev, line, p = _rig("C")
+    p.set_current_limit(16000)
+    assert _settle(clock, p) == "C"
+    seen = []
+    exc = None
+    for i in range(100):
+        ev.set_state("B" if i % 2 else "C")
+        clock.advance(10)
+        try:
+            seen.append(p.poll())
+        except PilotFault as e:
+            exc = e
+            break
+    assert exc is not None and exc.reason == "unstable", seen
+    assert 45 <= len(seen) <= 55                  # after about unstable_ms (500 ms)
+    assert set(seen) == {"C"}                     # never a flicker reported as a state
+    ev.set_state("B")
+    clock.advance(10)
+    assert p.poll() == "F"                        # reported once, then "F" until it settles
+    assert _settle(clock, p) == "B" and p.fault is None
