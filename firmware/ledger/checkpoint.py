@@ -91,3 +91,18 @@ def parse(note):
 
 def key_id(spki_der):
     return sha256(spki_der).digest()[:4]
+
+
+def verify(note, verifier, key_name=None):
+    """True iff note carries a valid signature by verifier (key_id(), verify(msg, der)) under
+    key_name (default: the note's origin). Signatures by other keys are ignored (C2SP)."""
+    origin, size, root, time, text, sigs = parse(note)
+    name = origin if key_name is None else key_name
+    kid = verifier.key_id()
+    found = False
+    for n, k, sig in sigs:
+        if n == name and k == kid:
+            if not verifier.verify(text.encode(), sig):
+                return False
+            found = True
+    return found
