@@ -9,7 +9,8 @@ JSON (format "chargeproof-ledger", version 1):
                                "currency", "tariff_hash", "begin_time", "end_time",
                                "receipt", "leaf_hash_hex",
                                "inclusion": {"tree_size", "inclusion_proof": [base64...]} or null}]}],
-   "tariffs": [{"tariff_hash", "document"}]}
+   "tariffs": [{"tariff_hash", "document"}],
+   "evidence": [{"charger_id", "kind", "detail", "first", "second" (base64), "received_at"}]}
   Each inclusion proof is against the charger's latest checkpoint (null while no checkpoint
   covers the receipt yet); RFC 9162 §2.1.3.
 
@@ -66,7 +67,11 @@ def export_json(db):
             "receipts": receipts})
     return {"format": "chargeproof-ledger", "version": 1, "schema_version": db.schema_version(),
             "chargers": chargers,
-            "tariffs": [{"tariff_hash": t["tariff_hash"], "document": t["document"]} for t in db.tariffs()]}
+            "tariffs": [{"tariff_hash": t["tariff_hash"], "document": t["document"]} for t in db.tariffs()],
+            "evidence": [{"charger_id": e["charger_id"], "kind": e["kind"], "detail": e["detail"],
+                          "first": base64.b64encode(e["first"]).decode(),
+                          "second": base64.b64encode(e["second"]).decode(), "received_at": e["received_at"]}
+                         for e in db.evidence()]}
 
 
 def export_transparency_xml(db, charger_id=None, statuses=("accepted", "flagged")):

@@ -69,6 +69,17 @@ def ack_payload(envelope, result):
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def evidence_topic(charger_id, validator_id, prefix=PREFIX):
+    """Where a validator reports misbehaviour of a charger (not part of the charger's tree of
+    subscriptions: for operators, auditors and other validators)."""
+    return "%s/%s/evidence/%s" % (prefix, charger_id, validator_id)
+
+
+def evidence_payload(result):
+    return json.dumps({"kind": result.evidence, "reason": result.reason, "detail": result.detail,
+                       "message": result.kind, "sha256": result.digest}, separators=(",", ":")).encode()
+
+
 # ---- tariffs ---------------------------------------------------------------------------------
 def tariff_canonical(document):
     """(canonical JSON text, hash hex) of a tariff document given as text, bytes or dict."""

@@ -38,6 +38,7 @@ tells the charger it may delete a message from its flash outbox, so a forged mes
 be able to make us ack (and the charger drop) a genuine one.
 """
 import base64
+import hashlib
 import threading
 import time
 
@@ -51,7 +52,8 @@ MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.
 
 class Result:
     """What process() decided. `ack` is the payload to publish on `ack_topic` (None: no ack)."""
-    __slots__ = ("kind", "charger_id", "status", "reason", "detail", "index", "ack", "ack_topic")
+    __slots__ = ("kind", "charger_id", "status", "reason", "detail", "index", "ack", "ack_topic",
+                 "evidence", "digest")
 
     def __init__(self, kind, charger_id, status, reason="", detail="", index=None):
         self.kind = kind
@@ -62,6 +64,8 @@ class Result:
         self.index = index
         self.ack = None
         self.ack_topic = None
+        self.evidence = None          # kind of evidence stored for this message, if any
+        self.digest = None            # SHA-256 hex of the message
 
     @property
     def stored(self):
@@ -172,7 +176,10 @@ class Validator:
                 ekind, first, second = rej.evidence
                 self.db.insert_evidence(tx, charger_id, ekind, first, second, rej.detail,
                                         received_at=int(self.clock()))
-        return self._count(Result(kind, charger_id, "rejected", rej.reason, rej.detail))
+        result = Result(kind, charger_id, "rejected", rej.reason, rej.detail)
+        result.evidence = rej.evidence[0] if rej.evidence else None
+        result.digest = hashlib.sha256(payload).hexdigest()
+        return self._count(result)
 
     def _charger(self, charger_id, raw):
         charger = self.db.charger(charger_id)
@@ -248,6 +255,8 @@ class Validator:
                 self.db.insert_evidence(tx, charger_id, evidence[0], evidence[1], evidence[2], detail, now)
         tree.append_hash(leaf)
         result = Result("receipt", charger_id, "rejected" if reason else status, reason, detail, index)
+        result.evidence = evidence[0] if evidence else None
+        result.digest = hashlib.sha256(payload).hexdigest()
         return self._ack(result, envelope)
 
     def _billing_checks(self, charger_id, rc, now):
@@ -364,6 +373,11 @@ class Validator:
             return
         if result.ack is not None:
             client.publish(result.ack_topic, result.ack, qos=1)
+        if result.evidence is not None and result.charger_id is not None:
+            # Misbehaviour is reported where operators and other validators can see it; the
+            # evidence itself (both conflicting items) stays in the ledger (`chargeproof evidence`).
+            client.publish(formats.evidence_topic(result.charger_id, self.validator_id),
+                           formats.evidence_payload(result), qos=1)
         if self.on_result is not None:
             self.on_result(result)
 

@@ -94,6 +94,7 @@ def test_export_json_round_trip(ledger):
                                 bytes.fromhex(latest["root_hex"]))
         body, sig = r["receipt"].encode().rsplit(b"|", 1)
         assert sigcheck.verify_reference(bytes.fromhex(b["pubkey_hex"]), body, bytes.fromhex(sig.decode()))
+    assert doc["evidence"] == []                      # a price mismatch is a dispute, not misbehaviour
     assert doc["tariffs"][0]["tariff_hash"] == json.loads(b["receipts"][0]["receipt"].rsplit("|", 1)[0])["tariff"]
 
 
