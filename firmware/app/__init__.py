@@ -1,0 +1,1 @@
+# app: boot, wiring, the main loop, watchdog. Imports every layer below.

@@ -1,0 +1,120 @@
+# Wiring: one charger built from its board, its configuration and its hardware, and the main
+# loop's single pass. The same code runs on the ESP32 (app/main.py passes hal.esp32 devices)
+# and in simulation (hal.sim devices, a pty to the pymodbus meter).
+#
+#   hw = {"clock", "relay", "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom",
+#         "watchdog"}
+import json
+
+from drivers import modbus
+from drivers.contactor import Contactor
+from drivers.meter import Meter
+from drivers.pilot import Pilot
+from ledger.keys import KeyStore
+from ledger.log import ChargerLog
+from session.auth import Authoriser
+from session.billing import Billing
+from session.charger import Charger, Refused
+from session.faults import FaultLog
+from session.state import SessionStore
+from session.tariff import TariffError
+from store import atomic
+from uplink.outbox import Outbox
+
+from app.records import Records
+
+
+class ChargerApp:
+    def __init__(self, board, cfg, hw):
+        self.cfg = cfg
+        self.clock = clock = hw["clock"]
+        self.watchdog = hw.get("watchdog")
+        data = cfg["data_dir"]
+        atomic.makedirs(data)
+        master = modbus.ModbusRTU(hw["uart"], timeout_ms=cfg["meter_timeout_ms"],
+                                  retries=cfg["meter_retries"])
+        meter = Meter(master, board.meter_model, board.meter_address)
+        contactor = Contactor(hw["relay"], hw["feedback"], clock, board.contactor_settle_ms)
+        pilot = Pilot(hw["pilot_pwm"], hw["pilot_adc"], clock, max_ma=board.rated_current_a * 1000)
+        self.keys = KeyStore(data + "/key", hw["urandom"])
+        log = ChargerLog(data + "/log", self.keys, cfg["charger_id"], cfg["log_origin"], clock)
+        self.outbox = Outbox(data + "/outbox", cfg["validators"])
+        self.records = Records(log, self.outbox, data)
+        self.auth = Authoriser(cfg["auth_mode"], cfg["allow_list"])
+        self.billing = Billing(data + "/tariff", cfg["tariff"])
+        self.faults = FaultLog(data + "/faults")
+        self.charger = Charger(cfg, clock, meter, contactor, pilot, self.auth,
+                               SessionStore(data + "/session"), self.faults, self.records,
+                               self.billing)
+        self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
+
+    def _uplink(self, cfg, clock):
+        # Imported here: a charger run without a network (bench, offline tests) keeps the
+        # MQTT client's code off the heap.
+        from uplink.mqtt import Link
+        verifier = None
+        if cfg["operator_key"]:
+            from uplink import commands
+            verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
+                                         cfg["charger_id"], clock.time)
+        return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
+                    verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000)
+
+    def step(self):
+        """One pass of the main loop: charger first (safety), then the network."""
+        self.charger.step()
+        link = self.link
+        if link is not None:
+            for cmd in link.poll():
+                result, detail = self.execute(cmd)
+                link.reply(cmd, result, detail)
+            if self.charger.session is not None:
+                st = self.charger.status()
+                link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"])
+        if self.watchdog is not None:
+            self.watchdog.feed()
+
+    def execute(self, cmd):
+        """Apply a verified operator command; (result, detail) for the cmd/result message."""
+        name, args = cmd.name, cmd.args
+        charger = self.charger
+        try:
+            if name == "authorize" or name == "start":
+                charger.authorise(args["id_tag"], remote=True)
+            elif name == "stop":
+                if not charger.stop("remote"):
+                    return "rejected", "no session"
+            elif name == "current_limit":
+                charger.set_current_limit(args["ma"])
+            elif name == "tariff":
+                self.billing.set_tariff(args["tariff"])
+            elif name == "reserve":
+                self.auth.reserve(args["id_tag"], args["until"])
+            elif name == "cancel_reservation":
+                self.auth.cancel_reservation()
+            else:
+                return "unknown-command", name
+        except Refused as exc:
+            return "rejected", str(exc)
+        except (ValueError, TariffError) as exc:
+            return "rejected", str(exc)
+        return "ok", ""
+
+    def present_card(self, id_tag):
+        """An RFID card at the reader: start or stop; returns None or the refusal reason."""
+        try:
+            self.charger.authorise(id_tag)
+        except Refused as exc:
+            return str(exc)
+        return None
+
+    def public_key_hex(self):
+        return self.keys.public_key_hex()
+
+
+def load_config_json(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except OSError:
+        return {}

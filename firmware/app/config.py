@@ -1,0 +1,67 @@
+# Charger configuration: embedded defaults, then the board file, then config.json on flash.
+import json
+
+from store import atomic
+
+DEFAULTS = {
+    "charger_id": None,            # required: unique id, e.g. "CP-0001"
+    "evse_id": "",
+    "auth_mode": "allow-list",     # allow-list | remote | free
+    "allow_list": [],
+    "meter_poll_ms": 1000,
+    "max_meter_failures": 5,       # consecutive failed reads before the meter is a fault
+    "journal_interval_s": 60,      # running-session readings to flash at most this often
+    "recover_settle_ms": 2000,     # after boot, let the pilot settle before resuming
+    "fault_hold_ms": 3000,         # state F shown this long after a fault before looking again
+    "meter_serial": "",
+    "meter_timeout_ms": 200,
+    "meter_retries": 2,
+    "validators": [],              # validator ids whose ack frees a receipt; [] = any one
+    "operator_key": None,          # hex SPKI DER / point of the operator's command key
+    "log_origin": None,            # C2SP checkpoint origin; default "chargeproof.local/<id>"
+    "loop_ms": 100,
+    "watchdog_ms": 10000,
+    # The tariff until the operator sends one: 0.39 EUR/kWh, 0.29 at night, 19 % VAT.
+    "tariff": '{"v":1,"currency":"EUR","utc_offset_min":60,"session_fee_minor":0,'
+              '"bands":[{"start_min":0,"kwh_price_milli":29000},'
+              '{"start_min":360,"kwh_price_milli":39000},{"start_min":1320,"kwh_price_milli":29000}],'
+              '"idle_min_price_milli":10000,"idle_grace_min":30,"tax_bp":1900}',
+    "telemetry_interval_s": 10,
+    "nominal_voltage_v": 230,
+    "mqtt_host": "127.0.0.1",
+    "mqtt_port": 1883,
+    "data_dir": "/data",
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load(board, path=None, overrides=None):
+    """Merge defaults, the board's fields and the JSON file at path (if any), then overrides."""
+    cfg = dict(DEFAULTS)
+    cfg["rated_current_a"] = board.rated_current_a
+    cfg["meter_model"] = board.meter_model
+    cfg["meter_address"] = board.meter_address
+    cfg["phases"] = board.phases
+    if path:
+        raw = atomic.read(path)
+        if raw is None:
+            try:
+                with open(path) as f:
+                    raw = f.read()
+            except OSError:
+                raw = None
+        if raw:
+            try:
+                cfg.update(json.loads(raw))
+            except ValueError as exc:
+                raise ConfigError("%s: not JSON: %s" % (path, exc))
+    if overrides:
+        cfg.update(overrides)
+    if not cfg["charger_id"]:
+        raise ConfigError("config: field 'charger_id' is required")
+    if not cfg["log_origin"]:
+        cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
+    return cfg

@@ -1,0 +1,40 @@
+# ESP32 entry point: load the board and configuration, build the charger, run the loop.
+# A bad board or config file stops here with a message naming the field (contactor never
+# energised). Copied to the board as /main.py by host_tools/deploy (mpremote).
+import sys
+import time
+
+from app import config
+from app.board import BoardError, load_board
+from app.charger_app import ChargerApp
+
+
+def run(board_path="/board.json", config_path="/config.json"):
+    from hal import esp32, esp32_uart
+    try:
+        board = load_board(board_path)
+        cfg = config.load(board, config_path)
+    except (BoardError, config.ConfigError) as exc:
+        print("boot refused:", exc)
+        return
+    hw = esp32.devices(board)
+    hw["clock"] = esp32.Clock()
+    hw["urandom"] = esp32.urandom
+    hw["watchdog"] = esp32.Watchdog(cfg["watchdog_ms"])
+    hw["uart"] = esp32_uart.Esp32Uart(board.rs485_uart, board.rs485_tx, board.rs485_rx,
+                                      board.rs485_de, board.rs485_baud, board.rs485_parity,
+                                      board.rs485_stop_bits)
+    app = ChargerApp(board, cfg, hw)
+    print("charger", cfg["charger_id"], "key", app.public_key_hex())
+    while True:
+        try:
+            app.step()
+        except Exception as exc:     # fail safe: open, record, keep the loop alive
+            app.charger.contactor.open()
+            app.faults.record(hw["clock"].time(), "loop", repr(exc))
+            sys.print_exception(exc)
+        time.sleep_ms(cfg["loop_ms"])
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,18 @@
+# Simulated hardware for a whole charger: the hal.sim devices plus the POSIX serial port that
+# reaches a meter served by pymodbus (host_tools/meter_sim.py). Used by the firmware tests and
+# the fleet simulator, on the MicroPython unix port and on CPython.
+from hal import sim
+from hal.serial_posix import SerialPort
+
+
+def sim_hardware(board, meter_port, baud, clock=None, ev=None):
+    """The hw dict app.charger_app.ChargerApp takes; the EV and relay are in it to drive."""
+    clock = clock or sim.SimClock()
+    relay = sim.SimRelay(clock)
+    pilot = sim.SimPilot(ev or sim.SimEV())
+    return {
+        "clock": clock, "relay": relay, "feedback": relay.feedback,
+        "pilot_pwm": pilot, "pilot_adc": pilot, "ev": pilot.ev,
+        "uart": SerialPort(meter_port, baud), "urandom": sim.urandom,
+        "watchdog": sim.SimWatchdog(clock),
+    }

@@ -1,0 +1,1 @@
+# session: IEC 61851 pilot states, authorisation, contactor sequencing, energy accounting, tariff.

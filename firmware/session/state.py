@@ -1,0 +1,35 @@
+# The running session, persisted on flash with atomic replace at every step that matters
+# (authorised, contactor about to close, readings, closing), so a reboot never loses it.
+import json
+
+from store import atomic
+
+
+class SessionStore:
+    def __init__(self, dirpath):
+        atomic.makedirs(dirpath)
+        self._current = dirpath + "/current"
+        self._counters = dirpath + "/counters"
+        counters = atomic.read(self._counters)
+        counters = json.loads(counters) if counters else {}
+        self.last_seq = counters.get("last_seq", 0)          # last session number handed out
+        self.last_end_wh = counters.get("last_end_wh")       # meter at the end of the last session
+
+    def load(self):
+        """The running session (a dict) or None."""
+        raw = atomic.read(self._current)
+        return json.loads(raw) if raw else None
+
+    def save(self, session):
+        atomic.write(self._current, json.dumps(session).encode())
+
+    def next_seq(self):
+        return self.last_seq + 1
+
+    def finish(self, session):
+        """The session is recorded in the ledger: remember its end, then drop it."""
+        self.last_seq = max(self.last_seq, session["seq"])
+        self.last_end_wh = session["end_wh"]
+        atomic.write(self._counters, json.dumps(
+            {"last_seq": self.last_seq, "last_end_wh": self.last_end_wh}).encode())
+        atomic.remove(self._current)

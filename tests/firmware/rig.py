@@ -1,0 +1,70 @@
+# A whole charger on simulated hardware with a pymodbus meter, for session tests.
+import json
+
+from app import config
+from app.board import load_board
+from app.charger_app import ChargerApp
+from app.simulated import sim_hardware
+from ledger import receipt
+from meterctl import MeterControl
+
+CARD = "04A2B3C4D5E6F7"
+BEGIN_WH = 1000000        # the meter's register at the start of a test: 1000.000 kWh
+
+
+class Rig:
+    def __init__(self, env, clock=None, ev=None, meter_wh=BEGIN_WH, **overrides):
+        self.env = env
+        self.board = load_board(env["board"])
+        cfg = {"charger_id": "CP-TEST-1", "data_dir": env["data"], "allow_list": [CARD],
+               "recover_settle_ms": 2000, "meter_serial": "SIM0001",
+               "mqtt_host": None}
+        cfg.update(overrides)
+        self.cfg = config.load(self.board, None, cfg)
+        self.meter = MeterControl(env["meter"]["control"])
+        if meter_wh is not None:
+            self.meter.set_energy_wh(meter_wh)
+        self.meter_wh = self.meter_wh_start = meter_wh
+        self.hw = sim_hardware(self.board, env["meter"]["port"], env["meter"]["baud"], clock, ev)
+        self.clock = self.hw["clock"]
+        self.ev = self.hw["ev"]
+        self.relay = self.hw["relay"]
+        self.app = ChargerApp(self.board, self.cfg, self.hw)
+        self.charger = self.app.charger
+
+    def run(self, seconds, step_ms=100, power_w=0):
+        """Advance time; while the relay's contacts are closed the meter counts power_w."""
+        ms = 0
+        while ms < seconds * 1000:
+            self.clock.advance(step_ms)
+            ms += step_ms
+            if power_w and self.relay.contacts_closed():
+                self.meter_wh += power_w * step_ms // 3600000
+                self.meter.set_energy_wh(self.meter_wh)
+            self.charger.step()
+
+    def plug_and_charge(self, card=CARD, power_w=11000, seconds=600):
+        self.ev.set_state("B")
+        self.run(3)
+        assert self.app.present_card(card) is None
+        self.ev.set_state("C")
+        self.run(1)
+        self.run(seconds, step_ms=5000, power_w=power_w)
+
+    def unplug(self):
+        self.ev.set_state("B")
+        self.run(3)
+        self.ev.set_state("A")
+        self.run(3)
+
+    def receipts(self):
+        """The receipt bodies (dicts) waiting in the outbox, in order."""
+        out = []
+        for _, tag, payload in self.app.outbox.items(limit=100):
+            if payload.startswith(b"{"):
+                out.append(json.loads(receipt.split(payload)[0]))
+        return out
+
+    def close(self):
+        self.meter.close()
+        self.hw["uart"].close()

@@ -1,0 +1,192 @@
+# Whole charging sessions on simulated hardware against the pymodbus meter: the session's
+# energy is the meter register's difference, faults open the contactor and are stored, a
+# reboot mid-session neither loses nor double-bills the session.
+from rig import BEGIN_WH, CARD, Rig
+from session import charger as ch
+
+
+def test_whole_session_energy_is_register_difference(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(power_w=11000, seconds=1800)
+        assert rig.charger.state == ch.CHARGING and rig.relay.contacts_closed()
+        rig.unplug()
+        assert rig.charger.state == ch.IDLE
+        assert not rig.relay.contacts_closed()
+        receipts = rig.receipts()
+        assert len(receipts) == 1
+        r = receipts[0]
+        assert r["energy_wh"] == rig.meter_wh - BEGIN_WH
+        assert 5000 < r["energy_wh"] < 5600            # 11 kW for about half an hour
+        assert '"RV":1000.000' in r["ocmf"]            # begin reading, kWh from integer Wh
+        assert r["price"] > 0 and r["reason"] == "ev-unplugged"
+        assert rig.app.faults.records() == []
+    finally:
+        rig.close()
+
+
+def test_unknown_card_is_refused_and_contactor_stays_open(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.app.present_card("UNKNOWN") == "unknown-id"
+        rig.ev.set_state("C")
+        rig.run(1)
+        rig.run(30, step_ms=5000, power_w=11000)
+        assert not rig.relay.contacts_closed()
+        assert rig.charger.state == ch.CONNECTED and rig.receipts() == []
+    finally:
+        rig.close()
+
+
+def test_same_card_stops_and_receipt_waits_for_unplug(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(seconds=600)
+        assert rig.app.present_card(CARD) is None        # the card again: stop
+        rig.run(3)
+        assert rig.charger.state == ch.STOPPED and not rig.relay.contacts_closed()
+        stopped_wh = rig.meter_wh
+        rig.run(120, step_ms=1000, power_w=11000)       # EV still asks: nothing flows
+        assert rig.meter_wh == stopped_wh and rig.receipts() == []
+        rig.unplug()
+        r = rig.receipts()[0]
+        assert r["reason"] == "user" and r["energy_wh"] == stopped_wh - BEGIN_WH
+    finally:
+        rig.close()
+
+
+def test_silent_meter_is_a_fault_with_contactor_open(charger_env):
+    rig = Rig(charger_env, max_meter_failures=3)
+    try:
+        rig.plug_and_charge(seconds=300)
+        last_good = rig.meter_wh
+        rig.meter.fault("silent")
+        rig.run(30)
+        assert rig.charger.state == ch.FAULT
+        assert not rig.relay.contacts_closed()
+        assert rig.app.faults.records()[-1]["code"] == "meter-silent"
+        r = rig.receipts()[0]
+        assert r["reason"] == "fault:meter-silent" and r["energy_wh"] == last_good - BEGIN_WH
+    finally:
+        rig.close()
+
+
+def test_register_going_backwards_is_a_fault(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(seconds=300)
+        rig.meter.set_energy_wh(rig.meter_wh - 50)
+        rig.run(3)
+        assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
+        assert rig.app.faults.records()[-1]["code"] == "meter-backwards"
+    finally:
+        rig.close()
+
+
+def test_register_jumping_beyond_rated_power_is_a_fault(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(seconds=300)
+        rig.meter.set_energy_wh(rig.meter_wh + 500)      # 500 Wh in one second: 1.8 MW
+        rig.run(2)
+        assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
+        assert rig.app.faults.records()[-1]["code"] == "meter-jump"
+        # The receipt bills the last plausible reading, not the jump.
+        assert rig.receipts()[0]["energy_wh"] == rig.meter_wh - BEGIN_WH
+    finally:
+        rig.close()
+
+
+def test_welded_contactor_is_a_fault_that_needs_a_reset(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(seconds=300)
+        rig.relay.fault = "welded"
+        rig.ev.set_state("B")                 # the EV pauses: the contactor must open
+        rig.run(5)
+        assert rig.charger.state == ch.FAULT
+        assert rig.relay.value() == 0         # coil off, even though the contacts stick
+        assert rig.app.faults.records()[-1]["code"].startswith("contactor-")
+        rig.ev.set_state("A")
+        rig.run(10)
+        assert rig.charger.state == ch.FAULT  # a welded contact is not cleared by unplugging
+        rig.relay.fault = None
+        rig.run(1)
+        assert rig.charger.reset_fault() and rig.charger.state == ch.IDLE
+    finally:
+        rig.close()
+
+
+def test_reboot_mid_session_resumes_and_bills_once(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=600)
+    before_wh = rig.meter_wh
+    rig.close()
+    # Power cut: new devices (coil off), same flash; the EV is still plugged in and asks.
+    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
+    rig2.meter_wh = before_wh
+    try:
+        rig2.run(1)
+        assert rig2.charger.state == ch.RECOVERING and not rig2.relay.contacts_closed()
+        rig2.run(5)
+        assert rig2.charger.state == ch.CHARGING     # re-established, then closed again
+        rig2.run(600, step_ms=5000, power_w=11000)
+        rig2.unplug()
+        receipts = rig2.receipts()
+        assert len(receipts) == 1
+        assert receipts[0]["energy_wh"] == rig2.meter_wh - BEGIN_WH
+    finally:
+        rig2.close()
+
+
+def test_reboot_after_unplug_closes_session_with_meter_reading(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=600)
+    rig.meter_wh += 20                                   # counted before the power went
+    rig.meter.set_energy_wh(rig.meter_wh)
+    rig.close()
+    rig.ev.set_state("A")                                # unplugged while the charger was off
+    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
+    try:
+        rig2.run(10)
+        assert rig2.charger.state == ch.IDLE
+        r = rig2.receipts()[0]
+        assert r["reason"] == "power-loss" and r["energy_wh"] == rig.meter_wh - BEGIN_WH
+    finally:
+        rig2.close()
+
+
+def test_crash_between_ledger_and_journal_does_not_bill_twice(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=300)
+    s = rig.charger.session
+    rig.unplug()
+    # The receipt is in the ledger; put the closing session back in the journal, as if the
+    # power went before the journal was cleared.
+    s["phase"] = ch.CLOSING
+    s["end_wh"] = s["last_wh"]
+    rig.charger.sessions.save(s)
+    rig.close()
+    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
+    try:
+        rig2.run(5)
+        assert len(rig2.receipts()) == 1 and rig2.app.records.log.size == 1
+        assert rig2.charger.sessions.load() is None
+    finally:
+        rig2.close()
+
+
+def test_full_flash_refuses_new_sessions(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.app.outbox.journal.reserve_bytes = 1 << 60       # no room left for a receipt
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.app.present_card(CARD) == "storage-full"
+        rig.ev.set_state("C")
+        rig.run(10)
+        assert not rig.relay.contacts_closed()
+    finally:
+        rig.close()
