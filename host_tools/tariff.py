@@ -7,6 +7,7 @@ The rules (also in README "Pricing") are those stated in firmware/session/tariff
 import datetime
 import hashlib
 import json
+import re
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
@@ -43,15 +44,31 @@ def tariff_hash(doc) -> str:
 
 
 class Tariff:
+    # (key, lowest, highest) for every integer field; the device enforces the same ranges.
+    RANGES = (("v", 1, 1), ("utc_offset_min", -720, 840), ("session_fee_minor", 0, 10 ** 8),
+              ("idle_min_price_milli", 0, 10 ** 8), ("idle_grace_min", 0, 1440), ("tax_bp", 0, 10000))
+
     def __init__(self, doc):
         if not isinstance(doc, dict) or set(doc) != KEYS:
             raise TariffError("tariff keys must be exactly %s" % sorted(KEYS))
-        if doc["v"] != 1:
-            raise TariffError("unknown tariff version")
+        for key, lo, hi in self.RANGES:
+            if type(doc[key]) is not int or not lo <= doc[key] <= hi:
+                raise TariffError("%s must be an integer in %d..%d" % (key, lo, hi))
+        if not isinstance(doc["currency"], str) or not re.fullmatch(r"[A-Z]{3}", doc["currency"]):
+            raise TariffError("currency must be an ISO 4217 code")
+        bands = doc["bands"]
+        if not isinstance(bands, list) or not 1 <= len(bands) <= 48:
+            raise TariffError("bands must be a list of 1..48 bands")
+        for b in bands:
+            if not isinstance(b, dict) or set(b) != {"start_min", "kwh_price_milli"} or any(
+                    type(v) is not int for v in b.values()):
+                raise TariffError("a band is {start_min, kwh_price_milli}, integers")
+            if not 0 <= b["start_min"] < 1440 or not 0 <= b["kwh_price_milli"] <= 10 ** 8:
+                raise TariffError("band out of range: %r" % b)
         self.doc = doc
         self.hash = tariff_hash(doc)
         self.tz = datetime.timezone(datetime.timedelta(minutes=doc["utc_offset_min"]))
-        self.bands = [(b["start_min"], b["kwh_price_milli"]) for b in doc["bands"]]
+        self.bands = [(b["start_min"], b["kwh_price_milli"]) for b in bands]
         if self.bands[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(self.bands, self.bands[1:])):
             raise TariffError("bands must start at 0 and increase")
         self.currency = doc["currency"]

@@ -104,3 +104,20 @@ def test_canonical_forms_are_byte_identical(cases):
     for case in cases:
         doc = json.loads(case["tariff"])
         assert device.canonical(doc) == host.canonical(doc)
+
+
+def test_both_sides_refuse_the_same_bad_documents():
+    good = random_tariff(random.Random(1))
+    bad = [dict(good, tax_bp=10001), dict(good, tax_bp=19.0), dict(good, tax_bp=True),
+           dict(good, v=2), dict(good, currency="eur"), dict(good, utc_offset_min=900),
+           dict(good, idle_grace_min=-1), dict(good, session_fee_minor="50"),
+           dict(good, bands=[]), dict(good, bands=[{"start_min": 1440, "kwh_price_milli": 1}]),
+           dict(good, bands=[{"start_min": 0, "kwh_price_milli": 1, "x": 1}]),
+           dict(good, bands=[{"start_min": 0, "kwh_price_milli": 1}, {"start_min": 0, "kwh_price_milli": 2}]),
+           dict(good, extra=1), {k: v for k, v in good.items() if k != "tax_bp"}]
+    device.Tariff(good), host.Tariff(good)
+    for doc in bad:
+        with pytest.raises(device.TariffError):
+            device.Tariff(doc)
+        with pytest.raises(host.TariffError):
+            host.Tariff(doc)
