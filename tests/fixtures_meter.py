@@ -47,7 +47,7 @@ def stop_meter_sim(proc):
 
 
 def _reset(info):
-    from meterctl import MeterControl
+    from hal.meterctl import MeterControl
     ctl = MeterControl(info["control"])
     try:
         ctl.reset()

@@ -6,7 +6,7 @@ from app.board import load_board
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from ledger import receipt
-from meterctl import MeterControl
+from hal.meterctl import MeterControl
 
 CARD = "04A2B3C4D5E6F7"
 BEGIN_WH = 1000000        # the meter's register at the start of a test: 1000.000 kWh

@@ -1,7 +1,7 @@
 # Meters over a real RTU line: the firmware's master and register maps against pymodbus
 # serving each model on a pty (host_tools/meter_sim.py), with faults injected on the wire.
 from fwtest import raises
-from meterctl import MeterControl
+from hal.meterctl import MeterControl
 from hal.serial_posix import SerialPort
 from drivers import meters
 from drivers.modbus import (ModbusRTU, ModbusError, ModbusTimeout, ModbusCRCError,

@@ -21,7 +21,7 @@ import pytest
 
 from drivers.meter import Meter
 from drivers.modbus import ModbusRTU
-from meterctl import MeterControl
+from hal.meterctl import MeterControl
 
 LOG = []
 LEVELS = {}

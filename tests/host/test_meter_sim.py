@@ -11,7 +11,7 @@ from pymodbus.framer.rtu import FramerRTU
 from drivers import meters
 from drivers.modbus import crc16
 from host_tools import meter_sim
-from meterctl import MeterControl
+from hal.meterctl import MeterControl
 from fixtures_meter import start_meter_sim, stop_meter_sim
 
 DT = ModbusClientMixin.DATATYPE
