@@ -17,6 +17,12 @@ class DerError(ValueError):
     """Bytes that are not the strict DER this module accepts."""
 
 
+def _bytes(data):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DerError("expected bytes, got %s" % type(data).__name__)
+    return bytes(data)
+
+
 def _int_der(v):
     b = v.to_bytes(32, "big")
     i = 0
@@ -51,7 +57,7 @@ def _read_int(data, pos):
 
 def decode_sig(data):
     """(r, s) from a DER ECDSA-Sig-Value; r and s must lie in 1..n-1."""
-    data = bytes(data)
+    data = _bytes(data)
     # Longest P-256 signature is 72 bytes, so the SEQUENCE length is always short form.
     if len(data) < 8 or data[0] != 0x30 or data[1] != len(data) - 2:
         raise DerError("expected a SEQUENCE filling the whole signature")
@@ -69,6 +75,7 @@ def encode_raw(r, s):
 
 
 def decode_raw(data):
+    data = _bytes(data)
     if len(data) != 64:
         raise DerError("raw signature must be 64 bytes")
     r, s = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:], "big")
@@ -83,7 +90,7 @@ def encode_spki(pub):
 
 def decode_spki(data):
     """The validated (x, y) of a P-256 SubjectPublicKeyInfo with an uncompressed point."""
-    data = bytes(data)
+    data = _bytes(data)
     if len(data) != 91 or data[:26] != SPKI_PREFIX:
         raise DerError("not a P-256 SubjectPublicKeyInfo with an uncompressed point")
     try:

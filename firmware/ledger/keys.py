@@ -39,6 +39,14 @@ def _generate(urandom):
     raise KeyStoreError("RNG gave no valid key in %d tries" % _MAX_TRIES)
 
 
+def _digest(message):
+    # Only bytes are signed: MicroPython's sha256 would also take a str, CPython's would not,
+    # and a signature must not depend on which interpreter made it.
+    if not isinstance(message, (bytes, bytearray, memoryview)):
+        raise KeyStoreError("message must be bytes, not %s" % type(message).__name__)
+    return sha256(message).digest()
+
+
 class _Signer:
     # Holds the secret. Its repr is fixed, so printing the KeyStore, its vars() or a
     # traceback's locals never shows the key (MicroPython prints a closure's cells in its
@@ -90,12 +98,12 @@ class KeyStore:
 
     def sign(self, message):
         """DER ECDSA-Sig-Value over SHA-256(message) (ECDSA-secp256r1-SHA256)."""
-        r, s = self._signer(sha256(message).digest())
+        r, s = self._signer(_digest(message))
         return der.encode_sig(r, s)
 
     def sign_raw(self, message):
         """64-byte r||s over SHA-256(message)."""
-        r, s = self._signer(sha256(message).digest())
+        r, s = self._signer(_digest(message))
         return der.encode_raw(r, s)
 
     def verify(self, message, signature_der):
@@ -104,7 +112,7 @@ class KeyStore:
             r, s = der.decode_sig(signature_der)
         except der.DerError:
             return False
-        return p256.verify_digest(self._pub, sha256(message).digest(), r, s)
+        return p256.verify_digest(self._pub, _digest(message), r, s)
 
     def __repr__(self):
         return "<KeyStore P-256 key id %s>" % hexlify(self._kid).decode()

@@ -300,6 +300,11 @@ def _mul_point(k, px, py):
 
 # ---- keys, points ------------------------------------------------------------------------
 
+def _check_digest(digest):
+    if not isinstance(digest, (bytes, bytearray, memoryview)) or len(digest) != 32:
+        raise P256Error("digest must be 32 bytes")
+
+
 def check_scalar(d):
     if not isinstance(d, int) or not 0 < d < N:
         raise P256Error("private key out of range")
@@ -332,7 +337,7 @@ def encode_point(pub):
 
 def decode_point(data):
     """Parse and validate a SEC 1 uncompressed point (65 bytes)."""
-    if len(data) != 65 or data[0] != 4:
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != 65 or data[0] != 4:
         raise P256Error("expected a 65-byte uncompressed point")
     pub = (int.from_bytes(data[1:33], "big"), int.from_bytes(data[33:65], "big"))
     check_point(pub)
@@ -348,8 +353,7 @@ def sign_digest(priv, digest, blind=None):
     Cheap fault checks (k*G on the curve, s*k = e + r*d) guard against glitches (the board sits
     in a public place); they raise FaultError rather than release a faulty signature."""
     check_scalar(priv)
-    if len(digest) != 32:
-        raise P256Error("digest must be 32 bytes")
+    _check_digest(digest)
     n = N
     e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
     for k in nonces(priv, digest, n):
@@ -379,8 +383,7 @@ def verify_digest(pub, digest, r, s):
     """True if (r, s) is a valid signature of the 32-byte digest by public point pub.
     A malformed key raises P256Error; a wrong signature returns False."""
     check_point(pub)
-    if len(digest) != 32:
-        raise P256Error("digest must be 32 bytes")
+    _check_digest(digest)
     n = N
     if not (isinstance(r, int) and isinstance(s, int) and 0 < r < n and 0 < s < n):
         return False

@@ -116,3 +116,11 @@ def test_secret_is_not_reachable_from_the_public_surface(tmp_path):
     assert public == PUBLIC, public
     for attr in ks.__dict__.values():
         assert attr != d
+
+
+def test_only_bytes_are_signed(tmp_path):
+    ks = keys.KeyStore(tmp_path + "/key")
+    for bad in ("text", 5, None, [1, 2]):
+        raises(keys.KeyStoreError, ks.sign, bad)
+        raises(keys.KeyStoreError, ks.sign_raw, bad)
+    assert ks.sign(bytearray(b"m")) == ks.sign(b"m") == ks.sign(memoryview(b"m"))

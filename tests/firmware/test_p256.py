@@ -244,3 +244,14 @@ def test_glitched_signing_releases_no_signature():
     finally:
         p256._TABLE, p256._inv = table, inv
     assert p256.sign_digest(RFC_X, h) == RFC_SHA256[0][2:]
+
+
+def test_wrong_types_get_clear_errors():
+    for bad in ("x" * 32, None, 12):
+        raises(p256.P256Error, p256.sign_digest, RFC_X, bad)
+        raises(p256.P256Error, p256.verify_digest, (RFC_UX, RFC_UY), bad, 1, 1)
+        raises(p256.P256Error, p256.decode_point, bad)
+        raises(der.DerError, der.decode_sig, bad)
+        raises(der.DerError, der.decode_spki, bad)
+        raises(der.DerError, der.decode_raw, bad)
+    assert not p256.verify_digest((RFC_UX, RFC_UY), b"\x00" * 32, "1", 1)
