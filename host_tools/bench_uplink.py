@@ -50,7 +50,8 @@ def run_interp(interp="micropython"):
             for i in range(1, 6)]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = {"host": broker.host, "port": proxy.port, "control": ctl.port,
+            cfg = {"host": broker.host, "port": proxy.port, "broker_port": broker.port,
+                   "control": ctl.port,
                    "dir": tmp + "/ob", "n": N_RECEIPTS, "cmds": cmds, "charger": CHARGER,
                    "operator_spki": op.public_spki_hex(key), "t0": T0}
             env = dict(os.environ)
