@@ -13,13 +13,15 @@ Order of checks for a receipt (the first failure decides the reason):
   receipt + OCMF signatures . bad-signature / bad-ocmf-signature  (evidence: forged-signature)
                               unknown-key when both signatures recover to one and the same
                               key that is not the enrolled one     (evidence: that key)
-  receipt vs OCMF ........... energy-mismatch, begin-after-end, time-mismatch, charger-mismatch,
-                              pagination-mismatch (host_tools.receipt), inconsistent (price sum)
   log position .............. duplicate (same bytes: ack again, count once)
                               fork (other bytes at a stored index: evidence)
                               gap (index beyond our log: evidence, not stored, not acked)
   -- from here the receipt is authentic and part of the charger's log: it is stored whatever
      the verdict, because later leaves and checkpoints build on it --
+  receipt vs its OCMF ....... energy-mismatch, begin-after-end, time-mismatch, charger-mismatch,
+                              pagination-mismatch (host_tools.receipt), inconsistent (price sum)
+                                                                  (evidence: self-contradiction)
+  seq continuity ............ pagination-gap: seq is not the previous one + 1 (evidence)
   time sanity ............... time-order / time-future / time-overlap
   meter continuity .......... meter-backwards (evidence); energy between sessions -> flagged
   tariff .................... unknown-tariff / price-mismatch
@@ -217,10 +219,6 @@ class Validator:
                               ("forged-signature", pub, body))
             raise _Reject("bad-ocmf-signature", "OCMF signature does not verify with %s's key" % charger_id,
                           ("forged-signature", pub, body))
-        problem = formats.receipt_inconsistency(rc)
-        if problem:
-            raise _Reject(problem[0], problem[1])
-
         tree = self._tree(charger_id)
         index = rc["index"]
         leaf = merkle.leaf_hash(body)
@@ -260,7 +258,19 @@ class Validator:
         return self._ack(result, envelope)
 
     def _billing_checks(self, charger_id, rc, now):
-        """Time, meter continuity and price. Raises _Reject; returns a note for a flagged receipt."""
+        """Everything that decides whether an authentic receipt bills. Raises _Reject; returns
+        a note for a flagged receipt."""
+        problem = formats.receipt_inconsistency(rc)
+        if problem:
+            raise _Reject(problem[0], problem[1], ("self-contradiction", rc["ocmf"].encode(), rc["raw"]))
+        index = rc["index"]
+        before = self.db.receipt_at(charger_id, index - 1) if index else None
+        want = before["seq"] + 1 if before else 1
+        if rc["seq"] != want:
+            # OCMF's PG counter rises by exactly one per record: a skipped number is a record
+            # the charger signed but kept out of its log.
+            raise _Reject("pagination-gap", "receipt seq %d at log index %d, expected %d" % (rc["seq"], index, want),
+                          ("pagination-gap", before["receipt"] if before else b"", rc["raw"]))
         if rc["end_time"] < rc["begin_time"]:
             raise _Reject("time-order", "session ends (%d) before it begins (%d)" % (rc["end_time"], rc["begin_time"]))
         if rc["end_time"] > now + self.skew_s:

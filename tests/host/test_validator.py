@@ -284,26 +284,46 @@ def test_proof_bundle_proves_inclusion_and_consistency(validator, charger):
     assert lightclient.check(json.dumps(b), charger.pubkey_der()).startswith("receipt")
 
 
-def _resigned(charger, record, old, new):
-    """The charger's own key signs an envelope that was edited: a lying firmware, not a forger."""
-    body, _ = record.rsplit(b"|", 1)
-    assert old in body
-    body = body.replace(old, new, 1)
-    return body + b"|" + charger.keys.sign(body).hex().encode()
+def _lying_receipt(charger, index, pg=None, edit=None):
+    """A receipt a buggy or lying firmware could sign: its own key over both the OCMF record and
+    an envelope that says something else (composed from the firmware's own builders)."""
+    from ledger import ocmf as fw_ocmf, receipt as fw_receipt
+    s = charger.session_dict()
+    charger.now, charger.meter_wh = s["end_time"] + 1, s["end_wh"]
+    record = fw_ocmf.sign(fw_ocmf.payload(s, pg or index + 1), charger.keys)
+    body = fw_receipt.body(charger.charger_id, index + 1, index, s, record)
+    if edit:
+        body = edit(body, s)
+    return charger.message("receipt", fw_receipt.sign(body, charger.keys))
 
 
-def test_an_envelope_that_contradicts_its_own_ocmf_record_is_rejected(validator, charger):
-    (topic, rec), _ = charger.charge(energy_wh=7400)
-    doc = json.loads(rec.rsplit(b"|", 1)[0])
-    cases = [(b'"energy_wh":7400', b'"energy_wh":7399', "energy-mismatch"),
-             (b'"seq":1,', b'"seq":2,', "pagination-mismatch"),
-             (b'"end":%d' % doc["end"], b'"end":%d' % (doc["end"] + 60), "time-mismatch"),
-             (b'"net":%d' % doc["net"], b'"net":%d' % (doc["net"] + 1), "inconsistent")]
-    for old, new, reason in cases:
-        r = validator.process(topic, _resigned(charger, rec, old, new))
-        assert (r.status, r.reason, r.ack) == ("rejected", reason, None), (reason, r)
-    assert validator.db.log_size("CP-0001") == 0
-    assert validator.process(topic, rec).status == "accepted"
+def test_an_envelope_that_contradicts_its_own_ocmf_record_is_disputed_with_evidence(validator, charger):
+    def energy(body, s):
+        e = s["end_wh"] - s["begin_wh"]
+        return body.replace('"energy_wh":%d' % e, '"energy_wh":%d' % (e + 1)).replace(
+            '"segments":[[%d,%d]' % (s["begin_time"], e), '"segments":[[%d,%d]' % (s["begin_time"], e + 1))
+    cases = [("energy-mismatch", None, energy),
+             ("pagination-mismatch", 9, None),
+             ("time-mismatch", None, lambda b, s: b.replace('"end":%d' % s["end_time"], '"end":%d' % (s["end_time"] + 60))),
+             ("inconsistent", None, lambda b, s: b.replace('"net":%d' % s["net_minor"], '"net":%d' % (s["net_minor"] + 1)))]
+    for index, (reason, pg, edit) in enumerate(cases):
+        r = validator.process(*_lying_receipt(charger, index, pg, edit))
+        assert (r.status, r.reason) == ("rejected", reason), r
+        assert r.ack is not None                    # signed by the charger: stored, a final verdict
+        assert validator.db.receipt_at("CP-0001", index)["status"] == "disputed"
+    assert evidence_kinds(validator) == ["self-contradiction"] * 4
+    assert validator.db.totals() == []              # nothing of it bills
+
+
+def test_a_skipped_sequence_number_is_a_pagination_gap(validator, charger):
+    feed(validator, charger.charge())
+    charger.log.seq += 1                               # the firmware signs seq 3 after 1
+    msgs = charger.charge()
+    r = validator.process(*msgs[0])
+    assert (r.status, r.reason) == ("rejected", "pagination-gap")
+    assert validator.db.receipt_at("CP-0001", 1)["status"] == "disputed"
+    assert evidence_kinds(validator) == ["pagination-gap"]
+    assert validator.process(*msgs[1]).status == "accepted"        # its log is still whole
 
 
 def test_a_late_older_checkpoint_is_checked_against_the_newer_one(validator, charger):
