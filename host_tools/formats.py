@@ -143,17 +143,22 @@ def receipt_inconsistency(rc):
     return None
 
 
+_tariffs = {}            # canonical text -> host_tools.tariff.Tariff (parsed once)
+
+
 def recompute_price(tariff_text, rc):
-    """The total price (minor units) host_tools.tariff computes for the receipt's session."""
+    """(net, tax, total) in minor units, as host_tools.tariff computes them for the receipt."""
     try:
-        t = tariff_mod.Tariff.load(tariff_text)
+        t = _tariffs.get(tariff_text)
+        if t is None:
+            t = _tariffs[tariff_text] = tariff_mod.Tariff.load(tariff_text)
         segments = [(int(a), int(b)) for a, b in rc["segments"]]
         net, tax, total = t.price(segments, rc["begin_time"], rc["charge_end"], rc["end_time"])
     except (tariff_mod.TariffError, TypeError, ValueError) as exc:
         raise FormatError(str(exc))
     if t.currency != rc["currency"]:
         raise FormatError("tariff currency %s, receipt currency %s" % (t.currency, rc["currency"]))
-    return total
+    return net, tax, total
 
 
 # ---- checkpoints (host_tools/checkpoint.py: C2SP tlog-checkpoint signed note) -------------

@@ -295,9 +295,9 @@ class Validator:
             expected = formats.recompute_price(tariff_doc, rc)
         except formats.FormatError as exc:
             raise _Reject("price-mismatch", "price cannot be recomputed: %s" % exc)
-        if expected != rc["price_minor"]:
-            raise _Reject("price-mismatch", "receipt says %d, tariff gives %d %s"
-                          % (rc["price_minor"], expected, rc["currency"]))
+        if expected != (rc["net"], rc["tax"], rc["price_minor"]):
+            raise _Reject("price-mismatch", "receipt says net %d + tax %d = %d, tariff gives %d + %d = %d %s"
+                          % ((rc["net"], rc["tax"], rc["price_minor"]) + expected + (rc["currency"],)))
         return note
 
     # ---- checkpoints -----------------------------------------------------------------------

@@ -203,14 +203,20 @@ def test_price_mismatch_and_unknown_tariff(validator, charger):
     r = validator.process(*charger.message("receipt", rec))
     assert (r.status, r.reason) == ("rejected", "price-mismatch")
     assert "tariff gives" in r.detail
+    s = charger.session_dict()
+    s["net_minor"] += 1
+    s["tax_minor"] -= 1                                  # same total, wrong split: tax is owed to someone
+    rec, cp, _ = charger.append(s)
+    r = validator.process(*charger.message("receipt", rec))
+    assert (r.status, r.reason) == ("rejected", "price-mismatch")
     other = dict(charger.tariff_doc, session_fee_minor=0)
     from session import tariff as fw_tariff
     s = charger.session_dict(tariff=fw_tariff.Tariff(other).hash)
     rec, cp, _ = charger.append(s)
     r = validator.process(*charger.message("receipt", rec))
     assert (r.status, r.reason) == ("rejected", "unknown-tariff")
-    assert reasons(validator) == ["price-mismatch", "unknown-tariff"]
-    assert [x["status"] for x in validator.db.sessions()] == ["disputed", "disputed"]
+    assert reasons(validator) == ["price-mismatch", "price-mismatch", "unknown-tariff"]
+    assert [x["status"] for x in validator.db.sessions()] == ["disputed"] * 3
     # publishing the tariff does not rewrite history, but bills the next session
     validator.publish_tariff(other)
     s = charger.session_dict(tariff=fw_tariff.Tariff(other).hash)
