@@ -14,7 +14,11 @@ import base64
 import json
 from decimal import Decimal
 
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
 from host_tools import ocmf, sigcheck
+
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 BUNDLE_FORMAT = "chargeproof-receipt-bundle/1"
 FIELDS = ("v", "charger", "seq", "index", "begin", "end", "charge_end", "energy_wh", "segments",
@@ -59,8 +63,17 @@ class Receipt:
     def __getitem__(self, key):
         return self.fields[key]
 
+    def canonical_signature(self) -> bool:
+        """Strict DER with low S: the only form the charger emits, so a receipt has exactly
+        one valid encoding (no malleated copy can pose as a second leaf)."""
+        try:
+            r, s = decode_dss_signature(self.sig_der)
+        except ValueError:
+            return False
+        return encode_dss_signature(r, s) == self.sig_der and 0 < s <= P256_N >> 1
+
     def verify(self, pub_der) -> bool:
-        return sigcheck.verify(pub_der, self.body, self.sig_der, backend="both")
+        return self.canonical_signature() and sigcheck.verify(pub_der, self.body, self.sig_der, backend="both")
 
     def ocmf_record(self):
         return ocmf.parse(self.fields["ocmf"])

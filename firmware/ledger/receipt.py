@@ -10,6 +10,9 @@
 import json
 from binascii import hexlify, unhexlify
 
+from ledger import der
+from ledger.p256 import N as _N
+
 VERSION = 1
 
 
@@ -73,9 +76,16 @@ def body(charger, seq, index, s, ocmf_record):
 
 
 def sign(body_str, signer):
-    """The receipt record (bytes): body|hex(DER signature over the body bytes)."""
+    """The receipt record (bytes): body|hex(DER signature over the body bytes).
+    The signature is put in low-S form (s <= n/2): (r, n - s) verifies as well, and a record
+    re-signed that way by anyone on the path would be a different Merkle leaf with the same
+    content, i.e. a fake "fork" pinned on an honest charger. Verifiers accept only low S."""
     b = body_str.encode()
-    return b + b"|" + hexlify(signer.sign(b))
+    sig = signer.sign(b)
+    r, s = der.decode_sig(sig)
+    if s > _N >> 1:
+        sig = der.encode_sig(r, _N - s)
+    return b + b"|" + hexlify(sig)
 
 
 def split(record):

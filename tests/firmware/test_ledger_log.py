@@ -7,7 +7,7 @@ from binascii import a2b_base64, unhexlify
 from hashlib import sha256
 
 from fwtest import raises
-from ledger import checkpoint, merkle, ocmf, receipt
+from ledger import checkpoint, der, merkle, ocmf, p256, receipt
 from ledger.keys import KeyStore
 from ledger.log import ChargerLog, LogError
 from ledgerdata import FixedClock, session
@@ -31,12 +31,13 @@ def _leaf_root(records):
 def test_append_signs_everything_and_checkpoint_commits_to_receipts(tmp_path):
     log, key = _open(tmp_path)
     records = []
-    for i in range(3):
+    for i in range(8):
         rec, cp, index = log.append_session(session(end_wh=1245678 + i, segments=None))
         assert index == i
         records.append(rec)
         body, sig = receipt.split(rec)
         assert key.verify(body, sig)
+        assert der.decode_sig(sig)[1] <= p256.N // 2          # low S: one encoding per receipt
         r = json.loads(body)
         assert r["seq"] == i + 1 and r["index"] == i and r["energy_wh"] == 11111 + i
         payload, sig_section = ocmf.split(r["ocmf"])
@@ -49,9 +50,9 @@ def test_append_signs_everything_and_checkpoint_commits_to_receipts(tmp_path):
         assert name == ORIGIN and kid == key.key_id() == sha256(key.public_key_der()).digest()[:4]
         assert key.verify(text.encode(), csig)
         assert text.startswith("%s\n%d\n" % (ORIGIN, i + 1))
-    assert [i for i, _ in log.unacked()] == [0, 1, 2]
-    log.ack(1)
-    assert [(i, r) for i, r in log.unacked()] == [(2, records[2])]
+    assert [i for i, _ in log.unacked()] == list(range(8))
+    log.ack(6)
+    assert [(i, r) for i, r in log.unacked()] == [(7, records[7])]
 
 
 def test_reopen_continues_the_same_log(tmp_path):

@@ -74,3 +74,21 @@ def test_the_command_accepts_then_rejects_each_tampering(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("genuine receipt:  exit 0  VALID: receipt 1")
     assert sum(" exit 1  INVALID: " in line for line in out) == 9
+
+
+def test_malleated_receipt_signature_is_refused(world):
+    # (r, n - s) is a valid ECDSA signature too; the charger emits low S only, so the
+    # high-S twin of a genuine receipt is refused instead of posing as another leaf.
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+    from host_tools import sigcheck
+    from host_tools.receipt import P256_N, Receipt
+    genuine = Receipt(world.records[1])
+    r, s = decode_dss_signature(genuine.sig_der)
+    assert s <= P256_N // 2
+    twin_sig = encode_dss_signature(r, P256_N - s)
+    assert sigcheck.verify(world.pub, genuine.body, twin_sig)           # mathematically valid
+    twin = Receipt(genuine.body + b"|" + twin_sig.hex().encode())
+    assert genuine.verify(world.pub) and not twin.verify(world.pub)
+    recs = list(world.records)
+    recs[1] = twin.record
+    assert verdict(world, world.bundle(records=recs)) == "bad-receipt-signature"
