@@ -62,6 +62,7 @@ class Link:
         self._progress_at = now
         self._telemetry_at = None
         # Counters for status, tests and the bench.
+        self.attempts = 0
         self.connects = 0
         self.drops = 0
         self.sent = 0
@@ -96,6 +97,7 @@ class Link:
         return self._verify_one(deadline)
 
     def _connect(self, now, deadline):
+        self.attempts += 1
         c = _umqtt.MQTTClient(self.client_id, self.host, self.port, keepalive=self.keepalive_s)
         c.set_callback(self._on_message)
         c.set_last_will(self.topics.status, OFFLINE, retain=True, qos=1)
@@ -121,6 +123,12 @@ class Link:
         now = net.ticks_ms()
         self._rx_at = self._ping_at = self._progress_at = now
         return True
+
+    def retry_in_ms(self):
+        """Milliseconds until the next connect attempt (0 when connected or due)."""
+        if self.client is not None:
+            return 0
+        return max(0, net.ticks_diff(self._retry_at, net.ticks_ms()))
 
     def _schedule_retry(self, now):
         delay = self._backoff

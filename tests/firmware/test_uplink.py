@@ -219,3 +219,25 @@ def test_flash_full_refuses_new_records_but_sends_every_old_one(tmp_path, amqtt_
     wait_for(lambda: box.pending() == 0, _run(link, v))
     link.close()
     v.close()
+
+
+def test_reconnect_backs_off_exponentially_with_a_cap(tmp_path, amqtt_broker):
+    b = amqtt_broker
+    control(b, "broker stop")
+    link = _link(b, Outbox(tmp_path + "/ob", reserve_bytes=0), backoff_min_ms=40,
+                 backoff_max_ms=320)
+    waits = []
+    while len(waits) < 6:
+        before = link.attempts
+        link.poll()
+        if link.attempts != before:           # one refused attempt per due poll, no more
+            assert not link.connected
+            waits.append(link.retry_in_ms())
+        sleep_ms(2)
+    # 40, 80, 160, 320, 320, 320 ms, each plus up to 25 % jitter (minus the time since).
+    for got, base in zip(waits, (40, 80, 160, 320, 320, 320)):
+        assert base - 20 <= got <= base * 5 // 4, (waits, base)
+    control(b, "broker start")
+    wait_for(lambda: link.connected, link.poll)
+    assert link.connects == 1
+    link.close()
