@@ -202,7 +202,7 @@ class Validator:
         except formats.FormatError as exc:
             raise _Reject("malformed", str(exc))
         if rc["charger_id"] != charger_id:
-            raise _Reject("inconsistent", "receipt names charger %s on the topic of %s"
+            raise _Reject("wrong-topic", "receipt names charger %s on the topic of %s"
                           % (rc["charger_id"], charger_id))
         charger = self._charger(charger_id, body)
         pub = charger["pubkey_der"]
@@ -311,7 +311,7 @@ class Validator:
         cp = formats.parse_checkpoint(note, charger["key_id_hex"])
         pub = charger["pubkey_der"]
         if cp["origin"] != charger["origin"]:
-            raise _Reject("inconsistent", "checkpoint origin %r, enrolled origin %r" % (cp["origin"], charger["origin"]))
+            raise _Reject("wrong-origin", "checkpoint origin %r, enrolled origin %r" % (cp["origin"], charger["origin"]))
         if cp["key_id"] != charger["key_id_hex"]:
             raise _Reject("unknown-key", "checkpoint signed by key %s, enrolled key is %s"
                           % (cp["key_id"], charger["key_id_hex"]), ("unknown-key", pub, note))

@@ -343,3 +343,14 @@ def test_a_late_older_checkpoint_is_checked_against_the_newer_one(validator, cha
     assert validator.db.checkpoint_below("CP-0001", 3)["size"] == 2
     assert validator.db.checkpoint_above("CP-0001", 1)["size"] == 2
     assert validator.db.checkpoint_above("CP-0001", 3) is None
+
+
+def test_messages_on_another_chargers_topic_or_origin_are_refused(tmp_path, validator, charger):
+    (topic, rec), (cp_topic, note) = charger.charge()
+    other = SimCharger(tmp_path / "o", "CP-0002", seed=12)
+    validator.enroll(other.charger_id, other.pubkey_der(), origin="elsewhere.example/CP-0002")
+    r = validator.process(topic.replace("CP-0001", "CP-0002"), rec)
+    assert (r.status, r.reason, r.ack) == ("rejected", "wrong-topic", None)
+    (_, _), (cp2_topic, note2) = other.charge()
+    r = validator.process(cp2_topic, note2)
+    assert (r.status, r.reason, r.ack) == ("rejected", "wrong-origin", None)
