@@ -13,7 +13,7 @@ DEFAULTS = {
     "journal_interval_s": 60,      # running-session readings to flash at most this often
     "recover_settle_ms": 2000,     # after boot, let the pilot settle before resuming
     "fault_hold_ms": 3000,         # state F shown this long after a fault before looking again
-    "meter_serial": "",
+    "meter_serial": None,          # required: the meter's serial number (OCMF MS)
     "meter_timeout_ms": 200,
     "meter_retries": 2,
     "validators": [],              # validator ids whose ack frees a receipt; [] = any one
@@ -60,8 +60,9 @@ def load(board, path=None, overrides=None):
                 raise ConfigError("%s: not JSON: %s" % (path, exc))
     if overrides:
         cfg.update(overrides)
-    if not cfg["charger_id"]:
-        raise ConfigError("config: field 'charger_id' is required")
+    for field in ("charger_id", "meter_serial"):
+        if not cfg[field] or not isinstance(cfg[field], str):
+            raise ConfigError("config: field '%s' is required (a string)" % field)
     if not cfg["log_origin"]:
         cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
     return cfg

@@ -1,0 +1,102 @@
+# The simulated board's main: the real charger (app.charger_app) on hal.sim devices, a pymodbus
+# meter on a pty and a real MQTT broker, with a scripted EV and driver. Runs on the MicroPython
+# unix port (the fleet simulator, `make demo`) and under CPython.
+#
+#   micropython -m app.sim_main      stdin: the scenario as one JSON line, then "go"
+#
+# scenario: {"charger_id", "data_dir", "board", "meter": {"port", "baud", "control"},
+#            "mqtt_host", "mqtt_port", "config": {...overrides},
+#            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
+#            "start_wh", "start_time", "drain_s"}
+# Prints one line per event: "PUBKEY <spki hex>" (then waits for "go": the operator enrolls
+# the key with the validators), "SESSION <n> <state>", "DRAINED <pending>".
+# Simulated time runs as fast as the loop goes; the network keeps real time.
+import json
+import sys
+import time
+
+from app import config
+from app.board import load_board
+from app.charger_app import ChargerApp
+from app.simulated import sim_hardware
+from hal import sim
+from hal.meterctl import MeterControl
+
+
+class SimCharger:
+    def __init__(self, sc):
+        self.sc = sc
+        board = load_board(sc["board"])
+        overrides = {"charger_id": sc["charger_id"], "data_dir": sc["data_dir"],
+                     "mqtt_host": sc["mqtt_host"], "mqtt_port": sc["mqtt_port"]}
+        overrides.update(sc.get("config", {}))
+        cfg = config.load(board, None, overrides)
+        clock = sim.SimClock(epoch=sc.get("start_time", 1767225600))
+        meter = sc["meter"]
+        self.hw = sim_hardware(board, meter["port"], meter["baud"], clock)
+        self.clock = clock
+        self.ev = self.hw["ev"]
+        self.relay = self.hw["relay"]
+        self.meter = MeterControl(meter["control"])
+        self.wh = sc.get("start_wh", 1000000)
+        self.meter.set_energy_wh(self.wh)
+        self.app = ChargerApp(board, cfg, self.hw)
+
+    def run(self, seconds, step_ms=100, power_w=0):
+        """Advance simulated time; the meter counts power_w while the contacts are closed."""
+        left = seconds * 1000
+        carry = 0
+        while left > 0:
+            self.clock.advance(step_ms)
+            left -= step_ms
+            if power_w and self.relay.contacts_closed():
+                carry += power_w * step_ms
+                if carry >= 3600000:
+                    self.wh += carry // 3600000
+                    carry %= 3600000
+                    self.meter.set_energy_wh(self.wh)
+            self.app.step()
+
+    def session(self, n, s):
+        self.ev.set_state("B")
+        self.run(2)
+        refused = self.app.present_card(s["card"])
+        if refused:
+            print("SESSION %d refused %s" % (n, refused))
+            self.ev.set_state("A")
+            self.run(2)
+            return
+        self.ev.set_state("C")
+        self.run(2)
+        self.run(s["minutes"] * 60, step_ms=5000, power_w=s["power_w"])
+        self.ev.set_state("B")                       # the EV is full
+        self.run(2)
+        self.run(s.get("idle_minutes", 0) * 60, step_ms=5000)
+        self.ev.set_state("A")
+        self.run(2)
+        print("SESSION %d %s" % (n, self.app.charger.state))
+
+    def drain(self, seconds):
+        """Keep the loop going (real time) until every receipt is acknowledged."""
+        deadline = time.time() + seconds
+        while self.app.outbox.pending() and time.time() < deadline:
+            self.run(1, step_ms=100)
+            time.sleep(0.01)
+        print("DRAINED %d" % self.app.outbox.pending())
+
+
+def main():
+    sc = json.loads(sys.stdin.readline())
+    ch = SimCharger(sc)
+    print("PUBKEY %s" % ch.app.public_key_hex())
+    if sys.stdin.readline().strip() != "go":
+        return
+    ch.run(1)
+    for n, s in enumerate(sc["sessions"]):
+        ch.session(n + 1, s)
+    ch.drain(sc.get("drain_s", 60))
+    if ch.app.link is not None:
+        ch.app.link.close()
+
+
+main()

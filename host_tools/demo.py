@@ -1,0 +1,127 @@
+"""`make demo`: a simulated charger fleet with independent validators, on embedded defaults.
+
+Starts the embedded MQTT broker (amqtt), two validators with their own SQLite ledgers, and
+three chargers running the real firmware on the MicroPython unix port, each with a pymodbus
+meter on a pty. Every charger runs its scripted sessions (plug, card, charge, unplug); the
+validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
+printed. The first validator's ledger stays at demo-out/ledger.sqlite.
+
+    python -m host_tools.demo [--chargers 3] [--sessions 3] [--broker-port N]
+"""
+import argparse
+import pathlib
+import shutil
+import sys
+import time
+
+from host_tools import build_mpy
+from host_tools.broker import AmqttBroker
+from host_tools.fleet import Device
+from host_tools.ledger_db import LedgerDB
+from host_tools.validator import Validator
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "demo-out"
+CARDS = ["04A2B3C4D5E6F7", "04118822AABBCC", "04FE00DD11EE22"]
+
+
+def default_tariff():
+    """The tariff the firmware uses until an operator sends one (firmware/app/config.py)."""
+    sys.path.insert(0, str(ROOT / "firmware"))
+    from app.config import DEFAULTS
+    return DEFAULTS["tariff"]
+
+
+def scripted_sessions(n, k):
+    """k sessions for charger n: different cards, powers, durations, idle times."""
+    out = []
+    for i in range(k):
+        out.append({"card": CARDS[(n + i) % len(CARDS)],
+                    "power_w": (7400, 11000, 3700, 22000)[(n + i) % 4],
+                    "minutes": 20 + 15 * ((n * 7 + i * 3) % 5),
+                    "idle_minutes": (0, 10, 45)[(n + i) % 3]})
+    return out
+
+
+def print_ledger(db_path, others):
+    db = LedgerDB(str(db_path))
+    rows = db.sessions()
+    print()
+    print("Verified ledger (%s)" % db_path.relative_to(ROOT))
+    print("%-8s %4s %-16s %-20s %10s %10s  %s" % (
+        "charger", "seq", "id", "begin (UTC)", "kWh", "price", "status"))
+    for r in rows:
+        begin = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["begin_time"]))
+        print("%-8s %4d %-16s %-20s %10.3f %7d.%02d %s  %s" % (
+            r["charger_id"], r["seq"], (r.get("transaction_id") or "")[:16], begin,
+            r["energy_wh"] / 1000, r["price_minor"] // 100, r["price_minor"] % 100,
+            r["currency"], r["status"] + (" (" + r["note"] + ")" if r.get("note") else "")))
+    print()
+    for t in db.totals():
+        print("%-8s %d sessions, %.3f kWh, %d.%02d %s" % (
+            t["charger_id"], t["sessions"], t["energy_wh"] / 1000,
+            t["price_minor"] // 100, t["price_minor"] % 100, t["currency"]))
+    mine = {(r["charger_id"], r["log_index"], r["leaf_hash"]) for r in rows}
+    for path in others:
+        theirs = {(r["charger_id"], r["log_index"], r["leaf_hash"]) for r in LedgerDB(str(path)).sessions()}
+        print("validator %s agrees on every session: %s" % (path.name, "yes" if theirs == mine else "NO"))
+    evidence = db.evidence()
+    rejections = db.rejections()
+    print("rejections: %d, evidence of misbehaviour: %d" % (len(rejections), len(evidence)))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--chargers", type=int, default=3)
+    ap.add_argument("--sessions", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir()
+    build_mpy.build()
+    tariff = default_tariff()
+    broker = AmqttBroker()
+    broker.start()
+    print("broker: embedded amqtt on %s:%d" % (broker.host, broker.port))
+    ledgers = [OUT / "ledger.sqlite", OUT / "ledger-b.sqlite"]
+    validators = [Validator(str(path), vid, tariffs=[tariff]).start(broker.host, broker.port)
+                  for path, vid in zip(ledgers, ("val-a", "val-b"))]
+    devices = []
+    start_time = int(time.time()) - 3 * 86400
+    try:
+        for n in range(args.chargers):
+            cid = "CP-%03d" % (n + 1)
+            dev = Device(cid, OUT / "flash", broker.host, broker.port,
+                         scripted_sessions(n, args.sessions), start_time=start_time + n * 3600,
+                         start_wh=1000000 * (n + 1), config={"allow_list": CARDS,
+                                                            "meter_serial": "SIM-%05d" % (n + 1)})
+            devices.append(dev.start())
+            for v in validators:
+                v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + cid)
+            print("charger %s: key %s... enrolled with %d validators" % (
+                cid, dev.pubkey_hex[-16:], len(validators)))
+        for v in validators:
+            v.subscribed.wait(10)
+        for dev in devices:
+            dev.go()
+        for dev in devices:
+            pending = dev.wait()
+            done = [line for line in dev.lines if line.startswith("SESSION")]
+            print("charger %s: %d sessions, %d receipts unacknowledged" % (
+                dev.charger_id, len(done), pending))
+        time.sleep(0.5)
+    finally:
+        for dev in devices:
+            dev.close()
+        for v in validators:
+            v.stop()
+        broker.stop()
+    rows = print_ledger(ledgers[0], ledgers[1:])
+    ok = len(rows) == args.chargers * args.sessions and all(r["status"] != "disputed" for r in rows)
+    print("demo %s" % ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
