@@ -130,3 +130,20 @@ def test_damaged_state_is_an_error_not_an_empty_log(tmp_path):
         f.seek(30)
         f.write(b"\xff\xff")
     raises(atomic.CorruptFile, _open, tmp_path, key)
+
+
+def test_torn_journal_tail_after_commit_is_repaired(tmp_path):
+    log, key = _open(tmp_path)
+    recs = [log.append_session(session())[0] for _ in range(3)]
+    # power cut in the middle of writing receipt 3 to the journal: its tail is torn
+    seg_dir = tmp_path + "/log/receipts"
+    last = sorted(n for n in os.listdir(seg_dir) if n.startswith("seg"))[-1]
+    path = seg_dir + "/" + last
+    size = os.stat(path)[6]
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:size - 40])
+    log2, _ = _open(tmp_path, key)
+    assert [r for _, r in log2.unacked()] == recs
+    assert log2.root() == _leaf_root(recs)
