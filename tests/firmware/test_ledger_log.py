@@ -3,7 +3,7 @@
 # bad sessions without changing anything.
 import json
 import os
-from binascii import a2b_base64, unhexlify
+from binascii import unhexlify
 from hashlib import sha256
 
 from fwtest import raises
