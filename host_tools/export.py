@@ -15,13 +15,15 @@ JSON (format "chargeproof-ledger", version 1):
   covers the receipt yet); RFC 9162 §2.1.3.
 
 Transparenzsoftware XML (see its XML_Format.md and xml/Value.java, PublicKey.java):
-  <values><value transactionId="N" context="Transaction.Begin|Transaction.End">
+  <values><value transactionId="N" context="Transaction.End">
     <signedData format="OCMF" encoding="plain" transactionId="N">OCMF|...|...</signedData>
     <publicKey encoding="plain">3059...</publicKey></value>...</values>
   - transactionId is an integer there (BigInteger), so sessions are numbered 1..N in export order.
-  - Our OCMF record carries both readings (B and E) under one signature; the software pairs a
-    Transaction.Begin and a Transaction.End value by transactionId, so each session gives both
-    values, each with the same signed record.
+  - Our OCMF record carries both readings (B and E) under one signature, so a session is ONE
+    value: the software pairs values by transactionId only when a transaction has separate
+    Transaction.Begin and Transaction.End records; given the same record twice it would see two
+    begin readings. A single record holding B and E is checked as a whole transaction. Its
+    context is "Transaction.End" (OCPP's reading context of the record that closes a session).
   - publicKey encoding "plain" is the hex text as is: version 1.4.x decodes only "plain" and
     "base64" for keys (EncodingDecoder.decodeAsHex), not "hex".
   - signedData must have no whitespace around the record, or its signature cannot be checked.
@@ -85,12 +87,11 @@ def export_transparency_xml(db, charger_id=None, statuses=("accepted", "flagged"
             if r["status"] not in statuses:
                 continue
             number += 1
-            for context in ("Transaction.Begin", "Transaction.End"):
-                value = ET.SubElement(root, "value", transactionId=str(number), context=context)
-                data = ET.SubElement(value, "signedData", format="OCMF", encoding="plain",
-                                     transactionId=str(number))
-                data.text = r["ocmf"].strip()
-                key = ET.SubElement(value, "publicKey", encoding="plain")
-                key.text = c["pubkey_hex"].upper()
+            value = ET.SubElement(root, "value", transactionId=str(number), context="Transaction.End")
+            data = ET.SubElement(value, "signedData", format="OCMF", encoding="plain",
+                                 transactionId=str(number))
+            data.text = r["ocmf"].strip()
+            key = ET.SubElement(value, "publicKey", encoding="plain")
+            key.text = c["pubkey_hex"].upper()
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

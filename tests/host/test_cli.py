@@ -105,14 +105,12 @@ def test_export_transparency_xml_parses_back(ledger):
     root = ET.fromstring(r.stdout.encode())
     assert root.tag == "values"
     values = root.findall("value")
-    assert len(values) == 2 * 6                     # 6 billed sessions (the disputed one is left out)
+    assert len(values) == 6                         # 6 billed sessions (the disputed one is left out)
     keys = {"CP-A": ledger["a"].pubkey_der(), "CP-B": ledger["b"].pubkey_der()}
-    seen = {}
-    for v in values:
-        tid = v.get("transactionId")
-        assert tid.isdigit()
+    for number, v in enumerate(values, 1):
+        assert (v.get("transactionId"), v.get("context")) == (str(number), "Transaction.End")
         data, key = v.find("signedData"), v.find("publicKey")
-        assert (data.get("format"), data.get("encoding"), data.get("transactionId")) == ("OCMF", "plain", tid)
+        assert (data.get("format"), data.get("encoding"), data.get("transactionId")) == ("OCMF", "plain", str(number))
         assert key.get("encoding") == "plain"
         record = data.text
         assert record == record.strip() and record.startswith("OCMF|")
@@ -123,9 +121,21 @@ def test_export_transparency_xml_parses_back(ledger):
         assert pub == keys[p["GS"]]
         # each record verifies with the key it is shipped with, over the payload bytes as written
         assert sigcheck.verify_fast(pub, payload.encode(), bytes.fromhex(json.loads(sigsec)["SD"]))
-        seen.setdefault(tid, []).append(v.get("context"))
-    assert sorted(seen, key=int) == [str(i) for i in range(1, 7)]
-    assert all(c == ["Transaction.Begin", "Transaction.End"] for c in seen.values())
+
+
+def test_transparency_xml_is_read_by_an_independent_ocmf_library(ledger):
+    """pyocmf reads the Transparenzsoftware's XML container the way that software does: strict
+    OCMF parsing, signature with the shipped key, Eichrecht checks per transaction."""
+    from pyocmf.utils.xml import OcmfContainer
+    out = ledger["tmp"] / "tps.xml"
+    assert run("export", "--db", ledger["db"], "--format", "transparency-xml", "--out", out).returncode == 0
+    container = OcmfContainer.from_xml(out, strict=True)
+    assert len(container) == 6
+    assert [e.transaction_id for e in container] == list(range(1, 7))
+    assert all(e.verify_signature() for e in container)
+    results = container.check_eichrecht(errors_only=True)
+    assert len(results) == 6
+    assert all(res.is_compliant for res in results), [res.issues for res in results]
 
 
 def test_proof_command_writes_a_bundle_the_light_client_accepts(ledger):
