@@ -2,7 +2,9 @@
 python-ecdsa's sign_deterministic on CPython, measured in the same run on the same messages.
 
 Rows: sign_ms_micropython (median KeyStore.sign: SHA-256 + RFC 6979 + k*G + DER), the same for
-python-ecdsa, their ratio, verify_ms_micropython, sign_import_ms_micropython (loading the
+python-ecdsa, their ratio, verify_ms_micropython (p256.verify_digest, any key), _verifier (a
+p256.Verifier with its own comb, for the operator key; built once in verifier_build_ms),
+sign_import_ms_micropython (loading the
 signer modules with their precomputed table from .py sources, the only one-time cost; _mpy: from
 .mpy), sign_garbage_bytes_micropython (bytes one signature allocates and drops, on the 64-bit
 unix port: what the GC has to reclaim), sign_min_heap_bytes (the
@@ -61,7 +63,20 @@ for i in range(40):
     ok = p256.verify_digest(pub, h, r, s)
     ver_us.append(time.ticks_diff(time.ticks_us(), a))
     assert ok
-print(json.dumps({"import_us": time.ticks_diff(t1, t0), "sign_us": sign_us, "verify_us": ver_us}))
+a = time.ticks_us()
+vf = p256.Verifier(pub)
+build_us = time.ticks_diff(time.ticks_us(), a)
+vf_us = []
+for i in range(40):
+    m = b"%%d:" %% i + pad
+    r, s = der.decode_sig(ks.sign(m))
+    h = sha256(m).digest()
+    a = time.ticks_us()
+    ok = vf.verify(h, r, s)
+    vf_us.append(time.ticks_diff(time.ticks_us(), a))
+    assert ok
+print(json.dumps({"import_us": time.ticks_diff(t1, t0), "sign_us": sign_us, "verify_us": ver_us,
+                  "verifier_us": vf_us, "verifier_build_us": build_us}))
 """
 
 _HEAP = r"""
@@ -182,6 +197,8 @@ def run():
         "sign_ms_python_ecdsa": round(ref_ms, 3),
         "sign_ratio": round(ratio, 2),
         "verify_ms_micropython": round(statistics.median(mp["verify_us"]) / 1000, 3),
+        "verify_ms_micropython_verifier": round(statistics.median(mp["verifier_us"]) / 1000, 3),
+        "verifier_build_ms_micropython": round(mp["verifier_build_us"] / 1000, 3),
         "sign_import_ms_micropython": round(mp["import_us"] / 1000, 3),
         "sign_import_ms_micropython_mpy": round(imports[2] / 1000, 3),
         "sign_garbage_bytes_micropython": garbage,

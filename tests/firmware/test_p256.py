@@ -231,18 +231,18 @@ def test_glitched_signing_releases_no_signature():
     # a wrong nonce inverse (s inconsistent with k). Either would leak the key next to a good
     # signature of the same message; sign_digest must refuse instead.
     h = sha256(b"sample").digest()
-    table, inv = p256._TABLE, p256._inv
+    table, inv = p256._G.table, p256._inv
     try:
         bad = bytearray(table)
         for o in range(5, len(bad), 64):
             bad[o] ^= 0x10
-        p256._TABLE = bytes(bad)
+        p256._G.table = bytes(bad)
         raises(p256.FaultError, p256.sign_digest, RFC_X, h)
-        p256._TABLE = table
+        p256._G.table = table
         p256._inv = lambda a, m: inv(a, m) + (1 if m == p256.N else 0)
         raises(p256.FaultError, p256.sign_digest, RFC_X, h)
     finally:
-        p256._TABLE, p256._inv = table, inv
+        p256._G.table, p256._inv = table, inv
     assert p256.sign_digest(RFC_X, h) == RFC_SHA256[0][2:]
 
 
@@ -255,3 +255,25 @@ def test_wrong_types_get_clear_errors():
         raises(der.DerError, der.decode_spki, bad)
         raises(der.DerError, der.decode_raw, bad)
     assert not p256.verify_digest((RFC_UX, RFC_UY), b"\x00" * 32, "1", 1)
+
+
+def test_verifier_with_its_own_comb_agrees_with_verify_digest(p256_vectors):
+    p256_vectors = load_vectors(p256_vectors)
+    for teeth, vecs in ((6, p256_vectors["sign"][:6] + p256_vectors["foreign"]),
+                        (4, p256_vectors["sign"][6:8]), (8, p256_vectors["sign"][8:9])):
+        for v in vecs:
+            q = (_i(v["qx"]), _i(v["qy"]))
+            ver = p256.Verifier(q, teeth)
+            h = sha256(unhexlify(v["msg"])).digest()
+            r, s = der.decode_sig(unhexlify(v["der"]))
+            assert ver.verify(h, r, s) and p256.verify_digest(q, h, r, s)
+            assert not ver.verify(sha256(unhexlify(v["msg"]) + b"!").digest(), r, s)
+            assert not ver.verify(h, r, (s + 1) % p256.N)
+            assert not ver.verify(h, 0, s)
+    raises(p256.P256Error, p256.Verifier, (p256.GX, p256.GY + 1))
+    raises(p256.P256Error, p256.Verifier, (p256.GX, p256.GY), 9)
+    # The crafted doubling-path signature (see above) through the comb path too.
+    g = p256.Verifier((p256.GX, p256.GY))
+    k = 0x5A5A5A5A0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF01234567
+    r = p256._to_affine(*p256._mul_base(k))[0] % p256.N
+    assert g.verify(r.to_bytes(32, "big"), r, 2 * r * p256._inv(k, p256.N) % p256.N)

@@ -145,3 +145,14 @@ def test_signing_fits_a_small_heap_as_deployed(tmp_path):
                                          hashfunc=hashlib.sha256)
     assert bytes.fromhex(proc.stdout.strip()) == sk.sign_deterministic(
         b"x" * 300, hashfunc=hashlib.sha256, sigencode=sigencode_der)
+
+
+@pytest.mark.parametrize("teeth", [4, 6, 8])
+def test_on_device_comb_builder_matches_python_ecdsa_table(teeth):
+    # The Verifier builds its comb on the device; for G it must equal the host-made table.
+    sys.path.insert(0, str(ROOT))
+    from host_tools import gen_p256_table
+    from ledger import p256
+    d, table = gen_p256_table.table_bytes(teeth, 1)
+    comb = p256._point_comb(p256.GX, p256.GY, teeth)
+    assert comb.d == d and bytes(comb.table) == table
