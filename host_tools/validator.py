@@ -41,6 +41,7 @@ be able to make us ack (and the charger drop) a genuine one.
 """
 import base64
 import hashlib
+import logging
 import threading
 import time
 
@@ -380,6 +381,7 @@ class Validator:
         except Exception as exc:                  # the service keeps running; the message is not acked
             self.counts["internal_error"] = self.counts.get("internal_error", 0) + 1
             self.last_error = exc
+            logging.getLogger("chargeproof.validator").exception("message on %s not processed", msg.topic)
             return
         if result.ack is not None:
             client.publish(result.ack_topic, result.ack, qos=1)
