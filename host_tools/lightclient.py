@@ -2,15 +2,19 @@
 
   python -m host_tools.lightclient --receipt BUNDLE.json --pubkey KEY_HEX_OR_FILE
                                    [--checkpoint CP.txt] [--proof PROOF.json] [--tariff T.json]
+                                   [--consistency CONS.json]
 
 BUNDLE.json is the driver's receipt bundle (host_tools/receipt.py). --checkpoint replaces the
 bundle's checkpoint (e.g. a newer one from a validator or a witness); --proof then supplies
-the inclusion proof for that size: {"index": i, "tree_size": n, "inclusion_proof": [b64...]}.
+the inclusion proof for that size: {"index": i, "tree_size": n, "inclusion_proof": [b64...]},
+and --consistency an RFC 9162 proof that it extends the bundle's checkpoint:
+{"old_size": m, "new_size": n, "proof": [b64...]} (the proof server's /consistency answer).
+Two checkpoints of one size with different roots need no proof: they convict the log.
 Prints "VALID: ..." (exit 0) or "INVALID: <reason>: <detail>" (exit 1). Reasons:
   malformed-bundle, bad-public-key, malformed-checkpoint, wrong-key, bad-checkpoint-signature,
   malformed-receipt, bad-receipt-signature, not-included, malformed-ocmf, bad-ocmf-signature,
   begin-after-end, charger-mismatch, pagination-mismatch, time-mismatch, energy-mismatch,
-  tariff-hash-mismatch, bad-tariff, price-mismatch
+  tariff-hash-mismatch, bad-tariff, price-mismatch, inconsistent-checkpoints
 """
 import argparse
 import base64
@@ -41,7 +45,11 @@ def read_pubkey(value):
     return bytes.fromhex(value.strip())
 
 
-def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=None):
+def _b64_list(items):
+    return [h if isinstance(h, bytes) else base64.b64decode(h, validate=True) for h in items]
+
+
+def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=None, consistency=None):
     """Return a one-line summary if the receipt is valid; raise Invalid(reason, detail)."""
     try:
         bundle = rcmod.read_bundle(bundle_text)
@@ -50,8 +58,10 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
             proof = {k: bundle[k] for k in ("index", "tree_size", "inclusion_proof")}
         else:       # a validator's proof file: hashes in base64
             proof = {"index": proof["index"], "tree_size": proof["tree_size"],
-                     "inclusion_proof": [h if isinstance(h, bytes) else base64.b64decode(h, validate=True)
-                                         for h in proof["inclusion_proof"]]}
+                     "inclusion_proof": _b64_list(proof["inclusion_proof"])}
+        if consistency is not None:
+            consistency = {"old_size": consistency["old_size"], "new_size": consistency["new_size"],
+                           "proof": _b64_list(consistency["proof"])}
         tariff_doc = tariff_doc if tariff_doc is not None else bundle["tariff"]
         record = bundle["receipt"]
     except (rcmod.ReceiptError, KeyError, TypeError, ValueError) as exc:
@@ -70,6 +80,8 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
         raise Invalid("wrong-key", str(exc))
     except cpmod.BadSignature as exc:
         raise Invalid("bad-checkpoint-signature", str(exc))
+    if checkpoint_note is not None and bundle.get("checkpoint") not in (None, checkpoint_note):
+        _check_history(bundle["checkpoint"], cp, pub_der, consistency)
 
     # 2. The receipt: signed by the same key, and a leaf of the log the checkpoint commits to.
     try:
@@ -121,6 +133,31 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
                rc["price"] % 100, rc["currency"], rc["index"], cp.size, cp.origin))
 
 
+def _check_history(old_note, cp, pub_der, consistency):
+    """The bundle's own checkpoint and the one given must belong to one append-only log."""
+    try:
+        old = cpmod.parse(old_note)
+        old.verify(pub_der)
+    except cpmod.WrongKey as exc:
+        raise Invalid("wrong-key", "bundle checkpoint: %s" % exc)
+    except cpmod.BadSignature as exc:
+        raise Invalid("bad-checkpoint-signature", "bundle checkpoint: %s" % exc)
+    except (cpmod.CheckpointError, UnicodeError) as exc:
+        raise Invalid("malformed-checkpoint", "bundle checkpoint: %s" % exc)
+    if consistency is None:
+        if old.size == cp.size and old.root != cp.root:
+            raise Invalid("inconsistent-checkpoints", "two signed roots for tree size %d: the log "
+                          "was rewritten (the pair is the proof)" % cp.size)
+        return
+    if (consistency["old_size"], consistency["new_size"]) != tuple(sorted((old.size, cp.size))):
+        raise Invalid("inconsistent-checkpoints", "consistency proof is for sizes %d..%d, checkpoints "
+                      "have %d and %d" % (consistency["old_size"], consistency["new_size"], old.size, cp.size))
+    try:
+        cpmod.check_extends(old, cp, consistency["proof"], pub_der)
+    except cpmod.CheckpointError as exc:
+        raise Invalid("inconsistent-checkpoints", str(exc))
+
+
 def _kwh(wh):
     return "%d.%03d" % divmod(wh, 1000)
 
@@ -132,6 +169,7 @@ def main(argv=None):
     ap.add_argument("--checkpoint", help="checkpoint note file (default: the bundle's)")
     ap.add_argument("--proof", help="inclusion proof JSON for that checkpoint's size")
     ap.add_argument("--tariff", help="tariff document JSON (default: the bundle's)")
+    ap.add_argument("--consistency", help="RFC 9162 consistency proof JSON: --checkpoint extends the bundle's")
     args = ap.parse_args(argv)
     try:
         try:
@@ -142,7 +180,8 @@ def main(argv=None):
         note = open(args.checkpoint, encoding="utf-8").read() if args.checkpoint else None
         proof = json.load(open(args.proof)) if args.proof else None
         tariff_doc = json.load(open(args.tariff)) if args.tariff else None
-        summary = check(bundle, pub, note, proof, tariff_doc)
+        consistency = json.load(open(args.consistency)) if args.consistency else None
+        summary = check(bundle, pub, note, proof, tariff_doc, consistency)
     except Invalid as exc:
         print("INVALID: %s" % exc)
         return 1

@@ -139,7 +139,14 @@ class World:
                                          self.bundle(note=note.replace("time %d" % (T_BEGIN + 9999), "time %d" % (T_BEGIN + 9998))), {}),
             "wrong-key": ("checked against another charger's public key",
                           b, {"--pubkey": self.other_key.public_key_hex()}),
+            "inconsistent-checkpoints": ("a later checkpoint, same size, leaf 0 rewritten",
+                                         b, {"--checkpoint": self.rewritten_checkpoint()}),
         }
+
+    def rewritten_checkpoint(self):
+        """The charger signs a tree of the same size whose history differs (leaf 0 replaced)."""
+        forked = merkle.Tree([b"rewritten"] + self.records[1:])
+        return checkpoint.build(ORIGIN, forked.size, forked.root(), T_BEGIN + 10 ** 6, self.key)
 
 
 def run_cli(workdir, bundle_text, pubkey_hex, extra=None):

@@ -1,6 +1,7 @@
 """The light client on a real receipt from the firmware ledger (real KeyStore, real tariff
 price, real ChargerLog; host_tools/lightclient_demo.World): accepted, and each kind of
 tampering rejected with its own reason, through the function and through the command."""
+import base64
 import json
 
 import pytest
@@ -36,12 +37,10 @@ def test_each_tampering_has_its_own_reason(world):
     got = {}
     for reason, (what, bundle, extra) in cases.items():
         pub = bytes.fromhex(extra["--pubkey"]) if "--pubkey" in extra else world.pub
-        proof = None
-        if "--proof" in extra:
-            proof = json.loads(extra["--proof"])
-        got[reason] = verdict(world, bundle, pub, proof=proof)
+        proof = json.loads(extra["--proof"]) if "--proof" in extra else None
+        got[reason] = verdict(world, bundle, pub, proof=proof, checkpoint_note=extra.get("--checkpoint"))
     assert got == {k: k for k in cases}
-    assert len(set(got.values())) == len(cases) >= 9
+    assert len(set(got.values())) == len(cases) >= 10
 
 
 def test_more_inconsistencies_are_named(world):
@@ -66,6 +65,18 @@ def test_newer_checkpoint_with_its_proof_is_accepted(world):
     # and the new checkpoint provably extends the one in the driver's bundle
     old = host_cp.parse(json.loads(world.bundle())["checkpoint"])
     host_cp.check_extends(old, host_cp.parse(note), tree.consistency_proof(3, 4), world.pub)
+    cons = {"old_size": 3, "new_size": 4,
+            "proof": [base64.b64encode(h).decode() for h in tree.consistency_proof(3, 4)]}
+    assert verdict(world, world.bundle(), checkpoint_note=note, proof=proof,
+                   consistency=cons).startswith("VALID")
+    # a size-4 tree whose first three leaves differ does not extend the bundle's checkpoint
+    forked = merkle.Tree([b"x"] + world.records[1:] + [b"a later receipt"])
+    fnote = checkpoint.build(ORIGIN, 4, forked.root(), T_BEGIN + 99999, world.key)
+    fcons = {"old_size": 3, "new_size": 4,
+             "proof": [base64.b64encode(h).decode() for h in forked.consistency_proof(3, 4)]}
+    fproof = {"index": 1, "tree_size": 4, "inclusion_proof": forked.inclusion_proof(1)}
+    assert verdict(world, world.bundle(), checkpoint_note=fnote, proof=fproof,
+                   consistency=fcons) == "inconsistent-checkpoints"
 
 
 def test_the_command_accepts_then_rejects_each_tampering(tmp_path, capsys):
@@ -73,7 +84,7 @@ def test_the_command_accepts_then_rejects_each_tampering(tmp_path, capsys):
     assert lightclient_demo.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("genuine receipt:  exit 0  VALID: receipt 1")
-    assert sum(" exit 1  INVALID: " in line for line in out) == 9
+    assert sum(" exit 1  INVALID: " in line for line in out) == 10
 
 
 def test_malleated_receipt_signature_is_refused(world):
