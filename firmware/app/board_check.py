@@ -54,7 +54,7 @@ _SECTIONS = {
 }
 _TOP = (("schema", "int", 1), ("name", "str", 1), ("description", "str", 0),
         ("chip", "str", 1), ("psram", "bool", 0), ("rated_current_a", "int", 1),
-        ("phases", "int", 1))
+        ("phases", "int", 1), ("ventilation", "bool", 0))
 
 
 class Validator:
@@ -83,6 +83,7 @@ class Validator:
         if b.description is None:
             b.description = ""
         b.psram = bool(b.psram)
+        b.ventilation = bool(b.ventilation)
         for sec in _SECTIONS:
             if sec not in d:
                 self.fail(sec, "missing")

@@ -44,6 +44,7 @@ def test_devkitc_board_fields(boards_dir):
     assert (b.contactor_relay, b.contactor_feedback, b.contactor_feedback_active_low) == (26, 27, True)
     assert (b.pilot_pwm, b.pilot_adc) == (25, 36)
     assert b.rated_current_a == 32 and b.phases == 3 and b.psram is False
+    assert b.ventilation is False                  # optional, absent: no state D charging
     # The calibration is linear: 0 V on the pilot sits halfway between the two points.
     assert b.pilot_mv((2300 + 250) // 2) == 0
     # One mV at the ADC is about 12 mV on the pilot: the round trip is within that step.
@@ -124,6 +125,7 @@ def test_wrong_types_missing_and_unknown_fields(boards_dir):
     _bad(boards_dir, "contactor.relay", _set("contactor", "relay", None))
     _bad(boards_dir, "contactor.relay_active_low", _set("contactor", "relay_active_low", 0))
     _bad(boards_dir, "name", _set(None, "name", ""))
+    _bad(boards_dir, "ventilation", _set(None, "ventilation", "yes"))
     assert "missing" in _bad(boards_dir, "pilot.adc", _drop("pilot", "adc"))
     assert "unknown field" in _bad(boards_dir, "contactor.realy", _set("contactor", "realy", 3))
     assert "unknown field" in _bad(boards_dir, "wifi", _set(None, "wifi", {}))
