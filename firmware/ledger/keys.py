@@ -10,7 +10,6 @@ from store import atomic
 _MAX_TRIES = 16
 
 
-
 class KeyStoreError(Exception):
     """The key file is damaged or holds no valid P-256 key, or the RNG failed."""
 

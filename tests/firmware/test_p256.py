@@ -182,7 +182,8 @@ def test_spki_round_trip_and_rejects():
     # Off-curve point, wrong curve OID (P-384's 1.3.132.0.34 spelled into the same length),
     # compressed point, truncation.
     raises(der.DerError, der.decode_spki, spki[:-1] + bytes((spki[-1] ^ 1,)))
-    raises(der.DerError, der.decode_spki, spki[:17] + b"\x2b\x81\x04\x00\x22\x00\x00\x00" + spki[25:])
+    p384_oid = b"\x2b\x81\x04\x00\x22\x00\x00\x00"
+    raises(der.DerError, der.decode_spki, spki[:17] + p384_oid + spki[25:])
     raises(der.DerError, der.decode_spki, spki[:26] + b"\x02" + spki[27:])
     raises(der.DerError, der.decode_spki, spki[:90])
 
