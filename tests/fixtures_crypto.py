@@ -1,9 +1,8 @@
 """P-256 test vectors made on the host by well-kept libraries, for the firmware tests.
 
 `p256_vectors` (session) is the path of a JSON file, so the same vectors reach the firmware
-tests on CPython and on MicroPython (a path, not the data itself: the MicroPython unix port
-aborts on a command-line argument longer than 255 bytes, which is how conftest passes fixture
-values). Integers travel as hex strings (MicroPython: int(s, 16)). The file holds
+tests on CPython and on MicroPython (each test loads only when it needs them). Integers travel
+as hex strings (MicroPython: int(s, 16)). The file holds
 
   {"sign": [{"d", "qx", "qy", "msg", "r", "s", "der"}...],   python-ecdsa sign_deterministic,
                                                             each also verified by cryptography
