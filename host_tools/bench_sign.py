@@ -11,7 +11,9 @@ unix port: what the GC has to reclaim), sign_min_heap_bytes (the
 smallest -X heapsize at which a fresh MicroPython imports the signer as .mpy, as deployed,
 loads the key from flash and signs; _py_source: the same importing .py sources, which MicroPython
 compiles on the heap) and sign_heap_used_bytes (heap the .mpy modules, the table and the
-KeyStore hold after one signature, from gc.mem_alloc).
+KeyStore hold after one signature, from gc.mem_alloc; sign_code_and_table_heap_bytes is the
+part that is bytecode and the comb table, which freezing into the ESP32 firmware moves to
+flash).
 """
 import hashlib
 import json
@@ -84,10 +86,12 @@ import gc, sys
 gc.collect()
 base = gc.mem_alloc()
 from ledger import keys
+gc.collect()
+code = gc.mem_alloc() - base
 ks = keys.KeyStore(sys.argv[1])
 sig = ks.sign(b"x" * %(msg)d)
 gc.collect()
-print("HEAP-OK", gc.mem_alloc() - base, len(sig))
+print("HEAP-OK", gc.mem_alloc() - base, code, len(sig))
 """
 
 
@@ -147,14 +151,14 @@ def min_heap(keyfile, path=None, lo=4096, hi=1 << 20):
     ok = _mp(script, keyfile, hi, path)
     if "HEAP-OK" not in ok.stdout:
         raise RuntimeError("signing fails even with %d bytes: %s" % (hi, ok.stderr[-500:]))
-    used = int(ok.stdout.split()[1])
+    used, code = int(ok.stdout.split()[1]), int(ok.stdout.split()[2])
     while hi - lo > 256:
         mid = (lo + hi) // 2 // 64 * 64
         if "HEAP-OK" in _mp(script, keyfile, mid, path).stdout:
             hi = mid
         else:
             lo = mid
-    return hi, used
+    return hi, used, code
 
 
 def python_ecdsa_ms():
@@ -187,9 +191,9 @@ def run():
             rounds.append((mp_ms / ref_ms, mp_ms, ref_ms, mp))
         rounds.sort(key=lambda x: x[0])
         ratio, mp_ms, ref_ms, mp = rounds[len(rounds) // 2]
-        heap_py, _ = min_heap(keyfile)
+        heap_py = min_heap(keyfile)[0]
         mpy = compile_mpy(os.path.join(tmp, "mpy"))
-        heap, used = min_heap(keyfile, mpy)
+        heap, used, code = min_heap(keyfile, mpy)
         imports = sorted(int(_mp(_IMPORT, keyfile, HEAPSIZE, mpy).stdout) for _ in range(5))
         garbage = int(_mp(_GARBAGE % {"key": KEY, "msg": MSG_BYTES}, keyfile, 4 << 20).stdout)
     return {
@@ -205,6 +209,7 @@ def run():
         "sign_min_heap_bytes": heap,
         "sign_min_heap_bytes_py_source": heap_py,
         "sign_heap_used_bytes": used,
+        "sign_code_and_table_heap_bytes": code,
     }
 
 
