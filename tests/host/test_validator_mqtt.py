@@ -173,3 +173,40 @@ def test_chargeproof_validate_serves_on_the_broker(tmp_path, amqtt_broker):
     assert proc.returncode == 0, out
     r = subprocess.run([exe, "sessions", "--db", db], capture_output=True, text=True)
     assert "CP-0042" in r.stdout and "accepted" in r.stdout
+
+
+def test_every_ack_names_something_already_committed_to_the_ledger_file(fleet, tmp_path):
+    """Read the validator's SQLite file from another connection the moment each ack arrives:
+    what the ack names is already there (the ack is published only after the commit)."""
+    import hashlib
+    import sqlite3
+    chargers, validators, links = fleet["chargers"], fleet["validators"], fleet["links"]
+    c, link = chargers[0], links[0]
+    reader = sqlite3.connect(validators[0].db.path, check_same_thread=False)
+    seen, snapshots = {}, []
+
+    def on_message(cl, ud, m):
+        if "/ack/" in m.topic:
+            if m.topic.endswith("/val-1"):
+                held = {bytes(r[0]) for r in reader.execute("SELECT receipt FROM receipts")}
+                held |= {bytes(r[0]) for r in reader.execute("SELECT note FROM checkpoints")}
+                snapshots.append((__import__("json").loads(m.payload)["sha256"], held))
+        else:
+            seen[hashlib.sha256(m.payload).hexdigest()] = bytes(m.payload)
+
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    spy.on_message = on_message
+    spy.connect("127.0.0.1", fleet["broker"]["broker_port"])
+    spy.subscribe([("cp/+/ack/+", 1), ("cp/+/receipt/+", 1), ("cp/+/checkpoint/+", 1)])
+    spy.loop_start()
+    try:
+        time.sleep(0.2)
+        record_sessions(c, link, 5)
+        assert wait_for(lambda: link.outbox.acked == 10, step=lambda: link.poll())
+        assert wait_for(lambda: len(snapshots) >= 10)
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+        reader.close()
+    for digest, held in snapshots:
+        assert seen[digest] in held
