@@ -15,8 +15,8 @@ import json
 import sys
 
 # Pins that drive something (must be able to output) and pins that are read.
-OUTPUT_PINS = ("rs485.tx", "rs485.de", "contactor.relay", "pilot.pwm")
-INPUT_PINS = ("rs485.rx", "contactor.feedback", "pilot.adc")
+OUTPUT_PINS = ("rs485.tx", "rs485.de", "contactor.relay", "pilot.pwm", "rcd.test")
+INPUT_PINS = ("rs485.rx", "contactor.feedback", "pilot.adc", "rcd.fault")
 
 
 class BoardError(ValueError):

@@ -51,7 +51,11 @@ _SECTIONS = {
                   ("settle_ms", "int", 1)),
     "pilot": (("pwm", "pin", 1), ("pwm_inverted", "bool", 1), ("adc", "pin", 1),
               ("adc_mv_at_plus12", "int", 1), ("adc_mv_at_minus12", "int", 1)),
+    # Optional: a residual DC monitor (RDC-DD) wired to the ESP32 (drivers/rcd.py).
+    "rcd": (("fault", "pin", 1), ("fault_active_low", "bool", 1), ("fault_pull", "str", 1),
+            ("test", "pin?", 1), ("test_active_low", "bool", 1), ("trip_ms", "int", 1)),
 }
+_OPTIONAL_SECTIONS = ("rcd",)
 _TOP = (("schema", "int", 1), ("name", "str", 1), ("description", "str", 0),
         ("chip", "str", 1), ("psram", "bool", 0), ("rated_current_a", "int", 1),
         ("phases", "int", 1), ("ventilation", "bool", 0))
@@ -85,6 +89,10 @@ class Validator:
         b.psram = bool(b.psram)
         b.ventilation = bool(b.ventilation)
         for sec in _SECTIONS:
+            if sec not in d and sec in _OPTIONAL_SECTIONS:
+                for spec in _SECTIONS[sec]:
+                    setattr(b, sec + "_" + spec[0], None)
+                continue
             if sec not in d:
                 self.fail(sec, "missing")
             if not isinstance(d[sec], dict):
@@ -150,6 +158,12 @@ class Validator:
                 ", ".join(_PULLS), b.contactor_feedback_pull))
         if not 10 <= b.contactor_settle_ms <= 1000:
             self.fail("contactor.settle_ms", "%d outside 10..1000 ms" % b.contactor_settle_ms)
+        if b.rcd_fault is not None:
+            if b.rcd_fault_pull not in _PULLS:
+                self.fail("rcd.fault_pull", "must be one of %s, not %r" % (
+                    ", ".join(_PULLS), b.rcd_fault_pull))
+            if not 10 <= b.rcd_trip_ms <= 1000:
+                self.fail("rcd.trip_ms", "%d outside 10..1000 ms" % b.rcd_trip_ms)
 
     def _pins(self):
         b = self.b
@@ -178,9 +192,12 @@ class Validator:
         if b.pilot_adc not in chip["adc1"]:
             self.fail("pilot.adc", "GPIO %d is not an ADC1 pin (ADC2 stops working with "
                       "WiFi on)" % b.pilot_adc)
-        if b.contactor_feedback_pull != "none" and b.contactor_feedback in chip["no_pull"]:
-            self.fail("contactor.feedback_pull", "GPIO %d has no internal pull resistor: "
-                      "fit one and set \"none\"" % b.contactor_feedback)
+        for field in ("contactor.feedback", "rcd.fault"):
+            attr = field.replace(".", "_")
+            pin = getattr(b, attr)
+            if pin in chip["no_pull"] and getattr(b, attr + "_pull") != "none":
+                self.fail(field + "_pull", "GPIO %d has no internal pull resistor: fit one and "
+                          "set \"none\"" % pin)
 
     def _meter(self):
         b = self.b

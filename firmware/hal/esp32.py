@@ -230,8 +230,9 @@ def urandom(n):
 
 def devices(board):
     """The board's contactor and pilot hardware: {"relay", "feedback", "pilot_pwm",
-    "pilot_adc"}; board is a validated app.board.Board (passed in, not imported)."""
-    return {
+    "pilot_adc"}, plus "rcd_fault" and "rcd_test" (None without a test pin) when the board has
+    a residual current monitor; board is a validated app.board.Board (passed in, not imported)."""
+    hw = {
         "relay": OutputPin(board.contactor_relay, board.contactor_relay_active_low),
         "feedback": InputPin(board.contactor_feedback, board.contactor_feedback_active_low,
                              board.contactor_feedback_pull),
@@ -239,3 +240,9 @@ def devices(board):
         "pilot_adc": PilotADC(board.pilot_adc, board.pilot_adc_mv_at_plus12,
                               board.pilot_adc_mv_at_minus12),
     }
+    if board.rcd_fault is not None:
+        hw["rcd_fault"] = InputPin(board.rcd_fault, board.rcd_fault_active_low,
+                                   board.rcd_fault_pull)
+        hw["rcd_test"] = None if board.rcd_test is None else OutputPin(
+            board.rcd_test, board.rcd_test_active_low)
+    return hw

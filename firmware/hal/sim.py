@@ -10,6 +10,7 @@
 #             duty() -> permille; measure() samples the pilot line and leaves its levels in
 #             the attributes high_mv / low_mv (ints; no allocation per poll)
 #   watchdog: feed()
+#   rcd:      fault input (value(), 1 = tripped) and test output (on()/off()): SimRcd
 #
 # Sim-only controls: SimClock.advance(ms)/set_time(s); SimRelay.fault = None | "stuck_open" |
 # "welded"; SimEV.set_state("A".."F"), SimEV.diode, or SimEV.plug(need_wh) and
@@ -298,6 +299,35 @@ class SimPilot:
             self.high_mv, self.low_mv = self._forced
         else:
             self.high_mv, self.low_mv = self.ev.levels_mv(self._duty)
+
+
+class _RcdFaultOut:
+    def __init__(self, rcd):
+        self._rcd = rcd
+
+    def value(self):
+        return 1 if self._rcd.signalling() else 0
+
+
+class SimRcd:
+    """An RDC-DD module (IEC 62955): fault_out (input pin, 1 = fault) trips at 6 mA DC of
+    residual current or while its test input (test, an output pin) is driven.
+    leak_ua: residual DC in microamps; fault: None, "no_trip" (dead module) or "stuck"."""
+
+    TRIP_UA = 6000
+
+    def __init__(self):
+        self.leak_ua = 0
+        self.fault = None
+        self.test = SimOutputPin()
+        self.fault_out = _RcdFaultOut(self)
+
+    def signalling(self):
+        if self.fault == "stuck":
+            return True
+        if self.fault == "no_trip":
+            return False
+        return self.leak_ua >= self.TRIP_UA or self.test.value() == 1
 
 
 class SimWatchdog:

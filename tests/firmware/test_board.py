@@ -157,3 +157,20 @@ def test_bad_files_are_clear_errors(tmp_path):
     with open(p, "w") as f:
         f.write("[1, 2]")
     assert "JSON object" in str(raises(BoardError, load_board, p))
+
+
+def test_optional_residual_current_monitor(boards_dir):
+    b = load_board(boards_dir + "/esp32-devkitc-max485.json")
+    assert (b.rcd_fault, b.rcd_test, b.rcd_trip_ms, b.rcd_fault_active_low) == (34, 33, 100, True)
+    assert b.pins()["rcd.fault"] == 34
+    e = load_board(boards_dir + "/olimex-esp32-evb.json")
+    assert e.rcd_fault is None and e.rcd_test is None and "rcd.fault" not in e.pins()
+    assert "input-only" in _bad(boards_dir, "rcd.test", _set("rcd", "test", 35))
+    assert "pull" in _bad(boards_dir, "rcd.fault_pull", _set("rcd", "fault_pull", "up"))
+    assert "already used" in _bad(boards_dir, "rcd.test", _set("rcd", "test", 26))
+    _bad(boards_dir, "rcd.trip_ms", _set("rcd", "trip_ms", 5000))
+    _bad(boards_dir, "rcd.fault_pull", _set("rcd", "fault_pull", "sideways"))
+    assert "unknown field" in _bad(boards_dir, "rcd.reset", _set("rcd", "reset", 12))
+    d = _good(boards_dir)
+    d["rcd"]["test"] = None                       # a module that tests itself
+    assert load_board(d).rcd_test is None

@@ -87,7 +87,11 @@ def test_pilot_adc_levels_through_the_board_calibration(boards_dir):
     try:
         esp32 = _esp32()
         board = load_board(boards_dir + "/esp32-devkitc-max485.json")
-        adc = esp32.devices(board)["pilot_adc"]
+        hw = esp32.devices(board)
+        adc = hw["pilot_adc"]
+        assert m.levels[33] == 0 and hw["rcd_test"].value() == 0   # RCD test input idle
+        m.levels[34] = 0                                    # open collector pulls low: fault
+        assert hw["rcd_fault"].value() == 1
         for pilot_high, pilot_low, duty in ((9000, -12000, 266), (6000, -12000, 100),
                                             (3000, -12000, 960), (6000, -6000, 500)):
             m.wave[0] = _wave(board.adc_mv(pilot_high) * 1000, board.adc_mv(pilot_low) * 1000,
