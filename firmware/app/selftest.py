@@ -2,7 +2,8 @@
 # contactor unloaded). The same code runs against hal.esp32 on the board and hal.sim on the host.
 #
 #   results = run(hw, clock, settle_ms, switch_contactor=False)
-#       hw: {"pilot_pwm", "pilot_adc", "relay", "feedback"} as hal.esp32.devices(board) makes
+#       hw: {"pilot_pwm", "pilot_adc", "relay", "feedback"[, "rcd_fault", "rcd_test"]} as
+#       hal.esp32.devices(board) makes
 #       -> [(name, ok, detail), ...]
 #   run_on_board("/board.json", switch_contactor=False)   on the ESP32: prints one JSON line
 #
@@ -11,7 +12,9 @@
 # burst catches the shortest phases (100 us high at 10 %, 40 us low at 96 %) on this board.
 # Contactor: the auxiliary contact must read open at rest; with switch_contactor=True the coil
 # is pulsed and the pick-up and drop-out times are measured against the board's settle_ms.
+# Residual current monitor (if the board has one): its self-test must trip and clear.
 from drivers.pilot import classify
+from drivers.rcd import ResidualCurrent, RcdFault
 
 _DUTIES = (100, 500, 960)
 _LINE_SETTLE_MS = 20          # let the pilot driver's output and the ADC filter settle
@@ -85,8 +88,19 @@ def _ms(t, limit):
     return "%d" % t if t is not None else "> %d" % limit
 
 
-def run(hw, clock, settle_ms, switch_contactor=False):
+def check_rcd(fault_in, test_out, clock, trip_ms):
+    try:
+        ResidualCurrent(fault_in, test_out, clock, trip_ms).self_test()
+    except RcdFault as exc:
+        return [("residual current monitor self-test", False, exc.reason)]
+    return [("residual current monitor self-test", True,
+             "trips on test and clears" if test_out is not None else "healthy (no test input)")]
+
+
+def run(hw, clock, settle_ms, switch_contactor=False, rcd_trip_ms=100):
     out = check_contactor(hw["relay"], hw["feedback"], clock, settle_ms, switch_contactor)
+    if hw.get("rcd_fault") is not None:
+        out += check_rcd(hw["rcd_fault"], hw.get("rcd_test"), clock, rcd_trip_ms)
     return out + check_pilot(hw["pilot_pwm"], hw["pilot_adc"], clock)
 
 
@@ -97,6 +111,7 @@ def run_on_board(board_path="/board.json", switch_contactor=False):
     from hal import esp32
     board = load_board(board_path)
     hw = esp32.devices(board)
-    results = run(hw, esp32.Clock(), board.contactor_settle_ms, switch_contactor)
+    results = run(hw, esp32.Clock(), board.contactor_settle_ms, switch_contactor,
+                  board.rcd_trip_ms or 100)
     print("SELFTEST " + json.dumps({"board": board.name, "results": [
         {"check": n, "ok": ok, "detail": d} for n, ok, d in results]}))

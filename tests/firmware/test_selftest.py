@@ -67,3 +67,16 @@ def test_an_ev_left_plugged_in_is_reported():
     clock = SimClock()
     hw = _hw(clock, ev=SimEV("B"))
     assert "pilot +12 V steady reads A" in _failed(run(hw, clock, 100))
+
+
+def test_residual_current_monitor_is_tested_when_fitted():
+    from hal.sim import SimRcd
+    clock = SimClock()
+    hw = _hw(clock)
+    rcd = SimRcd()
+    hw["rcd_fault"] = rcd.fault_out
+    hw["rcd_test"] = rcd.test
+    results = run(hw, clock, 100)
+    assert ("residual current monitor self-test", True, "trips on test and clears") in results
+    rcd.fault = "no_trip"
+    assert _failed(run(hw, clock, 100)) == ["residual current monitor self-test"]
