@@ -278,3 +278,24 @@ def test_verifier_with_its_own_comb_agrees_with_verify_digest(p256_vectors):
     k = 0x5A5A5A5A0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF01234567
     r = p256._to_affine(*p256._mul_base(k))[0] % p256.N
     assert g.verify(r.to_bytes(32, "big"), r, 2 * r * p256._inv(k, p256.N) % p256.N)
+
+
+def test_modular_inverse_for_both_small_int_widths():
+    # Lehmer's inner loop width depends on the board's small ints (28 bits on the ESP32,
+    # 60 on 64-bit hosts); both must give exact inverses, for short and long inputs.
+    saved = p256._LB, p256._LTOP
+    try:
+        for lb in (28, 60, 12):
+            p256._LB, p256._LTOP = lb, 1 << lb
+            for m in (p256.P, p256.N):
+                x = 0x1234567
+                for i in range(150):
+                    x = (x * 0x9E3779B97F4A7C15F39CC0605CEDC834 + 0x5DEECE66D) % m
+                    a = x if i % 3 else (x >> (i % 250)) or 1
+                    assert p256._inv(a, m) * a % m == 1
+                for a in (1, 2, m - 1, 1 << 255, (1 << 64) + 1, m + 5):
+                    assert p256._inv(a, m) * a % m == 1
+            raises(p256.P256Error, p256._inv, p256.N, p256.N)
+            raises(p256.P256Error, p256._inv, 0, p256.P)
+    finally:
+        p256._LB, p256._LTOP = saved
