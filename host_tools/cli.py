@@ -199,7 +199,7 @@ def build_parser():
     sp = with_db(sub.add_parser("enroll", help="enroll a charger and its public key"))
     sp.add_argument("--charger", required=True)
     sp.add_argument("--pubkey", required=True, help="SPKI DER as hex, or a file with hex or DER")
-    sp.add_argument("--origin", help="checkpoint origin line (default: the charger id)")
+    sp.add_argument("--origin", help="checkpoint origin line (default: chargeproof.local/<charger>, the firmware's)")
     sp.set_defaults(fn=cmd_enroll)
 
     sp = with_db(sub.add_parser("tariff", help="publish a tariff document"))

@@ -104,6 +104,11 @@ def _now():
     return int(time.time())
 
 
+def default_origin(charger_id):
+    """The checkpoint origin a charger uses unless configured otherwise (firmware/app/config.py)."""
+    return "chargeproof.local/" + charger_id
+
+
 def key_id_hex(pubkey_der):
     """C2SP key id: the first 4 bytes of SHA-256 over the SPKI DER, hex."""
     import hashlib
@@ -188,7 +193,7 @@ class LedgerDB:
                 return key_id_hex(bytes(pubkey_der))
             db.execute("INSERT INTO chargers VALUES (?,?,?,?,?)",
                        (charger_id, pub_hex, key_id_hex(bytes(pubkey_der)),
-                        origin or charger_id, now if now is not None else _now()))
+                        origin or default_origin(charger_id), now if now is not None else _now()))
         return key_id_hex(bytes(pubkey_der))
 
     def revoke(self, charger_id):

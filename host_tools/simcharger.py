@@ -46,7 +46,7 @@ class SimCharger:
         self.dir = str(dirpath)
         os.makedirs(self.dir, exist_ok=True)
         self.charger_id = charger_id
-        self.origin = "chargeproof.example/" + charger_id
+        self.origin = "chargeproof.local/" + charger_id        # the firmware's default origin
         self.tariff_doc = tariff_doc or TARIFF
         self.tariff = fw_tariff.Tariff(self.tariff_doc)
         rng = random.Random(seed)

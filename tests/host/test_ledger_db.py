@@ -71,6 +71,7 @@ def test_enrolment_is_idempotent_and_a_second_key_is_refused(tmp_path):
         assert [c["charger_id"] for c in db.chargers()] == ["cp1"]
         assert db.charger("cp1")["pubkey_hex"] == PUB_A.hex()
         assert db.charger("cp1")["enrolled_at"] == 5
+        assert db.charger("cp1")["origin"] == "chargeproof.local/cp1"     # the firmware's default
 
 
 def test_key_with_history_cannot_be_revoked(tmp_path):

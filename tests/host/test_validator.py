@@ -354,3 +354,10 @@ def test_messages_on_another_chargers_topic_or_origin_are_refused(tmp_path, vali
     (_, _), (cp2_topic, note2) = other.charge()
     r = validator.process(cp2_topic, note2)
     assert (r.status, r.reason, r.ack) == ("rejected", "wrong-origin", None)
+
+
+def test_enrolment_defaults_to_the_firmwares_checkpoint_origin(tmp_path, charger):
+    v = Validator(str(tmp_path / "d.sqlite"), "val-d", tariffs=[charger.tariff_json()], clock=lambda: charger.now)
+    v.enroll(charger.charger_id, charger.pubkey_der())          # no origin given
+    assert [r.status for r in feed(v, charger.charge())] == ["accepted", "accepted"]
+    v.close()
