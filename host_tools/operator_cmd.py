@@ -10,6 +10,7 @@ The counter n defaults to unix milliseconds: always larger than any earlier comm
 operator, with no state to keep (the charger only needs n to increase).
 """
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -61,14 +62,14 @@ def send(message, charger, host, port, prefix="cp", timeout_s=30.0):
     """Publish a signed command and wait for the charger's result message (a dict)."""
     import threading
     import paho.mqtt.client as mqtt
-    n = json.loads(message.rsplit(b"|", 1)[0]).get("n")
+    ref = hashlib.sha256(message).hexdigest()[:16]    # results name commands by this
     got = {}
     done = threading.Event()
     topic = "%s/%s/cmd/result" % (prefix, charger)
 
     def on_message(client, userdata, msg):
         res = json.loads(msg.payload)
-        if res.get("n") == n:
+        if res.get("ref") == ref:
             got.update(res)
             done.set()
 

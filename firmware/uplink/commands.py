@@ -10,7 +10,7 @@
 # Any failure raises CommandRejected(reason) and changes nothing (the counter included).
 import hashlib
 import json
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
 from ledger import der, p256
 from store import atomic
@@ -50,11 +50,18 @@ class CommandRejected(Exception):
 
 
 class Command:
-    def __init__(self, name, args, n, exp):
+    def __init__(self, name, args, n, exp, ref=""):
         self.name = name
         self.args = args
         self.n = n
         self.exp = exp
+        self.ref = ref
+
+
+def ref_of(raw):
+    """The id a result names its command by: 16 hex digits of SHA-256 over the raw message
+    (also for a message that could not be parsed or verified)."""
+    return hexlify(hashlib.sha256(raw).digest()[:8]).decode()
 
     def __repr__(self):
         return "Command(%s n=%d %r)" % (self.name, self.n, self.args)
@@ -156,7 +163,7 @@ class Verifier:
             raise CommandRejected(EXPIRED, "expired at %d" % exp, n, name)
         atomic.write(self.state_path, b"%d" % n)
         self.last_n = n
-        return Command(name, args, n, exp)
+        return Command(name, args, n, exp, ref_of(raw))
 
 
 def _parse(payload):
@@ -169,10 +176,12 @@ def _parse(payload):
     return obj
 
 
-def result(reason, n=None, cmd=None, detail=""):
-    """The cmd/result message: {"n": .., "cmd": .., "result": "ok"|reason, "detail": ..}."""
-    return json.dumps({"n": n, "cmd": cmd, "result": reason, "detail": detail}).encode()
+def result(reason, n=None, cmd=None, detail="", ref=""):
+    """The cmd/result message: {"ref": .., "n": .., "cmd": .., "result": "ok"|reason,
+    "detail": ..}. n and cmd are null when the command was refused before they were known."""
+    return json.dumps({"ref": ref, "n": n, "cmd": cmd, "result": reason,
+                       "detail": detail}).encode()
 
 
-def rejection(exc):
-    return result(exc.reason, exc.n, exc.cmd, exc.detail)
+def rejection(exc, raw=b""):
+    return result(exc.reason, exc.n, exc.cmd, exc.detail, ref_of(raw))

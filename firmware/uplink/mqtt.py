@@ -207,19 +207,19 @@ class Link:
             return []
         raw = self._cmds.pop(0)
         if self.verifier is None:
-            self._publish_result(commands.result(commands.BAD_SIGNATURE, detail="no operator key"),
-                                 deadline)
+            self._publish_result(commands.result(commands.BAD_SIGNATURE, detail="no operator key",
+                                                 ref=commands.ref_of(raw)), deadline)
             return []
         try:
             return [self.verifier.verify(raw)]
         except commands.CommandRejected as exc:
-            self._publish_result(commands.rejection(exc), deadline)
+            self._publish_result(commands.rejection(exc, raw), deadline)
             return []
 
     # ---- outgoing, for the app ---------------------------------------------------------------
     def reply(self, cmd, result=commands.OK, detail=""):
         """Answer an accepted command once the session layer has acted on it."""
-        return self._publish_result(commands.result(result, cmd.n, cmd.name, detail))
+        return self._publish_result(commands.result(result, cmd.n, cmd.name, detail, cmd.ref))
 
     def _publish_result(self, payload, deadline=None):
         return self._publish(self.topics.cmd_result, payload, deadline)

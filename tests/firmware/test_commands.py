@@ -86,8 +86,12 @@ def test_operator_key_must_be_a_p256_point(tmp_path, operator_commands):
 def test_result_messages_name_the_command_and_reason(tmp_path, operator_commands):
     v = _verifier(tmp_path, operator_commands)
     exc = raises(CommandRejected, v.verify, operator_commands["msgs"]["unknown"].encode())
-    res = json.loads(commands.rejection(exc))
-    assert res == {"n": 42, "cmd": "self_destruct", "result": "unknown-command",
-                   "detail": "self_destruct"}
-    res = json.loads(commands.result("ok", 10, "stop"))
-    assert res["result"] == "ok" and res["n"] == 10
+    raw = operator_commands["msgs"]["unknown"].encode()
+    res = json.loads(commands.rejection(exc, raw))
+    assert res == {"ref": commands.ref_of(raw), "n": 42, "cmd": "self_destruct",
+                   "result": "unknown-command", "detail": "self_destruct"}
+    assert len(res["ref"]) == 16
+    cmd = v.verify(operator_commands["msgs"]["stop_n10"].encode())
+    assert cmd.ref == commands.ref_of(operator_commands["msgs"]["stop_n10"].encode())
+    res = json.loads(commands.result("ok", cmd.n, cmd.name, ref=cmd.ref))
+    assert res["result"] == "ok" and res["n"] == 10 and res["ref"] == cmd.ref

@@ -1,7 +1,8 @@
 # A charger's uplink as its own process (MicroPython or CPython), so host tests can kill it
 # with SIGKILL (power cut) and start it again (reboot) against a real broker.
-# stdin, one JSON line: {"host", "port", "dir", "put": [payload str...], "keepalive": s}
-# stdout, one line per event: "connected", "down", "acked <n>", "pending <n>".
+# stdin, one JSON line: {"host", "port", "dir", "put": [payload str...], "keepalive": s,
+#                        "operator_key": spki hex (optional: accept signed commands)}
+# stdout, one line per event: "connected", "down", "acked <n>", "pending <n>", "cmd <name> <n>".
 import json
 import sys
 import time
@@ -22,11 +23,19 @@ def main():
     for payload in cfg.get("put", ()):
         box.put("receipt", payload.encode())
     say("pending %d" % box.pending())
-    link = Link(cfg.get("charger", "CP-H"), cfg["host"], cfg["port"], box,
+    charger = cfg.get("charger", "CP-H")
+    verifier = None
+    if cfg.get("operator_key"):
+        from uplink.commands import Verifier
+        verifier = Verifier(cfg["dir"] + "-cmd_n", cfg["operator_key"], charger,
+                            lambda: int(time.time()))
+    link = Link(charger, cfg["host"], cfg["port"], box, verifier=verifier,
                 keepalive_s=cfg.get("keepalive", 5), timeout_ms=1000, backoff_min_ms=50)
     was, acked = False, box.acked
     while True:
-        link.poll()
+        for cmd in link.poll():
+            say("cmd %s %d" % (cmd.name, cmd.n))
+            link.reply(cmd, "ok")
         if link.connected != was:
             was = link.connected
             say("connected" if was else "down")
