@@ -10,8 +10,9 @@
   chargeproof serve    --db L.sqlite [--host H] [--port 8080]  proofs for light clients, HTTP
   chargeproof verify   --receipt B.json ...                  the light client (offline)
   chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
+  chargeproof replay   --db NEW.sqlite --export L.json [--enroll-from-export]   rebuild + audit
 
-Exit status: 0 success, 1 a check failed (verify), 2 bad usage or input.
+Exit status: 0 success, 1 a check failed (verify, replay), 2 bad usage or input.
 """
 import argparse
 import json
@@ -166,6 +167,27 @@ def cmd_serve(args):
     return 0
 
 
+def cmd_replay(args):
+    from host_tools.replay import replay
+    from host_tools.validator import Validator
+    with open(args.export, encoding="utf-8") as f:
+        doc = json.load(f)
+    v = Validator(args.db, args.id)
+    try:
+        report = replay(v, doc, enroll_from_export=args.enroll_from_export)
+    finally:
+        v.close()
+    for cid, kid in report["enrolled"]:
+        print("enrolled %s with key id %s FROM THE EXPORT: compare it with the provisioning record" % (cid, kid))
+    print("replayed %d receipts and %d checkpoints" % (report["receipts"], report["checkpoints"]))
+    for d in report["disagreements"]:
+        print("DISAGREE %s %s %s: export says %s, this validator %s %s" % d)
+    if report["disagreements"]:
+        return 1
+    print("this validator agrees with the export on every record")
+    return 0
+
+
 def cmd_export(args):
     with _open(args) as db:
         if args.format == "json":
@@ -232,6 +254,13 @@ def build_parser():
 
     sp = sub.add_parser("verify", help="light-client check of a receipt bundle (offline)", add_help=False)
     sp.set_defaults(fn=None)
+
+    sp = with_db(sub.add_parser("replay", help="rebuild/audit a ledger from another validator's JSON export"))
+    sp.add_argument("--export", required=True, help="a `chargeproof export --format json` file")
+    sp.add_argument("--id", default="replay", help="this validator's id")
+    sp.add_argument("--enroll-from-export", action="store_true",
+                    help="take charger keys from the export (default: they must be enrolled here)")
+    sp.set_defaults(fn=cmd_replay)
 
     sp = with_db(sub.add_parser("export", help="export the ledger"))
     sp.add_argument("--format", required=True, choices=("json", "transparency-xml"))
