@@ -196,10 +196,14 @@ def _timeout_or(exc):
 class Net:
     """Stands in for umqtt.simple's `socket` module: every socket it makes is a TimedSocket."""
 
-    def __init__(self, timeout_ms=5000):
+    # getaddrinfo has no timeout (on the ESP32 a lookup without a network can block for
+    # seconds), so a name is looked up once and the answer reused for resolve_ms.
+    def __init__(self, timeout_ms=5000, resolve_ms=600000):
         self.timeout_ms = timeout_ms
+        self.resolve_ms = resolve_ms
         self.deadline = None
         self.last = None            # the last socket made (the uplink sets its deadline)
+        self._addr = None           # (host, port, ticks looked up, result)
 
     def socket(self):
         s = TimedSocket(_socket.socket(), self.timeout_ms)
@@ -208,4 +212,10 @@ class Net:
         return s
 
     def getaddrinfo(self, host, port):
-        return _socket.getaddrinfo(host, port)
+        a = self._addr
+        if a is not None and a[0] == host and a[1] == port and \
+                ticks_diff(ticks_ms(), a[2]) < self.resolve_ms:
+            return a[3]
+        res = _socket.getaddrinfo(host, port)
+        self._addr = (host, port, ticks_ms(), res)
+        return res
