@@ -149,7 +149,13 @@ class LedgerDB:
                     db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     def schema_version(self):
-        return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
+        return self._query("SELECT version FROM schema_version").fetchone()[0]
+
+    def _query(self, sql, args=()):
+        """A read, fetched whole under the lock: another thread's open transaction on this
+        connection cannot interleave with it."""
+        with self._lock:
+            return _Rows(self._db.execute(sql, args).fetchall())
 
     @contextlib.contextmanager
     def transaction(self):
@@ -206,11 +212,11 @@ class LedgerDB:
             db.execute("DELETE FROM chargers WHERE charger_id=?", (charger_id,))
 
     def charger(self, charger_id):
-        row = self._db.execute("SELECT * FROM chargers WHERE charger_id=?", (charger_id,)).fetchone()
+        row = self._query("SELECT * FROM chargers WHERE charger_id=?", (charger_id,)).fetchone()
         return dict(row) if row else None
 
     def chargers(self):
-        rows = self._db.execute(
+        rows = self._query(
             """SELECT c.*, (SELECT COUNT(*) FROM receipts r WHERE r.charger_id=c.charger_id) AS receipts,
                       (SELECT MAX(size) FROM checkpoints k WHERE k.charger_id=c.charger_id) AS checkpoint_size
                FROM chargers c ORDER BY c.charger_id""").fetchall()
@@ -229,40 +235,40 @@ class LedgerDB:
                        (tariff_hash, document, now if now is not None else _now()))
 
     def tariff(self, tariff_hash):
-        row = self._db.execute("SELECT document FROM tariffs WHERE tariff_hash=?", (tariff_hash,)).fetchone()
+        row = self._query("SELECT document FROM tariffs WHERE tariff_hash=?", (tariff_hash,)).fetchone()
         return row[0] if row else None
 
     def tariffs(self):
-        return [dict(r) for r in self._db.execute("SELECT * FROM tariffs ORDER BY published_at")]
+        return [dict(r) for r in self._query("SELECT * FROM tariffs ORDER BY published_at")]
 
     # ---- the log ----------------------------------------------------------------------
     def log_size(self, charger_id):
-        return self._db.execute("SELECT COUNT(*) FROM receipts WHERE charger_id=?",
+        return self._query("SELECT COUNT(*) FROM receipts WHERE charger_id=?",
                                 (charger_id,)).fetchone()[0]
 
     def leaf_hashes(self, charger_id, start=0):
         """Leaf hashes of the charger's log from index start on, in log order."""
-        return [bytes(r[0]) for r in self._db.execute(
+        return [bytes(r[0]) for r in self._query(
             "SELECT leaf_hash FROM receipts WHERE charger_id=? AND log_index>=? ORDER BY log_index",
             (charger_id, start))]
 
     def receipt_at(self, charger_id, log_index):
-        row = self._db.execute("SELECT * FROM receipts WHERE charger_id=? AND log_index=?",
+        row = self._query("SELECT * FROM receipts WHERE charger_id=? AND log_index=?",
                                (charger_id, log_index)).fetchone()
         return _receipt_row(row)
 
     def receipt_by_seq(self, charger_id, seq):
-        row = self._db.execute("SELECT * FROM receipts WHERE charger_id=? AND seq=? ORDER BY log_index LIMIT 1",
+        row = self._query("SELECT * FROM receipts WHERE charger_id=? AND seq=? ORDER BY log_index LIMIT 1",
                                (charger_id, seq)).fetchone()
         return _receipt_row(row)
 
     def last_receipt(self, charger_id, meter_serial=None, any_meter=False):
         """The receipt with the highest log index (of that meter unless any_meter)."""
         if any_meter:
-            row = self._db.execute("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index DESC LIMIT 1",
+            row = self._query("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index DESC LIMIT 1",
                                    (charger_id,)).fetchone()
         else:
-            row = self._db.execute(
+            row = self._query(
                 "SELECT * FROM receipts WHERE charger_id=? AND meter_serial IS ? ORDER BY log_index DESC LIMIT 1",
                 (charger_id, meter_serial)).fetchone()
         return _receipt_row(row)
@@ -284,15 +290,15 @@ class LedgerDB:
 
     def sessions(self, charger_id=None):
         if charger_id is None:
-            rows = self._db.execute("SELECT * FROM receipts ORDER BY charger_id, log_index")
+            rows = self._query("SELECT * FROM receipts ORDER BY charger_id, log_index")
         else:
-            rows = self._db.execute("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index",
+            rows = self._query("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index",
                                     (charger_id,))
         return [_receipt_row(r) for r in rows]
 
     def totals(self):
         """Billed energy and money per charger and currency (accepted + flagged receipts)."""
-        rows = self._db.execute(
+        rows = self._query(
             """SELECT charger_id, currency, COUNT(*) AS sessions, SUM(energy_wh) AS energy_wh,
                       SUM(price_minor) AS price_minor FROM receipts
                WHERE status IN ('accepted','flagged') GROUP BY charger_id, currency
@@ -301,32 +307,32 @@ class LedgerDB:
 
     # ---- checkpoints ------------------------------------------------------------------
     def checkpoint(self, charger_id, size):
-        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? AND size=?",
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size=?",
                                (charger_id, size)).fetchone()
         return _blob_row(row, ("root", "note"))
 
     def latest_checkpoint(self, charger_id):
-        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size DESC LIMIT 1",
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size DESC LIMIT 1",
                                (charger_id,)).fetchone()
         return _blob_row(row, ("root", "note"))
 
     def checkpoint_below(self, charger_id, size):
         """The biggest stored checkpoint smaller than size, or None."""
-        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? AND size<? ORDER BY size DESC LIMIT 1",
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size<? ORDER BY size DESC LIMIT 1",
                                (charger_id, size)).fetchone()
         return _blob_row(row, ("root", "note"))
 
     def checkpoint_above(self, charger_id, size):
         """The smallest stored checkpoint bigger than size, or None."""
-        row = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? AND size>? ORDER BY size LIMIT 1",
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size>? ORDER BY size LIMIT 1",
                                (charger_id, size)).fetchone()
         return _blob_row(row, ("root", "note"))
 
     def checkpoints(self, charger_id=None):
         if charger_id is None:
-            rows = self._db.execute("SELECT * FROM checkpoints ORDER BY charger_id, size")
+            rows = self._query("SELECT * FROM checkpoints ORDER BY charger_id, size")
         else:
-            rows = self._db.execute("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size",
+            rows = self._query("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size",
                                     (charger_id,))
         return [_blob_row(r, ("root", "note")) for r in rows]
 
@@ -350,17 +356,25 @@ class LedgerDB:
 
     def rejections(self, charger_id=None):
         if charger_id is None:
-            rows = self._db.execute("SELECT * FROM rejections ORDER BY id")
+            rows = self._query("SELECT * FROM rejections ORDER BY id")
         else:
-            rows = self._db.execute("SELECT * FROM rejections WHERE charger_id=? ORDER BY id", (charger_id,))
+            rows = self._query("SELECT * FROM rejections WHERE charger_id=? ORDER BY id", (charger_id,))
         return [_blob_row(r, ("raw",)) for r in rows]
 
     def evidence(self, charger_id=None):
         if charger_id is None:
-            rows = self._db.execute("SELECT * FROM evidence ORDER BY id")
+            rows = self._query("SELECT * FROM evidence ORDER BY id")
         else:
-            rows = self._db.execute("SELECT * FROM evidence WHERE charger_id=? ORDER BY id", (charger_id,))
+            rows = self._query("SELECT * FROM evidence WHERE charger_id=? ORDER BY id", (charger_id,))
         return [_blob_row(r, ("first", "second")) for r in rows]
+
+
+class _Rows(list):
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
 
 
 def _blob_row(row, blob_cols):

@@ -175,14 +175,24 @@ class Validator:
         with self.db.transaction() as tx:
             self.db.insert_rejection(tx, charger_id, kind, rej.reason, rej.detail, topic, payload,
                                      received_at=int(self.clock()))
-            if rej.evidence:
+            stored = rej.evidence and not self._known_gap(tx, charger_id, rej.evidence)
+            if stored:
                 ekind, first, second = rej.evidence
                 self.db.insert_evidence(tx, charger_id, ekind, first, second, rej.detail,
                                         received_at=int(self.clock()))
         result = Result(kind, charger_id, "rejected", rej.reason, rej.detail)
-        result.evidence = rej.evidence[0] if rej.evidence else None
+        result.evidence = rej.evidence[0] if stored else None
         result.digest = hashlib.sha256(payload).hexdigest()
         return self._count(result)
+
+    @staticmethod
+    def _known_gap(tx, charger_id, evidence):
+        """A validator that missed record n sees every later record as a gap until n arrives
+        (or `chargeproof replay` fills it): one piece of evidence per hole is enough."""
+        if evidence[0] != "gap":
+            return False
+        return tx.execute("SELECT 1 FROM evidence WHERE charger_id=? AND kind='gap' AND first=? LIMIT 1",
+                          (charger_id, bytes(evidence[1]))).fetchone() is not None
 
     def _charger(self, charger_id, raw):
         charger = self.db.charger(charger_id)

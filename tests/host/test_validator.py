@@ -124,14 +124,18 @@ def test_unknown_charger_and_malformed_messages(validator, tmp_path):
 def test_gap_is_rejected_as_evidence_then_filled_in_order(validator, charger):
     first = charger.charge()
     second = charger.charge()
+    third = charger.charge()
     r = validator.process(*second[0])
     assert (r.status, r.reason, r.ack) == ("rejected", "gap", None)
     r = validator.process(*first[1])                       # checkpoint of size 1 before its receipt
     assert (r.status, r.reason, r.ack) == ("rejected", "gap", None)
-    assert evidence_kinds(validator) == ["gap", "gap"]
+    for msg in second[1:] + third:
+        assert validator.process(*msg).reason == "gap"
+    assert evidence_kinds(validator) == ["gap"]            # one hole, one piece of evidence
+    assert reasons(validator) == ["gap"] * 5               # every refusal is still on record
     # the outbox resends in order: everything lands
-    assert [r.status for r in feed(validator, first + second)] == ["accepted"] * 4
-    assert validator.db.log_size("CP-0001") == 2
+    assert [r.status for r in feed(validator, first + second + third)] == ["accepted"] * 6
+    assert validator.db.log_size("CP-0001") == 3
 
 
 def test_fork_and_split_view_are_evidence(tmp_path, validator, charger):
