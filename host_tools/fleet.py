@@ -12,6 +12,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MPY = ROOT / "build" / "mpy"
@@ -66,6 +67,7 @@ class Device:
         self.meter_proc, self.meter = (None, meter) if meter else (None, None)
         self.proc = None
         self.pubkey_hex = None
+        self.meter_wh = None          # the simulated meter's count when the device finished
         self.lines = []
 
     def start(self):
@@ -95,6 +97,22 @@ class Device:
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
 
+    def wait_for(self, prefix, timeout=120):
+        """Read the device's output until a line starts with prefix; returns that line."""
+        import select
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip())
+            if line.startswith(prefix):
+                return line.rstrip()
+        raise RuntimeError("%s: no %r line:\n%s" % (self.charger_id, prefix, "\n".join(self.lines[-20:])))
+
     def wait(self, timeout=600):
         """Wait for the device to finish; returns the number of receipts still unacknowledged."""
         out, _ = self.proc.communicate(timeout=timeout)
@@ -102,7 +120,7 @@ class Device:
         pending = None
         for line in self.lines:
             if line.startswith("DRAINED "):
-                pending = int(line.split()[1])
+                pending, self.meter_wh = [int(x) for x in line.split()[1:3]]
         if self.proc.returncode != 0 or pending is None:
             raise RuntimeError("%s failed (exit %s):\n%s" % (
                 self.charger_id, self.proc.returncode, "\n".join(self.lines[-30:])))

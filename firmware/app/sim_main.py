@@ -7,9 +7,10 @@
 # scenario: {"charger_id", "data_dir", "board", "meter": {"port", "baud", "control"},
 #            "mqtt_host", "mqtt_port", "config": {...overrides},
 #            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
-#            "start_wh", "start_time", "drain_s"}
+#            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s"}
 # Prints one line per event: "PUBKEY <spki hex>" (then waits for "go": the operator enrolls
-# the key with the validators), "SESSION <n> <state>", "DRAINED <pending>".
+# the key with the validators), "CHARGING <n>", "SESSION <n> <state> <unix ns>",
+# "DRAINED <receipts not acknowledged> <meter Wh>".
 # Simulated time runs as fast as the loop goes; the network keeps real time.
 import json
 import sys
@@ -38,9 +39,12 @@ class SimCharger:
         self.ev = self.hw["ev"]
         self.relay = self.hw["relay"]
         self.meter = MeterControl(meter["control"])
-        self.wh = sc.get("start_wh", 1000000)
-        self.meter.set_energy_wh(self.wh)
         self.app = ChargerApp(board, cfg, self.hw)
+        if sc.get("start_wh") is None:        # a reboot: the meter kept counting
+            self.wh = self.app.charger.meter.read_energy_wh()
+        else:
+            self.wh = sc["start_wh"]
+            self.meter.set_energy_wh(self.wh)
 
     def run(self, seconds, step_ms=100, power_w=0):
         """Advance simulated time; the meter counts power_w while the contacts are closed."""
@@ -68,13 +72,14 @@ class SimCharger:
             return
         self.ev.set_state("C")
         self.run(2)
+        print("CHARGING %d" % n)
         self.run(s["minutes"] * 60, step_ms=5000, power_w=s["power_w"])
         self.ev.set_state("B")                       # the EV is full
         self.run(2)
         self.run(s.get("idle_minutes", 0) * 60, step_ms=5000)
         self.ev.set_state("A")
         self.run(2)
-        print("SESSION %d %s" % (n, self.app.charger.state))
+        print("SESSION %d %s %d" % (n, self.app.charger.state, time.time_ns()))
 
     def drain(self, seconds):
         """Keep the loop going (real time) until every receipt is acknowledged."""
@@ -82,7 +87,7 @@ class SimCharger:
         while self.app.outbox.pending() and time.time() < deadline:
             self.run(1, step_ms=100)
             time.sleep(0.01)
-        print("DRAINED %d" % self.app.outbox.pending())
+        print("DRAINED %d %d" % (self.app.outbox.pending(), self.wh))
 
 
 def main():

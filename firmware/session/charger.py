@@ -339,7 +339,7 @@ class Charger:
         self.meter_failures = 0
         return self._take_reading(energy_wh, self.clock.time())
 
-    def _take_reading(self, energy_wh, now):
+    def _take_reading(self, energy_wh, now, bound_jump=True):
         s = self.session
         delta = energy_wh - s["last_wh"]
         if delta < 0:
@@ -349,7 +349,7 @@ class Charger:
         if elapsed < 1:
             elapsed = 1
         # Rated power over the elapsed time, plus 10 Wh for meters that count in 10 Wh steps.
-        if delta > self._max_w * elapsed // 3600 + 10:
+        if bound_jump and delta > self._max_w * elapsed // 3600 + 10:
             self._on_fault("meter-jump", "+%d Wh in %d s" % (delta, elapsed))
             return False
         if now < s["last_time"]:
@@ -408,9 +408,12 @@ class Charger:
             energy_wh = self._read_energy()
         except MeterError:
             return          # the session stays on flash; the next step tries again
-        # Energy counted before the power went off belongs to this session.
+        # Energy counted before the power went off belongs to this session. A clock that came
+        # back behind the journal (RTC lost with the power) cannot bound it: the contactor has
+        # been open since boot, so whatever the register gained flowed before the cut.
         self._enter(s["phase"] if s["phase"] in (AUTHORISED, STOPPED) else SUSPENDED)
-        if not self._take_reading(energy_wh, self.clock.time()):
+        now = self.clock.time()
+        if not self._take_reading(energy_wh, now, bound_jump=now > s["last_time"]):
             return
         if self.state == STOPPED:
             self._set_phase(STOPPED)            # waits for unplug, as before the reboot
