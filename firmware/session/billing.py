@@ -39,21 +39,13 @@ class Billing:
 
     def resume(self, s):
         """Rebuild a journalled session's energy split after a reboot."""
-        split = EnergySplit(self.tariff_by_hash(s["tariff"]), s["begin_time"], s["begin_wh"])
-        split.segments = s["segments"]
-        split.t = s["split_t"]
-        split.wh = s["split_wh"]
-        split.charge_end = s["split_charge_end"]
-        split._next = split.tariff.next_boundary(split.t)
-        return split
+        return EnergySplit.restore(self.tariff_by_hash(s["tariff"]), s["split"])
 
     @staticmethod
     def save(split, s):
         """Copy the split's state into the session dict that goes to flash."""
+        s["split"] = split.state()
         s["segments"] = split.segments
-        s["split_t"] = split.t
-        s["split_wh"] = split.wh
-        s["split_charge_end"] = split.charge_end
 
     @staticmethod
     def price(split, s, end_time):
