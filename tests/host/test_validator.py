@@ -365,3 +365,27 @@ def test_enrolment_defaults_to_the_firmwares_checkpoint_origin(tmp_path, charger
     v.enroll(charger.charger_id, charger.pubkey_der())          # no origin given
     assert [r.status for r in feed(v, charger.charge())] == ["accepted", "accepted"]
     v.close()
+
+
+def test_a_replayed_receipt_under_another_seq_cannot_make_the_charger_drop_a_record(tmp_path, validator, charger):
+    """An attacker republishes a genuine receipt on the topic of outbox seq 2 (which holds the
+    checkpoint). The validator answers 'duplicate' for that seq, but the ack names the bytes it
+    saw, so the charger's own outbox refuses it and keeps record 2."""
+    box = outbox.Outbox(str(tmp_path / "outbox"))
+    (rt, rec), (ct, cp) = charger.charge()
+    assert box.put("receipt", rec) == 1 and box.put("checkpoint", cp) == 2
+    r1 = validator.process(rt, rec)
+    box.ack(*_ack_args(r1))
+    assert box.acked == 1
+    replay = validator.process(ct.replace("/checkpoint/", "/receipt/"), rec)
+    assert replay.status == "duplicate"
+    with pytest.raises(outbox.BadAck):
+        box.ack(*_ack_args(replay))
+    assert box.acked == 1 and box.get(2) is not None
+    box.ack(*_ack_args(validator.process(ct, cp)))
+    assert box.acked == 2
+
+
+def _ack_args(result):
+    seq, digest = outbox.parse_ack(result.ack)
+    return seq, result.ack_topic.rsplit("/", 1)[1], digest
