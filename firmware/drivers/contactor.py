@@ -20,6 +20,10 @@
 # Every fault de-energises the coil (fail safe) and latches: close() refuses until reset().
 
 
+class ContactorError(ValueError):
+    """A bad argument (nothing was changed)."""
+
+
 class ContactorFault(Exception):
     def __init__(self, reason):
         super().__init__(reason)
@@ -29,7 +33,7 @@ class ContactorFault(Exception):
 class Contactor:
     def __init__(self, relay_out, feedback_in, clock, settle_ms=200):
         if not isinstance(settle_ms, int) or settle_ms < 1 or settle_ms > 5000:
-            raise ValueError("settle_ms %r outside 1..5000" % (settle_ms,))
+            raise ContactorError("settle_ms %r outside 1..5000" % (settle_ms,))
         self._relay = relay_out
         self._feedback = feedback_in
         self._clock = clock

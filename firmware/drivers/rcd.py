@@ -14,6 +14,10 @@
 # so a broken wire reads as a fault). test_out: on()/off(); None if the module tests itself.
 
 
+class RcdError(ValueError):
+    """A bad argument (nothing was changed)."""
+
+
 class RcdFault(Exception):
     def __init__(self, reason):
         super().__init__(reason)
@@ -23,7 +27,7 @@ class RcdFault(Exception):
 class ResidualCurrent:
     def __init__(self, fault_in, test_out, clock, trip_ms=100):
         if not isinstance(trip_ms, int) or trip_ms < 1 or trip_ms > 2000:
-            raise ValueError("trip_ms %r outside 1..2000" % (trip_ms,))
+            raise RcdError("trip_ms %r outside 1..2000" % (trip_ms,))
         self._fault_in = fault_in
         self._test = test_out
         self._clock = clock

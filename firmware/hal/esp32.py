@@ -42,6 +42,10 @@ _PILOT_HZ = 1000            # IEC 61851-1 Annex A: 1 kHz pilot oscillator
 _EPOCH_2000 = 946684800     # 2000-01-01 in Unix seconds
 
 
+class HalError(ValueError):
+    """A bad argument to the ESP32 hal (nothing was changed)."""
+
+
 class OutputPin:
     """A push-pull output with a logical level (1 = active), set inactive from the start so a
     relay cannot pulse while the firmware boots."""
@@ -81,7 +85,7 @@ class InputPin:
         elif pull == "none":
             p = None
         else:
-            raise ValueError("pull must be up, down or none, not %r" % (pull,))
+            raise HalError("pull must be up, down or none, not %r" % (pull,))
         self._inv = 1 if active_low else 0
         self._pin = P(gpio, P.IN, p)
 
@@ -104,7 +108,7 @@ class PilotPWM:
 
     def set_duty(self, permille):
         if not isinstance(permille, int) or permille < 0 or permille > 1000:
-            raise ValueError("duty %r outside 0..1000 per mille" % (permille,))
+            raise HalError("duty %r outside 0..1000 per mille" % (permille,))
         if permille == self._duty:
             return
         if permille == 0 or permille == 1000:
@@ -136,9 +140,9 @@ class PilotADC:
 
     def __init__(self, gpio, mv_at_plus12, mv_at_minus12, samples=64):
         if samples < 8 or samples > 256:     # 256 x 3.1e6 uV stays a small int on 32 bits
-            raise ValueError("samples %r outside 8..256" % (samples,))
+            raise HalError("samples %r outside 8..256" % (samples,))
         if abs(mv_at_plus12 - mv_at_minus12) < 1000:
-            raise ValueError("pilot ADC calibration points too close")
+            raise HalError("pilot ADC calibration points too close")
         import array
         self._adc = machine.ADC(machine.Pin(gpio), atten=machine.ADC.ATTN_11DB)
         self._buf = array.array("i", [0] * samples)

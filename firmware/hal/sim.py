@@ -24,6 +24,10 @@ _TICKS_HALF = TICKS_PERIOD >> 1
 _TICKS_MASK = TICKS_PERIOD - 1
 
 
+class SimError(ValueError):
+    """A bad argument to a simulated device (nothing was changed)."""
+
+
 class SimClock:
     """Time that moves only when told to: advance(ms), sleep_ms(ms) or set_time(epoch)."""
 
@@ -57,7 +61,7 @@ class SimClock:
 
     def advance(self, ms):
         if ms < 0:
-            raise ValueError("time only moves forward")
+            raise SimError("time only moves forward")
         self._ms += ms
         self._ticks = (self._ticks + ms) & _TICKS_MASK
 
@@ -230,7 +234,7 @@ class SimEV:
 
     def set_state(self, state):
         if state not in _HIGH_MV:
-            raise ValueError("EV state must be one of A-F, not %r" % (state,))
+            raise SimError("EV state must be one of A-F, not %r" % (state,))
         self.state = state
 
     def levels_mv(self, duty):
@@ -283,7 +287,7 @@ class SimPilot:
 
     def set_duty(self, permille):
         if permille < 0 or permille > 1000:
-            raise ValueError("duty %r outside 0..1000 per mille" % (permille,))
+            raise SimError("duty %r outside 0..1000 per mille" % (permille,))
         self._duty = permille
 
     def duty(self):

@@ -1,7 +1,7 @@
 # Contactor driver against the simulated relay and its auxiliary contact.
 from fwtest import raises
 from hal.sim import SimClock, SimRelay, SimOutputPin, SimInputPin
-from drivers.contactor import Contactor, ContactorFault
+from drivers.contactor import Contactor, ContactorFault, ContactorError
 
 
 def _rig(delay_ms=30, settle_ms=100):
@@ -135,7 +135,7 @@ def test_ticks_wrap_does_not_fake_or_hide_a_fault():
 def test_bad_settle_time_is_refused():
     clock = SimClock()
     relay = SimRelay(clock)
-    raises(ValueError, Contactor, relay, relay.feedback, clock, 0)
+    raises(ContactorError, Contactor, relay, relay.feedback, clock, 0)
 
 
 def test_reclosing_during_drop_out_is_not_welding():

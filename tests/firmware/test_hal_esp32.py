@@ -43,7 +43,7 @@ def test_input_pin_pull_and_polarity():
         try:
             esp32.InputPin(27, pull="sideways")
             assert False, "bad pull accepted"
-        except ValueError:
+        except esp32.HalError:
             pass
     finally:
         _done()
@@ -64,7 +64,7 @@ def test_pilot_pwm_duty_and_steady_levels():
         try:
             pwm.set_duty(1001)
             assert False, "duty 1001 accepted"
-        except ValueError:
+        except esp32.HalError:
             pass
         assert pwm.duty() == 0
         inv = esp32.PilotPWM(17, inverted=True)

@@ -1,7 +1,7 @@
 # The simulated hal: the devices behave as the hardware they stand in for.
 from fwtest import raises
 from hal.sim import (SimClock, RealClock, SimRelay, SimEV, SimPilot, SimWatchdog,
-                     SimOutputPin, TICKS_PERIOD)
+                     SimOutputPin, SimError, TICKS_PERIOD)
 
 
 def test_clock_moves_only_when_told_and_keeps_wall_and_ticks_apart():
@@ -13,7 +13,7 @@ def test_clock_moves_only_when_told_and_keeps_wall_and_ticks_apart():
     assert c.time() == 1800000000 and c.status() == "U" and c.ticks_ms() == 1505
     c.sleep_ms(500)
     assert c.time_ms() == 1800000000500
-    raises(ValueError, c.advance, -1)
+    raises(SimError, c.advance, -1)
 
 
 def test_ticks_wrap_like_micropython():
@@ -96,8 +96,8 @@ def test_ev_levels_per_state_with_and_without_diode():
     line.set_duty(0)                              # charger holds -12 V
     line.measure()
     assert line.high_mv == -12000
-    raises(ValueError, line.ev.set_state, "X")
-    raises(ValueError, line.set_duty, 1001)
+    raises(SimError, line.ev.set_state, "X")
+    raises(SimError, line.set_duty, 1001)
 
 
 def test_ev_reading_of_the_duty_table_a8():

@@ -1,7 +1,7 @@
 # Residual current monitor driver against the simulated RDC-DD module.
 from fwtest import raises
 from hal.sim import SimClock, SimRcd
-from drivers.rcd import ResidualCurrent, RcdFault
+from drivers.rcd import ResidualCurrent, RcdFault, RcdError
 
 
 def _rig(trip_ms=100):
@@ -66,4 +66,4 @@ def test_module_without_test_input_and_bad_trip_time():
     mod = SimRcd()
     rcd = ResidualCurrent(mod.fault_out, None, clock)
     rcd.self_test()                              # nothing to drive: only its state is checked
-    raises(ValueError, ResidualCurrent, mod.fault_out, None, clock, 0)
+    raises(RcdError, ResidualCurrent, mod.fault_out, None, clock, 0)
