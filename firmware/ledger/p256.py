@@ -437,7 +437,8 @@ def decode_point(data):
 def sign_digest(priv, digest, blind=None):
     """Sign a 32-byte SHA-256 digest; returns (r, s). The nonce is RFC 6979's, so the result
     equals python-ecdsa's sign_deterministic (no low-S normalisation). blind, if given, is a
-    random int used to mask the nonce while it is inverted (same result, less timing leak).
+    random int that masks the values whose inversion time depends on the nonce: k mod n, and
+    k*G's Z coordinate mod p (same result; Euclid's running time no longer follows them).
     Cheap fault checks (k*G on the curve, s*k = e + r*d) guard against glitches (the board sits
     in a public place); they raise FaultError rather than release a faulty signature."""
     check_scalar(priv)
@@ -446,7 +447,11 @@ def sign_digest(priv, digest, blind=None):
     e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
     for k in nonces(priv, digest, n):
         x, y, z = _mul_base(k)
-        zi = _inv(z, P)
+        if blind:
+            bp = blind % P or 1
+            zi = _inv(z * bp % P, P) * bp % P
+        else:
+            zi = _inv(z, P)
         zi2 = zi * zi % P
         x = x * zi2 % P
         if not on_curve(x, y * zi2 * zi % P):
