@@ -46,12 +46,13 @@ def unwrap(kind, payload, topic):
 
 
 def outbox_seq(topic):
+    """The outbox seq a charger put in the topic: a decimal >= 1 (what its ack parser accepts)."""
     if isinstance(topic, bytes):
         topic = topic.decode("utf-8", "replace")
-    try:
-        return int(topic.rsplit("/", 1)[1])
-    except (ValueError, IndexError):
+    last = topic.rsplit("/", 1)[-1]
+    if not (last.isascii() and last.isdigit()) or last[0] == "0":
         raise FormatError("no outbox sequence number in topic %r" % topic)
+    return int(last)
 
 
 def ack_topic(charger_id, validator_id, prefix=PREFIX):

@@ -42,7 +42,7 @@ def replay(validator, doc, enroll_from_export=False):
             continue
         checkpoints = {k["size"]: k for k in c["checkpoints"]}
         for r in sorted(c["receipts"], key=lambda r: r["index"]):
-            result = validator.process("cp/%s/receipt/0" % cid, r["receipt"].encode("utf-8"))
+            result = validator.process("cp/%s/receipt/1" % cid, r["receipt"].encode("utf-8"))
             report["receipts"] += 1
             ours = "accepted" if result.status == "duplicate" else result.status
             if ours not in _EXPECTED.get(r["status"], ()) and result.status != "duplicate":
@@ -56,7 +56,7 @@ def replay(validator, doc, enroll_from_export=False):
 
 
 def _checkpoint(validator, cid, k, report):
-    result = validator.process("cp/%s/checkpoint/0" % cid, k["note"].encode("utf-8"))
+    result = validator.process("cp/%s/checkpoint/1" % cid, k["note"].encode("utf-8"))
     report["checkpoints"] += 1
     if result.status not in ("accepted", "duplicate"):
         report["disagreements"].append((cid, "checkpoint", k["size"], "accepted", result.status, result.reason))

@@ -111,7 +111,8 @@ def test_unknown_charger_and_malformed_messages(validator, tmp_path):
     r = validator.process(*stranger.charge()[0])
     assert (r.status, r.reason, r.ack) == ("rejected", "unknown-charger", None)
     assert evidence_kinds(validator) == ["unknown-key"]
-    for topic, payload in (("cp/CP-0001/receipt/1", b"not a receipt"), ("cp/CP-0001/receipt/x", b"{}|00"),
+    for topic, payload in (("cp/CP-0001/receipt/1", b"not a receipt"), ("cp/CP-0001/receipt/x", b"{}|00"), ("cp/CP-0001/receipt/0", b"{}|00"),
+                           ("cp/CP-0001/receipt/+7", b"{}|00"),
                            ("cp/CP-0001/checkpoint/2", b"origin\n1\n!!!\n\n"), ("cp/CP-0001/receipt/3", b"")):
         r = validator.process(topic, payload)
         assert (r.status, r.reason, r.ack) == ("rejected", "malformed", None), (topic, r)
