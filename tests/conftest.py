@@ -14,10 +14,8 @@ interpreter.
 """
 import functools
 import inspect
-import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -28,18 +26,8 @@ FW_TESTS = ROOT / "tests" / "firmware"
 MPLIB = ROOT / ".venv" / "mplib"          # umqtt.simple, fetched by host_tools/bootstrap.sh
 MICROPYTHON = os.environ.get("CP_MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
 
-# An ESP32 without PSRAM lets MicroPython's heap grow to about 112 KB. Objects on the 64-bit
-# unix port take roughly 1.5-2x the bytes they take on the 32-bit ESP32, so 112 KB x 1.75 =
-# 196 KB: every firmware test runs with 192 KiB of free heap and must pass inside it.
-# On the board the firmware is frozen (firmware/manifest.py): its bytecode stays in flash. The
-# unix port loads it into the heap, so the process gets MP_CODE_ROOM more, and mp_run.py fills
-# whatever the imported code did not take with ballast, leaving the test exactly MP_HEAPSIZE.
-MP_HEAPSIZE = int(os.environ.get("CP_MP_HEAPSIZE", str(192 * 1024)))
-MP_CODE_ROOM = 320 * 1024
-MP_TIMEOUT_S = 300
-# MicroPython imports the firmware as mpy-cross output, as the board does (host_tools/build_mpy).
-MPY_BUILD = ROOT / "build" / "mpy"
-MPY_TESTS = ROOT / "build" / "mpy-tests"
+# Heap budget and MicroPython runner: host_tools/mprun.py explains the numbers.
+from host_tools.mprun import DATA_HEAP as MP_HEAPSIZE, passed, run_firmware_test  # noqa: E402
 
 for p in (FIRMWARE, FW_TESTS, ROOT, ROOT / "tests", MPLIB):
     if str(p) not in sys.path:
@@ -57,19 +45,6 @@ def _plain(value):
     return value
 
 
-def run_micropython(module, func, kwargs, heapsize=MP_HEAPSIZE, timeout=MP_TIMEOUT_S):
-    """Run tests/firmware/<module>.<func>(**kwargs) in MicroPython; return the completed process."""
-    env = dict(os.environ)
-    env["CP_ROOT"] = str(ROOT)
-    env["MICROPYPATH"] = os.pathsep.join([".frozen", str(MPY_TESTS), str(MPY_BUILD)])
-    # The arguments go through stdin: the unix port aborts ("uncaught NLR") on a command-line
-    # argument of 256 bytes or more, and fixture data is often longer.
-    cmd = [MICROPYTHON, "-X", "heapsize=%d" % (heapsize + MP_CODE_ROOM),
-           str(FW_TESTS / "mp_run.py"), module, func, "-", str(heapsize)]
-    return subprocess.run(cmd, env=env, input=json.dumps(kwargs), capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def _cpython_item(func):
     @functools.wraps(func)
     def run(**kwargs):
@@ -82,8 +57,8 @@ def _micropython_item(func):
 
     @functools.wraps(func)
     def run(**kwargs):
-        proc = run_micropython(module, func.__name__, _plain(kwargs))
-        if proc.returncode != 0 or "MP-TEST-PASSED" not in proc.stdout:
+        proc = run_firmware_test(module, func.__name__, _plain(kwargs))
+        if not passed(proc):
             raise AssertionError("MicroPython run of %s.%s failed (exit %d):\n%s\n%s" % (
                 module, func.__name__, proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]))
     return run

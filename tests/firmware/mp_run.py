@@ -28,7 +28,7 @@ def _ballast(budget):
 
 def main():
     module_name, func_name, kwargs_json = sys.argv[1], sys.argv[2], sys.argv[3]
-    if kwargs_json == "-":          # long arguments come on stdin (see conftest.run_micropython)
+    if kwargs_json == "-":          # long arguments come on stdin (see host_tools/mprun.py)
         kwargs_json = sys.stdin.read()
     budget = int(sys.argv[4])
     gc.collect()
