@@ -124,3 +124,22 @@ def test_only_bytes_are_signed(tmp_path):
         raises(keys.KeyStoreError, ks.sign, bad)
         raises(keys.KeyStoreError, ks.sign_raw, bad)
     assert ks.sign(bytearray(b"m")) == ks.sign(b"m") == ks.sign(memoryview(b"m"))
+
+
+def test_power_cut_during_first_boot_write(tmp_path):
+    # Cut after the temp copy was written but before the rename: the next boot uses it.
+    path = tmp_path + "/key"
+    ks = keys.KeyStore(path)
+    import os
+    os.rename(path, path + ".tmp")
+    assert keys.KeyStore(path).public_key_der() == ks.public_key_der()
+    # Cut while the temp copy was being written (torn, never renamed): no key was ever used,
+    # so the next boot makes a fresh one instead of failing.
+    with open(path + ".tmp", "rb") as f:
+        torn = f.read()[:20]
+    atomic.remove(path)
+    with open(path + ".tmp", "wb") as f:
+        f.write(torn)
+    fresh = keys.KeyStore(path)
+    assert fresh.public_key_der() != ks.public_key_der()
+    assert keys.KeyStore(path).public_key_der() == fresh.public_key_der()
