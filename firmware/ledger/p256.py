@@ -37,7 +37,7 @@ class FaultError(P256Error):
 # found from the leading _LB bits in small integers (no allocation), and the big numbers are
 # updated once per ~_LB/2 bits. 30% faster than plain Euclid here, and a quarter of the
 # garbage. _LB keeps the inner values small ints: 31-bit on the ESP32, 63-bit on 64-bit hosts.
-_LB = 60 if sys.maxsize > (1 << 40) else 28
+_LB = 60 if getattr(sys, "maxsize", 0) > (1 << 40) else 28
 _LTOP = 1 << _LB
 
 
