@@ -3,13 +3,14 @@
 # and in simulation (hal.sim devices, a pty to the pymodbus meter).
 #
 #   hw = {"clock", "relay", "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom",
-#         "watchdog"}
+#         "watchdog", and "rcd_fault", "rcd_test" where the board has a residual-current monitor}
 import json
 
 from drivers import modbus
 from drivers.contactor import Contactor
 from drivers.meter import Meter
 from drivers.pilot import Pilot
+from drivers.rcd import ResidualCurrent
 from ledger.keys import KeyStore
 from ledger.log import ChargerLog
 from session.auth import Authoriser
@@ -43,9 +44,12 @@ class ChargerApp:
         self.auth = Authoriser(cfg["auth_mode"], cfg["allow_list"])
         self.billing = Billing(data + "/tariff", cfg["tariff"])
         self.faults = FaultLog(data + "/faults")
+        rcd = None
+        if hw.get("rcd_fault") is not None:
+            rcd = ResidualCurrent(hw["rcd_fault"], hw.get("rcd_test"), clock)
         self.charger = Charger(cfg, clock, meter, contactor, pilot, self.auth,
                                SessionStore(data + "/session"), self.faults, self.records,
-                               self.billing)
+                               self.billing, rcd)
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
 
     def _uplink(self, cfg, clock):

@@ -45,6 +45,7 @@ def load(board, path=None, overrides=None):
     cfg["meter_model"] = board.meter_model
     cfg["meter_address"] = board.meter_address
     cfg["phases"] = board.phases
+    cfg["ventilation"] = board.ventilation
     if path:
         raw = atomic.read(path)
         if raw is None:

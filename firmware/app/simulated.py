@@ -10,9 +10,13 @@ def sim_hardware(board, meter_port, baud, clock=None, ev=None):
     clock = clock or sim.SimClock()
     relay = sim.SimRelay(clock)
     pilot = sim.SimPilot(ev or sim.SimEV())
-    return {
+    hw = {
         "clock": clock, "relay": relay, "feedback": relay.feedback,
         "pilot_pwm": pilot, "pilot_adc": pilot, "ev": pilot.ev,
         "uart": SerialPort(meter_port, baud), "urandom": sim.urandom,
         "watchdog": sim.SimWatchdog(clock),
     }
+    if board.rcd_fault is not None:
+        rcd = sim.SimRcd()
+        hw.update(rcd=rcd, rcd_fault=rcd.fault_out, rcd_test=rcd.test)
+    return hw

@@ -13,6 +13,7 @@
 from drivers.contactor import ContactorFault
 from drivers.meter import MeterError
 from drivers.pilot import PilotFault
+from drivers.rcd import RcdFault
 from session.billing import Billing
 
 IDLE = "idle"
@@ -35,7 +36,7 @@ class Refused(Exception):
 
 class Charger:
     def __init__(self, config, clock, meter, contactor, pilot, auth, sessions, faults, ledger,
-                 billing):
+                 billing, rcd=None):
         self.cfg = config                 # app/config.py lists the keys
         self.clock = clock
         self.meter = meter                # drivers.meter.Meter
@@ -46,6 +47,9 @@ class Charger:
         self.faults = faults              # session.faults.FaultLog
         self.ledger = ledger              # has_room(), next_seq(), recorded(seq), record(dict)
         self.billing = billing            # session.billing.Billing
+        self.rcd = rcd                    # drivers.rcd.ResidualCurrent, or None if not fitted
+        # State D (the EV needs ventilation) may only charge where the site provides it.
+        self._charge_states = ("C", "D") if config.get("ventilation") else ("C",)
         self.state = IDLE
         self.session = None
         self.split = None                 # the running session's energy per tariff band
@@ -126,6 +130,12 @@ class Charger:
         except ContactorFault as exc:
             self._on_fault("contactor-" + exc.reason, "")
             return
+        if self.rcd is not None:
+            try:
+                self.rcd.check()
+            except RcdFault as exc:
+                self._on_fault("rcd-" + str(exc), "residual DC current")
+                return
         state = self.state
         if state == IDLE:
             self._step_idle()
@@ -173,9 +183,9 @@ class Charger:
                 self._end_charging("ev-unplugged")
             self._close_session()
         elif state == AUTHORISED or state == SUSPENDED:
-            if (ps == "C" or ps == "D") and self.current_limit_ma:
+            if ps in self._charge_states and self.current_limit_ma:
                 self._close_contactor()
-        elif state == CHARGING and ps == "B":      # the EV paused or is full
+        elif state == CHARGING and ps not in self._charge_states:   # paused, full, or D unvented
             self.contactor.open()
             self.session["charge_end"] = self.clock.time()
             self._set_phase(SUSPENDED)
@@ -230,6 +240,12 @@ class Charger:
         self.pilot.set_current_limit(self.current_limit_ma)
 
     def _close_contactor(self):
+        if self.rcd is not None:
+            try:
+                self.rcd.self_test()            # the residual-current monitor must trip on test
+            except RcdFault as exc:
+                self._on_fault("rcd-" + str(exc), "self-test before closing")
+                return
         self.session["charge_end"] = None
         self._set_phase(CHARGING)           # journalled first: a reboot knows it may have flowed
         try:
@@ -374,7 +390,8 @@ class Charger:
         self.contactor.open()
         self.pilot.signal_error()
         now = self.clock.time()
-        self.fault = self.faults.record(now, code, detail)
+        if self.state != FAULT or self.fault is None or self.fault["code"] != code:
+            self.fault = self.faults.record(now, code, detail)   # once, not every retry
         self._enter(FAULT)
         s = self.session
         if s is not None:

@@ -190,3 +190,46 @@ def test_full_flash_refuses_new_sessions(charger_env):
         assert not rig.relay.contacts_closed()
     finally:
         rig.close()
+
+
+def test_residual_current_trip_opens_the_contactor(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.plug_and_charge(seconds=300)
+        rig.hw["rcd"].leak_ua = 7000              # 7 mA DC: above the 6 mA trip level
+        rig.run(1)
+        assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
+        assert rig.app.faults.records()[-1]["code"] == "rcd-tripped"
+        assert rig.receipts()[0]["reason"] == "fault:rcd-tripped"
+    finally:
+        rig.close()
+
+
+def test_dead_residual_current_monitor_blocks_charging(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.hw["rcd"].fault = "no_trip"           # its self-test cannot trip it
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.app.present_card(CARD) is None
+        rig.ev.set_state("C")
+        rig.run(3)
+        assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
+        assert rig.app.faults.records()[-1]["code"].startswith("rcd-")
+    finally:
+        rig.close()
+
+
+def test_state_d_without_ventilation_gets_no_energy(charger_env):
+    rig = Rig(charger_env)
+    try:
+        assert rig.board.ventilation is False
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.app.present_card(CARD) is None
+        rig.ev.set_state("D")                     # the EV asks for ventilation
+        rig.run(1)
+        rig.run(60, step_ms=1000)
+        assert not rig.relay.contacts_closed() and rig.charger.state == ch.AUTHORISED
+    finally:
+        rig.close()
