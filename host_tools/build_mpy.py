@@ -29,7 +29,7 @@ def build(verbose=False, tests=True):
     for src_root, out in trees:
         for src in sorted(src_root.rglob("*.py")):
             rel = src.relative_to(src_root)
-            if rel.name in ("main.py", "mp_run.py") and rel.parent == pathlib.Path("."):
+            if rel.name in ("main.py", "mp_run.py", "manifest.py") and rel.parent == pathlib.Path("."):
                 continue   # entry scripts stay source (MicroPython runs main.py as a file)
             dst = out / rel.with_suffix(".mpy")
             if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:

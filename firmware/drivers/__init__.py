@@ -1,0 +1,1 @@
+# drivers: Modbus RTU and meters, contactor, control pilot, residual-current monitor.
