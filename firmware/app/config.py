@@ -1,8 +1,6 @@
 # Charger configuration: embedded defaults, then the board file, then config.json on flash.
 import json
 
-from store import atomic
-
 DEFAULTS = {
     "charger_id": None,            # required: unique id, e.g. "CP-0001"
     "evse_id": "",
@@ -47,13 +45,11 @@ def load(board, path=None, overrides=None):
     cfg["phases"] = board.phases
     cfg["ventilation"] = board.ventilation
     if path:
-        raw = atomic.read(path)
-        if raw is None:
-            try:
-                with open(path) as f:
-                    raw = f.read()
-            except OSError:
-                raw = None
+        try:
+            with open(path) as f:          # a plain JSON file, written by host_tools/deploy
+                raw = f.read()
+        except OSError:
+            raw = None                     # no file: embedded defaults and the board
         if raw:
             try:
                 cfg.update(json.loads(raw))
