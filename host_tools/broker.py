@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -102,12 +103,61 @@ class AmqttBroker:
         fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
         try:
             fut.result(15)
+        except Exception as exc:      # amqtt's shutdown can hang with clients attached
+            logging.getLogger("amqtt").warning("amqtt shutdown did not finish: %r", exc)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(15)
             self._loop.close()
             self._thread = None
             self._broker = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def info(self):
+        return {"host": self.host, "port": self.port, "kind": self.kind}
+
+
+class AmqttProcess:
+    """amqtt in its own process: stop() is a crash (SIGTERM, then SIGKILL), which no client can
+    delay. amqtt's own shutdown can hang while clients are connected, so tests that take the
+    broker away mid-run use this one."""
+    kind = "amqtt"
+
+    def __init__(self, host=LOOPBACK, port=None):
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc = None
+
+    @property
+    def running(self):
+        return self._proc is not None
+
+    def start(self):
+        if self._proc:
+            return self
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "host_tools.broker", "--host", self.host, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_listening(self.host, self.port)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if not self._proc:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None
 
     def restart(self):
         self.stop()
@@ -182,7 +232,8 @@ class MosquittoBroker:
 
 
 def make_broker(kind="amqtt", **kwargs):
-    return {"amqtt": AmqttBroker, "mosquitto": MosquittoBroker}[kind](**kwargs)
+    return {"amqtt": AmqttBroker, "amqtt-process": AmqttProcess,
+            "mosquitto": MosquittoBroker}[kind](**kwargs)
 
 
 def main(argv=None):
