@@ -5,6 +5,7 @@ from app import config
 from app.board import load_board
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
+from hal.sim import SimClock
 from ledger import receipt
 from hal.meterctl import MeterControl
 
@@ -19,6 +20,9 @@ class Rig:
         cfg = {"charger_id": "CP-TEST-1", "data_dir": env["data"], "allow_list": [CARD],
                "recover_settle_ms": 2000, "meter_serial": "SIM0001",
                "mqtt_host": None}
+        if env.get("broker"):
+            cfg["mqtt_host"] = env["broker"]["host"]
+            cfg["mqtt_port"] = env["broker"]["port"]
         cfg.update(overrides)
         self.cfg = config.load(self.board, None, cfg)
         self.meter = MeterControl(env["meter"]["control"])
@@ -33,7 +37,9 @@ class Rig:
         self.charger = self.app.charger
 
     def run(self, seconds, step_ms=100, power_w=0):
-        """Advance time; while the relay's contacts are closed the meter counts power_w."""
+        """Advance time; while the relay's contacts are closed the meter counts power_w.
+        With an MQTT broker configured, each pass is the app's whole loop (network included)."""
+        step = self.app.step if self.app.link is not None else self.charger.step
         ms = 0
         while ms < seconds * 1000:
             self.clock.advance(step_ms)
@@ -41,7 +47,7 @@ class Rig:
             if power_w and self.relay.contacts_closed():
                 self.meter_wh += power_w * step_ms // 3600000
                 self.meter.set_energy_wh(self.meter_wh)
-            self.charger.step()
+            step()
 
     def plug_and_charge(self, card=CARD, power_w=11000, seconds=600):
         self.ev.set_state("B")
