@@ -26,6 +26,9 @@ DEFAULTS = {
               '"idle_min_price_milli":10000,"idle_grace_min":30,"tax_bp":1900}',
     "telemetry_interval_s": 10,
     "nominal_voltage_v": 230,
+    "wifi_ssid": None,             # the ESP32's WiFi (app/main.py); None: no WiFi
+    "wifi_password": "",
+    "ntp_host": "pool.ntp.org",    # the clock is "S" (synchronised) in receipts once NTP answers
     "mqtt_host": "127.0.0.1",
     "mqtt_port": 1883,
     "data_dir": "/data",

@@ -26,13 +26,22 @@ def run(board_path="/board.json", config_path="/config.json"):
                                       board.rs485_stop_bits)
     app = ChargerApp(board, cfg, hw)
     print("charger", cfg["charger_id"], "key", app.public_key_hex())
+    net = esp32.Network(cfg["wifi_ssid"], cfg["wifi_password"])
+    net.connect()
+    clock = hw["clock"]
+    next_sync = clock.ticks_ms()
     while True:
         try:
             app.step()
         except Exception as exc:     # fail safe: open, record, keep the loop alive
             app.charger.contactor.open()
-            app.faults.record(hw["clock"].time(), "loop", repr(exc))
+            app.faults.record(clock.time(), "loop", repr(exc))
             sys.print_exception(exc)
+        # WiFi and NTP between sessions only: an NTP query may block for up to a second.
+        if app.charger.session is None and clock.ticks_diff(clock.ticks_ms(), next_sync) >= 0:
+            net.connect()
+            ok = net.connected() and net.sync_clock(clock, cfg["ntp_host"])
+            next_sync = clock.ticks_add(clock.ticks_ms(), 3600000 if ok else 60000)
         time.sleep_ms(cfg["loop_ms"])
 
 

@@ -250,3 +250,33 @@ def devices(board):
         hw["rcd_test"] = None if board.rcd_test is None else OutputPin(
             board.rcd_test, board.rcd_test_active_low)
     return hw
+
+
+class Network:
+    """WiFi station and NTP. connect() only starts the association: the uplink's reconnect
+    backoff waits for it, so the charging loop never blocks on the network."""
+
+    def __init__(self, ssid, password):
+        import network
+        self._wlan = network.WLAN(network.STA_IF)
+        self._wlan.active(True)
+        self.ssid = ssid
+        self.password = password
+
+    def connect(self):
+        if self.ssid and not self._wlan.isconnected():
+            self._wlan.connect(self.ssid, self.password)
+
+    def connected(self):
+        return self._wlan.isconnected()
+
+    def sync_clock(self, clock, host="pool.ntp.org"):
+        """Set the RTC from NTP (blocks up to ntptime's 1 s timeout); True when synchronised."""
+        import ntptime
+        ntptime.host = host
+        try:
+            ntptime.settime()
+        except (OSError, OverflowError):
+            return False
+        clock.mark_synced()
+        return True

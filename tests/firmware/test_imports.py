@@ -1,6 +1,6 @@
 # Every firmware module imports on this interpreter (on MicroPython: from its .mpy, in the
 # ESP32's heap budget). Left out: the ESP32 hal (needs `machine`, tested against a stand-in in
-# tests/host/test_hal_esp32.py) and the entry scripts, which run when imported.
+# runs it on a stand-in) and the entry scripts, which run when imported.
 import os
 
 NOT_HERE = ("hal.esp32", "hal.esp32_uart", "app.main", "app.sim_main")
