@@ -1,5 +1,5 @@
 # Every firmware module imports on this interpreter (on MicroPython: from its .mpy, in the
-# ESP32's heap budget). Left out: the ESP32 hal (needs `machine`, tested against a stand-in in
+# ESP32's heap budget). Left out: the ESP32 hal (needs `machine`; tests/firmware/test_hal_esp32.py
 # runs it on a stand-in) and the entry scripts, which run when imported.
 import os
 
