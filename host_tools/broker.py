@@ -120,16 +120,18 @@ class AmqttBroker:
         return {"host": self.host, "port": self.port, "kind": self.kind}
 
 
-class AmqttProcess:
-    """amqtt in its own process: stop() is a crash (SIGTERM, then SIGKILL), which no client can
-    delay. amqtt's own shutdown can hang while clients are connected, so tests that take the
-    broker away mid-run use this one."""
-    kind = "amqtt"
+class _BrokerProcess:
+    """A broker in its own process: stop() is a crash (SIGTERM, then SIGKILL) that no
+    connected client can delay. Subclasses give the command line."""
+    kind = None
 
     def __init__(self, host=LOOPBACK, port=None):
         self.host = host
         self.port = port or free_port(host)
         self._proc = None
+
+    def command(self):
+        raise NotImplementedError
 
     @property
     def running(self):
@@ -138,9 +140,8 @@ class AmqttProcess:
     def start(self):
         if self._proc:
             return self
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "host_tools.broker", "--host", self.host, "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
         try:
             wait_listening(self.host, self.port)
         except RuntimeError:
@@ -153,10 +154,10 @@ class AmqttProcess:
             return
         self._proc.terminate()
         try:
-            self._proc.wait(5)
+            self._proc.wait(10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
-            self._proc.wait(5)
+            self._proc.wait(10)
         self._proc = None
 
     def restart(self):
@@ -165,6 +166,16 @@ class AmqttProcess:
 
     def info(self):
         return {"host": self.host, "port": self.port, "kind": self.kind}
+
+
+class AmqttProcess(_BrokerProcess):
+    """amqtt in its own process (this module's main). amqtt's in-process shutdown can hang
+    while clients are connected, so tests that take the broker away mid-run use this one."""
+    kind = "amqtt"
+
+    def command(self):
+        return [sys.executable, "-m", "host_tools.broker", "--host", self.host,
+                "--port", str(self.port)]
 
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -177,7 +188,7 @@ def find_mosquitto():
     return shutil.which("mosquitto")
 
 
-class MosquittoBroker:
+class MosquittoBroker(_BrokerProcess):
     """A Mosquitto 2 process with a generated config: one loopback listener, anonymous."""
     kind = "mosquitto"
 
@@ -185,50 +196,17 @@ class MosquittoBroker:
         self.exe = find_mosquitto()
         if not self.exe:
             raise RuntimeError("mosquitto not installed: run bash host_tools/bootstrap.sh")
-        self.host = host
-        self.port = port or free_port(host)
+        _BrokerProcess.__init__(self, host, port)
         self.workdir = workdir or tempfile.mkdtemp(prefix="cp-mosquitto-")
         self.conf = os.path.join(self.workdir, "mosquitto.conf")
         self.log = os.path.join(self.workdir, "mosquitto.log")
-        self._proc = None
 
-    @property
-    def running(self):
-        return self._proc is not None
-
-    def start(self):
-        if self._proc:
-            return self
+    def command(self):
         with open(self.conf, "w") as f:
             f.write("listener %d %s\nallow_anonymous true\npersistence false\n"
                     "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n"
                     % (self.port, self.host, self.log))
-        self._proc = subprocess.Popen([self.exe, "-c", self.conf],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_listening(self.host, self.port)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        if not self._proc:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(10)
-        self._proc = None
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
-    def info(self):
-        return {"host": self.host, "port": self.port, "kind": self.kind}
+        return [self.exe, "-c", self.conf]
 
 
 def make_broker(kind="amqtt", **kwargs):
