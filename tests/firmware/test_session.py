@@ -233,3 +233,33 @@ def test_state_d_without_ventilation_gets_no_energy(charger_env):
         assert not rig.relay.contacts_closed() and rig.charger.state == ch.AUTHORISED
     finally:
         rig.close()
+
+
+def test_free_mode_charges_without_a_card(charger_env):
+    rig = Rig(charger_env, auth_mode="free")
+    try:
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.charger.state == ch.AUTHORISED       # plugging in is the authorisation
+        rig.ev.set_state("C")
+        rig.run(1)
+        rig.run(300, step_ms=5000, power_w=7400)
+        rig.unplug()
+        r = rig.receipts()[0]
+        assert r["energy_wh"] == rig.meter_wh - BEGIN_WH > 0
+        assert '"IS":false' in r["ocmf"] and '"ID"' not in r["ocmf"]
+    finally:
+        rig.close()
+
+
+def test_remote_start_before_plug_in_waits_for_the_ev(charger_env):
+    rig = Rig(charger_env)
+    try:
+        rig.charger.authorise("APP-USER-1", remote=True)   # the app starts before the cable
+        rig.run(1)
+        assert rig.charger.state == ch.IDLE and not rig.relay.contacts_closed()
+        rig.ev.set_state("B")
+        rig.run(3)
+        assert rig.charger.state == ch.AUTHORISED and rig.charger.session["id"] == "APP-USER-1"
+    finally:
+        rig.close()
