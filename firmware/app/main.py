@@ -24,7 +24,17 @@ def run(board_path="/board.json", config_path="/config.json"):
     hw["uart"] = esp32_uart.Esp32Uart(board.rs485_uart, board.rs485_tx, board.rs485_rx,
                                       board.rs485_de, board.rs485_baud, board.rs485_parity,
                                       board.rs485_stop_bits)
-    app = ChargerApp(board, cfg, hw)
+    try:
+        app = ChargerApp(board, cfg, hw)
+    except Exception as exc:
+        # Flash that cannot be read as it must (a damaged log or key) must not become a boot
+        # loop: contactor off, watchdog fed, the reason repeated for whoever connects.
+        hw["relay"].off()
+        while True:
+            print("charger halted:", repr(exc))
+            for _ in range(60):
+                hw["watchdog"].feed()
+                time.sleep_ms(1000)
     print("charger", cfg["charger_id"], "key", app.public_key_hex())
     net = esp32.Network(cfg["wifi_ssid"], cfg["wifi_password"])
     net.connect()

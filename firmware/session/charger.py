@@ -15,6 +15,7 @@ from drivers.meter import MeterError
 from drivers.pilot import PilotFault
 from drivers.rcd import RcdFault
 from session.billing import Billing
+from store.atomic import CorruptFile
 
 IDLE = "idle"
 CONNECTED = "connected"
@@ -406,7 +407,14 @@ class Charger:
 
     def _recover(self):
         """At boot: record a session that was closing; hold any other for _step_recovering."""
-        s = self.sessions.load()
+        try:
+            s = self.sessions.load()
+        except CorruptFile as exc:
+            # Neither copy of the running session survived: keep the damaged file for
+            # forensics, store the fault, and start clean. The receipt log is untouched.
+            self.sessions.quarantine()
+            self.fault = self.faults.record(self.clock.time(), "session-journal", str(exc))
+            return
         if s is None:
             return
         self.session = s

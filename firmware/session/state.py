@@ -20,6 +20,14 @@ class SessionStore:
         raw = atomic.read(self._current)
         return json.loads(raw) if raw else None
 
+    def quarantine(self):
+        """Move a damaged running-session record aside (current.bad) so the charger can go on."""
+        import os
+        atomic.remove(self._current + ".bad")
+        for suffix in ("", ".tmp"):
+            if atomic.exists(self._current + suffix):
+                os.rename(self._current + suffix, self._current + ".bad" + suffix)
+
     def save(self, session):
         atomic.write(self._current, json.dumps(session).encode())
 

@@ -263,3 +263,28 @@ def test_remote_start_before_plug_in_waits_for_the_ev(charger_env):
         assert rig.charger.state == ch.AUTHORISED and rig.charger.session["id"] == "APP-USER-1"
     finally:
         rig.close()
+
+
+def test_damaged_session_journal_is_a_fault_not_a_crash(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=300)
+    rig.unplug()
+    rig.plug_and_charge(seconds=300)                 # a second session, running
+    rig.close()
+    path = charger_env["data"] + "/session/current"
+    for p in (path, path + ".tmp"):
+        try:
+            with open(p, "r+b") as f:
+                f.seek(20)
+                f.write(b"XXXX")                     # flash damage in the running session
+        except OSError:
+            pass
+    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
+    try:
+        assert rig2.app.faults.records()[-1]["code"] == "session-journal"
+        assert len(rig2.receipts()) == 1            # the recorded session is untouched
+        rig2.ev.set_state("A")
+        rig2.run(3)
+        assert rig2.charger.state == ch.IDLE
+    finally:
+        rig2.close()
