@@ -51,6 +51,8 @@ class ChargerApp:
                                SessionStore(data + "/session"), self.faults, self.records,
                                self.billing, rcd)
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
+        self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
+        self._telemetry_due = clock.ticks_ms()
 
     def _uplink(self, cfg, clock):
         # Imported here: a charger run without a network (bench, offline tests) keeps the
@@ -73,8 +75,12 @@ class ChargerApp:
                 result, detail = self.execute(cmd)
                 link.reply(cmd, result, detail)
             if self.charger.session is not None:
-                st = self.charger.status()
-                link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"])
+                now = self.clock.ticks_ms()
+                # The status (a dict and a price) is built only when telemetry is due.
+                if self.clock.ticks_diff(now, self._telemetry_due) >= 0:
+                    st = self.charger.status()
+                    if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True):
+                        self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
         if self.watchdog is not None:
             self.watchdog.feed()
 
