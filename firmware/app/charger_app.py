@@ -4,6 +4,7 @@
 #
 #   hw = {"clock", "relay", "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom",
 #         "watchdog", and "rcd_fault", "rcd_test" where the board has a residual-current monitor}
+import gc
 import json
 
 from drivers import modbus
@@ -53,6 +54,10 @@ class ChargerApp:
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()
+        self._health_due = clock.ticks_ms()
+        self._booted_ms = clock.ticks_ms()
+        # The heap's all-time low, not its current free size: fragmentation shows there first.
+        self.heap_min = None
 
     def _uplink(self, cfg, clock):
         # Imported here: a charger run without a network (bench, offline tests) keeps the
@@ -81,8 +86,31 @@ class ChargerApp:
                     st = self.charger.status()
                     if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
+            now = self.clock.ticks_ms()
+            if self.clock.ticks_diff(now, self._health_due) >= 0:
+                self._health_due = self.clock.ticks_add(now, 1000)
+                self._sample_heap()
+                if link.connected and link.health(self.health()):
+                    self._health_due = self.clock.ticks_add(now, self.cfg["health_interval_s"] * 1000)
         if self.watchdog is not None:
             self.watchdog.feed()
+
+    def _sample_heap(self):
+        free = getattr(gc, "mem_free", None)       # MicroPython only
+        if free is not None:
+            f = free()
+            if self.heap_min is None or f < self.heap_min:
+                self.heap_min = f
+
+    def health(self):
+        """The retained health message (JSON bytes)."""
+        ch = self.charger
+        return json.dumps({
+            "state": ch.state, "fault": ch.fault["code"] if ch.fault else None,
+            "heap_min": self.heap_min, "outbox_pending": self.outbox.pending(),
+            "log_size": self.records.log.size,
+            "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self._booted_ms) // 1000,
+        }).encode()
 
     def execute(self, cmd):
         """Apply a verified operator command; (result, detail) for the cmd/result message."""

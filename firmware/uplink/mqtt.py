@@ -237,12 +237,17 @@ class Link:
             return True
         return False
 
-    def _publish(self, topic, payload, deadline=None):
+    def health(self, payload):
+        """Publish the charger's health (JSON bytes) as the retained health topic: whoever
+        subscribes later sees the latest. QoS 0: it is replaced, not billed."""
+        return self._publish(self.topics.health, payload, retain=True)
+
+    def _publish(self, topic, payload, deadline=None, retain=False):
         if self.client is None:
             return False
         try:
             self.client.sock.deadline = deadline or net.ticks_add(net.ticks_ms(), self.budget_ms)
-            self.client.publish(topic, payload, qos=0)
+            self.client.publish(topic, payload, retain=retain, qos=0)
             self.client.sock.flush()
             return True
         except Exception as exc:

@@ -4,6 +4,7 @@
 #   cp/<charger>/receipt/<seq>        outbox record, payload = the receipt bytes as produced
 #   cp/<charger>/checkpoint/<seq>     outbox record, payload = the signed checkpoint note
 #   cp/<charger>/telemetry            live values while charging (QoS 0, JSON)
+#   cp/<charger>/health               retained JSON: state, fault, heap low-water mark, backlog
 #   cp/<charger>/cmd                  signed operator commands (charger subscribes)
 #   cp/<charger>/cmd/result           one JSON answer per command
 #   cp/<charger>/ack/<validator>      {"seq": N, "sha256": "<hex>"} from each validator
@@ -47,6 +48,7 @@ class Topics:
         self.base = base.encode()
         self.status = (base + "status").encode()
         self.telemetry = (base + "telemetry").encode()
+        self.health = (base + "health").encode()
         self.cmd = (base + "cmd").encode()
         self.cmd_result = (base + "cmd/result").encode()
         self.ack_prefix = (base + "ack/").encode()

@@ -13,7 +13,8 @@ def _rig(charger_env, amqtt_broker, app_commands):
     env = dict(charger_env)
     env["broker"] = amqtt_broker
     return Rig(env, clock=SimClock(epoch=app_commands["t0"]),
-               operator_key=app_commands["operator_spki"], telemetry_interval_s=0)
+               operator_key=app_commands["operator_spki"], telemetry_interval_s=0,
+               health_interval_s=1)
 
 
 def _command(rig, peer, raw):
@@ -83,3 +84,31 @@ def test_reservation_holds_the_connector(charger_env, amqtt_broker, app_commands
     finally:
         peer.close()
         rig.close()
+
+
+def test_health_is_retained_with_the_heap_low_water_mark(charger_env, amqtt_broker, app_commands):
+    rig = _rig(charger_env, amqtt_broker, app_commands)
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.plug_and_charge(seconds=120)
+        rig.unplug()
+        rig.run(1)
+    finally:
+        rig.close()
+    # A subscriber that comes later still gets the latest health (retained).
+    peer = Peer(amqtt_broker, "dashboard", [b"cp/CP-TEST-1/health"])
+    try:
+        got = []
+
+        def step():
+            peer.pump()
+            got.extend(peer.take(b"cp/CP-TEST-1/health"))
+        wait_for(lambda: got, step)
+        health = json.loads(got[-1][1])
+        assert health["state"] == ch.CONNECTED or health["state"] == ch.IDLE
+        assert health["log_size"] == 1 and health["fault"] is None
+        import sys
+        if sys.implementation.name == "micropython":
+            assert 0 < health["heap_min"] < 196608 + 4096
+    finally:
+        peer.close()
