@@ -9,6 +9,7 @@ printed. The first validator's ledger stays at demo-out/ledger.sqlite.
     python -m host_tools.demo [--chargers 3] [--sessions 3] [--broker-port N]
 """
 import argparse
+import json
 import pathlib
 import shutil
 import sys
@@ -18,7 +19,7 @@ from host_tools import build_mpy
 from host_tools.broker import AmqttBroker
 from host_tools.fleet import Device
 from host_tools.ledger_db import LedgerDB
-from host_tools.validator import Validator
+from host_tools.validator import Validator, proof_bundle
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-out"
@@ -71,6 +72,26 @@ def print_ledger(db_path, others):
     return rows
 
 
+def driver_check(db_path, dev):
+    """What a driver does with one bill: fetch the receipt bundle, check it offline with the
+    charger's public key; and what happens to a bill someone edited."""
+    from host_tools import lightclient
+    db = LedgerDB(str(db_path))
+    bundle = proof_bundle(db, dev.charger_id, seq=1)
+    path = OUT / ("receipt-%s-1.json" % dev.charger_id)
+    path.write_text(json.dumps(bundle, indent=1))
+    print()
+    print("driver's check of %s (light client, offline):" % path.relative_to(ROOT))
+    valid = lightclient.main(["--receipt", str(path), "--pubkey", dev.pubkey_hex]) == 0
+    forged = dict(bundle)
+    forged["receipt"] = bundle["receipt"].replace('"price":', '"price":1', 1)
+    forged_path = OUT / ("receipt-%s-1-edited.json" % dev.charger_id)
+    forged_path.write_text(json.dumps(forged, indent=1))
+    print("the same bill with its price edited:")
+    caught = lightclient.main(["--receipt", str(forged_path), "--pubkey", dev.pubkey_hex]) == 1
+    return valid and caught
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chargers", type=int, default=3)
@@ -119,6 +140,7 @@ def main(argv=None):
         broker.stop()
     rows = print_ledger(ledgers[0], ledgers[1:])
     ok = len(rows) == args.chargers * args.sessions and all(r["status"] != "disputed" for r in rows)
+    ok = driver_check(ledgers[0], devices[0]) and ok
     print("demo %s" % ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 
