@@ -74,3 +74,9 @@ class Rig:
     def close(self):
         self.meter.close()
         self.hw["uart"].close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

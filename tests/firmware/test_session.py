@@ -6,8 +6,7 @@ from session import charger as ch
 
 
 def test_whole_session_energy_is_register_difference(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(power_w=11000, seconds=1800)
         assert rig.charger.state == ch.CHARGING and rig.relay.contacts_closed()
         rig.unplug()
@@ -21,13 +20,10 @@ def test_whole_session_energy_is_register_difference(charger_env):
         assert '"RV":1000.000' in r["ocmf"]            # begin reading, kWh from integer Wh
         assert r["price"] > 0 and r["reason"] == "ev-unplugged"
         assert rig.app.faults.records() == []
-    finally:
-        rig.close()
 
 
 def test_unknown_card_is_refused_and_contactor_stays_open(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.ev.set_state("B")
         rig.run(3)
         assert rig.app.present_card("UNKNOWN") == "unknown-id"
@@ -36,13 +32,10 @@ def test_unknown_card_is_refused_and_contactor_stays_open(charger_env):
         rig.run(30, step_ms=5000, power_w=11000)
         assert not rig.relay.contacts_closed()
         assert rig.charger.state == ch.CONNECTED and rig.receipts() == []
-    finally:
-        rig.close()
 
 
 def test_same_card_stops_and_receipt_waits_for_unplug(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(seconds=600)
         assert rig.app.present_card(CARD) is None        # the card again: stop
         rig.run(3)
@@ -53,13 +46,10 @@ def test_same_card_stops_and_receipt_waits_for_unplug(charger_env):
         rig.unplug()
         r = rig.receipts()[0]
         assert r["reason"] == "user" and r["energy_wh"] == stopped_wh - BEGIN_WH
-    finally:
-        rig.close()
 
 
 def test_silent_meter_is_a_fault_with_contactor_open(charger_env):
-    rig = Rig(charger_env, max_meter_failures=3)
-    try:
+    with Rig(charger_env, max_meter_failures=3) as rig:
         rig.plug_and_charge(seconds=300)
         last_good = rig.meter_wh
         rig.meter.fault("silent")
@@ -69,25 +59,19 @@ def test_silent_meter_is_a_fault_with_contactor_open(charger_env):
         assert rig.app.faults.records()[-1]["code"] == "meter-silent"
         r = rig.receipts()[0]
         assert r["reason"] == "fault:meter-silent" and r["energy_wh"] == last_good - BEGIN_WH
-    finally:
-        rig.close()
 
 
 def test_register_going_backwards_is_a_fault(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(seconds=300)
         rig.meter.set_energy_wh(rig.meter_wh - 50)
         rig.run(3)
         assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
         assert rig.app.faults.records()[-1]["code"] == "meter-backwards"
-    finally:
-        rig.close()
 
 
 def test_register_jumping_beyond_rated_power_is_a_fault(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(seconds=300)
         rig.meter.set_energy_wh(rig.meter_wh + 500)      # 500 Wh in one second: 1.8 MW
         rig.run(2)
@@ -95,13 +79,10 @@ def test_register_jumping_beyond_rated_power_is_a_fault(charger_env):
         assert rig.app.faults.records()[-1]["code"] == "meter-jump"
         # The receipt bills the last plausible reading, not the jump.
         assert rig.receipts()[0]["energy_wh"] == rig.meter_wh - BEGIN_WH
-    finally:
-        rig.close()
 
 
 def test_welded_contactor_is_a_fault_that_needs_a_reset(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(seconds=300)
         rig.relay.fault = "welded"
         rig.ev.set_state("B")                 # the EV pauses: the contactor must open
@@ -115,8 +96,6 @@ def test_welded_contactor_is_a_fault_that_needs_a_reset(charger_env):
         rig.relay.fault = None
         rig.run(1)
         assert rig.charger.reset_fault() and rig.charger.state == ch.IDLE
-    finally:
-        rig.close()
 
 
 def test_reboot_mid_session_resumes_and_bills_once(charger_env):
@@ -148,14 +127,11 @@ def test_reboot_after_unplug_closes_session_with_meter_reading(charger_env):
     rig.meter.set_energy_wh(rig.meter_wh)
     rig.close()
     rig.ev.set_state("A")                                # unplugged while the charger was off
-    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
-    try:
+    with Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock) as rig2:
         rig2.run(10)
         assert rig2.charger.state == ch.IDLE
         r = rig2.receipts()[0]
         assert r["reason"] == "power-loss" and r["energy_wh"] == rig.meter_wh - BEGIN_WH
-    finally:
-        rig2.close()
 
 
 def test_crash_between_ledger_and_journal_does_not_bill_twice(charger_env):
@@ -169,18 +145,14 @@ def test_crash_between_ledger_and_journal_does_not_bill_twice(charger_env):
     s["end_wh"] = s["last_wh"]
     rig.charger.sessions.save(s)
     rig.close()
-    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
-    try:
+    with Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock) as rig2:
         rig2.run(5)
         assert len(rig2.receipts()) == 1 and rig2.app.records.log.size == 1
         assert rig2.charger.sessions.load() is None
-    finally:
-        rig2.close()
 
 
 def test_full_flash_refuses_new_sessions(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.app.outbox.journal.reserve_bytes = 1 << 60       # no room left for a receipt
         rig.ev.set_state("B")
         rig.run(3)
@@ -188,26 +160,20 @@ def test_full_flash_refuses_new_sessions(charger_env):
         rig.ev.set_state("C")
         rig.run(10)
         assert not rig.relay.contacts_closed()
-    finally:
-        rig.close()
 
 
 def test_residual_current_trip_opens_the_contactor(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.plug_and_charge(seconds=300)
         rig.hw["rcd"].leak_ua = 7000              # 7 mA DC: above the 6 mA trip level
         rig.run(1)
         assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
         assert rig.app.faults.records()[-1]["code"] == "rcd-tripped"
         assert rig.receipts()[0]["reason"] == "fault:rcd-tripped"
-    finally:
-        rig.close()
 
 
 def test_dead_residual_current_monitor_blocks_charging(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.hw["rcd"].fault = "no_trip"           # its self-test cannot trip it
         rig.ev.set_state("B")
         rig.run(3)
@@ -216,13 +182,10 @@ def test_dead_residual_current_monitor_blocks_charging(charger_env):
         rig.run(3)
         assert rig.charger.state == ch.FAULT and not rig.relay.contacts_closed()
         assert rig.app.faults.records()[-1]["code"].startswith("rcd-")
-    finally:
-        rig.close()
 
 
 def test_state_d_without_ventilation_gets_no_energy(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         assert rig.board.ventilation is False
         rig.ev.set_state("B")
         rig.run(3)
@@ -231,13 +194,10 @@ def test_state_d_without_ventilation_gets_no_energy(charger_env):
         rig.run(1)
         rig.run(60, step_ms=1000)
         assert not rig.relay.contacts_closed() and rig.charger.state == ch.AUTHORISED
-    finally:
-        rig.close()
 
 
 def test_free_mode_charges_without_a_card(charger_env):
-    rig = Rig(charger_env, auth_mode="free")
-    try:
+    with Rig(charger_env, auth_mode="free") as rig:
         rig.ev.set_state("B")
         rig.run(3)
         assert rig.charger.state == ch.AUTHORISED       # plugging in is the authorisation
@@ -248,21 +208,16 @@ def test_free_mode_charges_without_a_card(charger_env):
         r = rig.receipts()[0]
         assert r["energy_wh"] == rig.meter_wh - BEGIN_WH > 0
         assert '"IS":false' in r["ocmf"] and '"ID"' not in r["ocmf"]
-    finally:
-        rig.close()
 
 
 def test_remote_start_before_plug_in_waits_for_the_ev(charger_env):
-    rig = Rig(charger_env)
-    try:
+    with Rig(charger_env) as rig:
         rig.charger.authorise("APP-USER-1", remote=True)   # the app starts before the cable
         rig.run(1)
         assert rig.charger.state == ch.IDLE and not rig.relay.contacts_closed()
         rig.ev.set_state("B")
         rig.run(3)
         assert rig.charger.state == ch.AUTHORISED and rig.charger.session["id"] == "APP-USER-1"
-    finally:
-        rig.close()
 
 
 def test_damaged_session_journal_is_a_fault_not_a_crash(charger_env):
@@ -279,12 +234,9 @@ def test_damaged_session_journal_is_a_fault_not_a_crash(charger_env):
                 f.write(b"XXXX")                     # flash damage in the running session
         except OSError:
             pass
-    rig2 = Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock)
-    try:
+    with Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock) as rig2:
         assert rig2.app.faults.records()[-1]["code"] == "session-journal"
         assert len(rig2.receipts()) == 1            # the recorded session is untouched
         rig2.ev.set_state("A")
         rig2.run(3)
         assert rig2.charger.state == ch.IDLE
-    finally:
-        rig2.close()
