@@ -3,8 +3,8 @@ proofs and light client on CPython, measured in this run.
 
 Rows:
   ledger_append_session_ms_micropython   median ChargerLog.append_session: OCMF + receipt +
-                                         checkpoint signatures, Merkle append, atomic commit,
-                                         journal append (on tmpfs; 192 KiB heap)
+                                         checkpoint signatures, Merkle append, atomic commit
+                                         (on tmpfs; 192 KiB heap)
   ledger_append_min_heap_kib_micropython smallest -X heapsize (KiB) in which a fresh MicroPython
                                          compiles the .py sources, loads key and log and
                                          records two sessions; _mpy: the same from .mpy files

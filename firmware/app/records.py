@@ -1,6 +1,7 @@
 # The ledger as the session layer sees it: the charger's signed log (ledger.log) feeding the
-# uplink's flash outbox. A receipt is committed to the log, then put in the outbox; the outbox
-# holds it until the validators acknowledge it, so the log's own copy is released at once.
+# uplink's flash outbox. A receipt is committed to the log (frontier and seq), then put in the
+# outbox, which holds it until the validators acknowledge it: the one copy on flash of every
+# receipt not yet acknowledged.
 
 from ledger.log import RECEIPT_MAX, ChargerLog
 from store import atomic
@@ -25,7 +26,6 @@ class Records:
         self.outbox.put("checkpoint", checkpoint.encode())
         atomic.write(self._queued_path, b"%d" % self.log.size)
         self._queued = self.log.size
-        self.log.ack(self.log.size - 1)      # the outbox holds it now
 
     def has_room(self):
         """Room for one more session's receipt and checkpoint, with margin."""

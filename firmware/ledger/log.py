@@ -3,13 +3,14 @@
 # append_session(session) turns a finished session into (receipt record, checkpoint, index):
 # it signs the OCMF record and the receipt, appends the receipt as the next Merkle leaf,
 # signs a C2SP checkpoint, and commits all of it with ONE atomic state write before it
-# returns. The charger keeps only the frontier (ledger/merkle.py) plus the receipts not yet
-# acknowledged by a validator (a store.journal, record seq = leaf index + 1).
+# returns. The charger keeps only the frontier (ledger/merkle.py); the receipts not yet
+# acknowledged by a validator wait in the uplink's flash outbox (app/records.py puts them
+# there), so no receipt is written to flash twice.
 #
 # Crash safety: the state file (seq, frontier, last receipt, last checkpoint) is the commit
 # point. A power cut before it leaves the log as it was (the caller appends the session
 # again: nothing was published). A power cut after it, before the receipt reached the
-# journal, is repaired on the next open by copying the last receipt from the state file.
+# outbox, is repaired on the next boot from last_receipt / last_checkpoint (app/records.py).
 # Frontier and seq live in one atomically replaced record, so they can never disagree.
 #
 # session: a plain dict filled by the session layer (ints are epoch seconds UTC / Wh / minor):
@@ -33,7 +34,6 @@ import struct
 
 from ledger import checkpoint, merkle, ocmf, receipt
 from store import atomic
-from store.journal import Journal
 
 _MAGIC = b"CPL1"
 _HEAD = "<4sIHHH"       # magic, seq, len(frontier), len(receipt), len(checkpoint)
@@ -60,7 +60,6 @@ class ChargerLog:
         checkpoint.body(origin, 0, bytes(32))       # validates the origin now, not mid-session
         atomic.makedirs(dirpath)
         self._state_path = dirpath + "/state"
-        self.journal = Journal(dirpath + "/receipts", reserve_bytes=0)
         self._load()
 
     def _load(self):
@@ -79,12 +78,6 @@ class ChargerLog:
             self.seq = seq
             self.last_receipt = raw[p + fl:p + fl + rl] or None
             self.last_checkpoint = raw[p + fl + rl:p + fl + rl + cl].decode() or None
-        # Recovery: the state is committed but the receipt may not have reached the journal.
-        size = self.frontier.size
-        if self.journal.last_seq == size - 1 and self.last_receipt is not None:
-            self.journal.append(self.last_receipt)
-        if self.journal.last_seq != size:
-            raise LogError("receipt journal ends at %d, log size is %d" % (self.journal.last_seq, size))
 
     @property
     def size(self):
@@ -115,14 +108,4 @@ class ChargerLog:
         # Committed: only now does RAM follow the flash.
         self.seq, self.frontier = seq, frontier
         self.last_receipt, self.last_checkpoint = rec, cp
-        self.journal.append(rec)
         return rec, cp, index
-
-    def unacked(self):
-        """(index, receipt record) for every receipt no validator has acknowledged yet."""
-        for jseq, data in self.journal.records():
-            yield jseq - 1, data
-
-    def ack(self, index):
-        """A validator holds every receipt up to and including leaf index."""
-        self.journal.ack(index + 1)
