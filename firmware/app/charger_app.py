@@ -130,6 +130,9 @@ class ChargerApp:
                 self.auth.reserve(args["id_tag"], args["until"])
             elif name == "cancel_reservation":
                 self.auth.cancel_reservation()
+            elif name == "reset_fault":
+                if not charger.reset_fault():
+                    return "rejected", "no fault to clear, contact still closed, or a receipt pending"
             else:
                 return "unknown-command", name
         except Refused as exc:

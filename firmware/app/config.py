@@ -10,7 +10,8 @@ DEFAULTS = {
     "max_meter_failures": 5,       # consecutive failed reads before the meter is a fault
     "journal_interval_s": 60,      # running-session readings to flash at most this often
     "recover_settle_ms": 2000,     # after boot, let the pilot settle before resuming
-    "fault_hold_ms": 3000,         # state F shown this long after a fault before looking again
+    "fault_hold_ms": 3000,
+    "pwm_off_grace_ms": 6000,      # an EV still drawing this long after the PWM went: open         # state F shown this long after a fault before looking again
     "meter_serial": None,          # required: the meter's serial number (OCMF MS)
     "meter_timeout_ms": 200,
     "meter_retries": 2,

@@ -43,14 +43,21 @@ def run(board_path="/board.json", config_path="/config.json"):
     while True:
         try:
             app.step()
-        except Exception as exc:     # fail safe: open, record, keep the loop alive
+        except Exception as exc:     # fail safe: the fault path opens, records and closes
             app.charger.contactor.open()
-            app.faults.record(clock.time(), "loop", repr(exc))
             sys.print_exception(exc)
-        # WiFi and NTP between sessions only: an NTP query may block for up to a second.
-        if app.charger.session is None and clock.ticks_diff(clock.ticks_ms(), next_sync) >= 0:
-            net.connect()
-            ok = net.connected() and net.sync_clock(clock, cfg["ntp_host"])
+            try:
+                app.charger.fail("loop", repr(exc))
+            except Exception as exc2:
+                sys.print_exception(exc2)
+        # WiFi and NTP while no energy can flow: an NTP query may block for up to a second.
+        if not app.charger.contactor.closed and clock.ticks_diff(clock.ticks_ms(), next_sync) >= 0:
+            try:
+                net.connect()
+                ok = net.connected() and net.sync_clock(clock, cfg["ntp_host"])
+            except Exception as exc:
+                sys.print_exception(exc)
+                ok = False
             next_sync = clock.ticks_add(clock.ticks_ms(), 3600000 if ok else 60000)
         time.sleep_ms(cfg["loop_ms"])
 

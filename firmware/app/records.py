@@ -28,15 +28,21 @@ class Records:
         self._queued = self.log.size
 
     def has_room(self):
-        """Room for one more session's receipt and checkpoint, with margin."""
-        return self.outbox.has_room(2 * RECEIPT_MAX)
+        """Room for one more session: what the log demands to append (four receipts' worth
+        plus its reserve), and the outbox for the receipt and its checkpoint."""
+        need = 4 * RECEIPT_MAX + 1024 + self.log.reserve_bytes
+        return atomic.free_bytes(self.log.dir) >= need and self.outbox.has_room(2 * RECEIPT_MAX)
 
     def next_seq(self):
         return self.log.seq + 1
 
     def recorded(self, seq):
-        return self.log.seq >= seq
+        """Session seq is in the log and its receipt is in the outbox."""
+        return self.log.seq >= seq and self._queued >= self.log.size
 
     def record(self, fields):
+        if self.log.seq >= fields["seq"]:
+            self._requeue()          # logged before, the outbox put failed: only queue it
+            return
         receipt, checkpoint, _ = self.log.append_session(fields)
         self._queue(receipt, checkpoint)

@@ -60,6 +60,9 @@ class Charger:
         self.last_power_w = 0
         self.current_limit_ma = config["rated_current_a"] * 1000
         self._next_meter_ms = clock.ticks_ms()
+        self._limit0_ms = clock.ticks_ms()     # when the current limit last changed
+        self._retry_ms = clock.ticks_ms()      # next retry of a receipt the ledger refused
+        self._recover_failures = 0
         self._last_journal_s = 0
         self._since_ms = clock.ticks_ms()   # when the current state was entered
         # Most energy the meter may count per second: rated power with 25 % headroom.
@@ -102,11 +105,15 @@ class Charger:
         if milliamps != 0 and (milliamps < 6000 or milliamps > rated):
             raise ValueError("current limit %d mA: 0 or 6000..%d" % (milliamps, rated))
         self.current_limit_ma = milliamps
+        self._limit0_ms = self.clock.ticks_ms()
         if self.state in (AUTHORISED, CHARGING, SUSPENDED):
             self.pilot.set_current_limit(milliamps)
 
     def reset_fault(self):
         """Operator reset, needed after a contactor fault, once the contact reads open."""
+        pending = self.sessions.load()
+        if pending is not None and pending["phase"] == CLOSING:
+            return False                    # a receipt still waits for the ledger
         if self.state == FAULT and not self.contactor.feedback_closed():
             self.contactor.reset()
             self.fault = None
@@ -158,6 +165,15 @@ class Charger:
         self.state = state
         self._since_ms = self.clock.ticks_ms()
 
+    def _now(self):
+        """Wall time for the running session, never before its last reading: an RTC that came
+        back behind the journal after a power cut must not put an end before a begin."""
+        now = self.clock.time()
+        s = self.session
+        if s is not None and now < s["last_time"]:
+            return s["last_time"]
+        return now
+
     def _step_idle(self):
         if self.pilot_state in ("B", "C", "D"):
             self._enter(CONNECTED)
@@ -182,21 +198,31 @@ class Charger:
         if ps == "A":
             if state != STOPPED:
                 self._end_charging("ev-unplugged")
-            self._close_session()
+            if self.session is not None:
+                self._close_session()
         elif state == AUTHORISED or state == SUSPENDED:
             if ps in self._charge_states and self.current_limit_ma:
                 self._close_contactor()
         elif state == CHARGING and ps not in self._charge_states:   # paused, full, or D unvented
             self.contactor.open()
-            self.session["charge_end"] = self.clock.time()
+            self.session["charge_end"] = self._now()
             self._set_phase(SUSPENDED)
+        elif state == CHARGING and self.current_limit_ma == 0:
+            # PWM withdrawn (limit 0): the EV must stop drawing; if it keeps asking past the
+            # grace time, the contactor opens under it.
+            if self.clock.ticks_diff(self.clock.ticks_ms(), self._limit0_ms) >= self.cfg["pwm_off_grace_ms"]:
+                self.contactor.open()
+                self.session["charge_end"] = self._now()
+                self._set_phase(SUSPENDED)
 
     def _step_fault(self):
         # The pilot holds -12 V (state F) for fault_hold_ms, then +12 V to watch for unplug.
-        if self.session is None:
+        if self.session is None and self.clock.ticks_diff(self.clock.ticks_ms(), self._retry_ms) >= 0:
             pending = self.sessions.load()
             if pending is not None and pending["phase"] == CLOSING:
-                self._record(pending)           # a receipt the ledger could not take yet
+                # A receipt the ledger could not take yet: try again, once a minute.
+                self._retry_ms = self.clock.ticks_add(self.clock.ticks_ms(), 60000)
+                self._record(pending)
                 return
         held = self.clock.ticks_diff(self.clock.ticks_ms(), self._since_ms)
         if held < self.cfg["fault_hold_ms"]:
@@ -264,11 +290,13 @@ class Charger:
         self.contactor.open()
         self.pilot.set_idle()
         s = self.session
-        now = self.clock.time()
+        now = self._now()
         try:
             self._take_reading(self._read_energy(), now)
         except MeterError:
             pass            # the last good reading stands: nothing flows once open
+        if self.session is None:
+            return          # the reading was a fault, which closed the session
         if s["charge_end"] is None:
             s["charge_end"] = now
         s["reason"] = reason
@@ -277,7 +305,7 @@ class Charger:
     def _close_session(self):
         """Unplugged: fix the end reading, then the session goes to the ledger."""
         s = self.session
-        now = self.clock.time()
+        now = self._now()
         try:
             self._take_reading(self._read_energy(), now)
         except MeterError:
@@ -354,7 +382,7 @@ class Charger:
                 return False
             return True
         self.meter_failures = 0
-        return self._take_reading(energy_wh, self.clock.time())
+        return self._take_reading(energy_wh, self._now())
 
     def _take_reading(self, energy_wh, now, bound_jump=True):
         s = self.session
@@ -386,6 +414,10 @@ class Charger:
 
     # ---- faults ----------------------------------------------------------------------------
 
+    def fail(self, code, detail=""):
+        """A fault found outside the state machine (the main loop's last resort)."""
+        self._on_fault(code, detail)
+
     def _on_fault(self, code, detail):
         """Fail safe: contactor open first, then the record, then the session is closed."""
         self.contactor.open()
@@ -396,11 +428,22 @@ class Charger:
         self._enter(FAULT)
         s = self.session
         if s is not None:
+            if not code.startswith("meter") and s["end_wh"] is None:
+                # The meter itself is fine: the end is its reading now, the contactor open.
+                try:
+                    wh = self._read_energy()
+                    if wh >= s["last_wh"]:
+                        t = self._now()
+                        self.split.sample(t, wh)
+                        s["last_wh"] = wh
+                        s["last_time"] = t
+                except MeterError:
+                    pass
             if s["reason"] is None:
                 s["reason"] = "fault:" + code
             if s["charge_end"] is None:
                 s["charge_end"] = s["last_time"]
-            # The end is the last good reading, taken before the fault.
+            # Otherwise the end is the last good reading, taken before the fault.
             self._finish(s, s["last_time"])
 
     # ---- reboot recovery ---------------------------------------------------------------------
@@ -431,14 +474,19 @@ class Charger:
         s = self.session
         try:
             energy_wh = self._read_energy()
-        except MeterError:
-            return          # the session stays on flash; the next step tries again
+        except MeterError as exc:
+            # The session stays on flash while the meter may still come back; a meter that
+            # stays silent closes it with the journalled reading, as a fault.
+            self._recover_failures += 1
+            if self._recover_failures >= self.cfg["max_meter_failures"]:
+                self._on_fault("meter-silent", "after reboot: %s" % exc)
+            return
         # Energy counted before the power went off belongs to this session. A clock that came
         # back behind the journal (RTC lost with the power) cannot bound it: the contactor has
         # been open since boot, so whatever the register gained flowed before the cut.
         self._enter(s["phase"] if s["phase"] in (AUTHORISED, STOPPED) else SUSPENDED)
-        now = self.clock.time()
-        if not self._take_reading(energy_wh, now, bound_jump=now > s["last_time"]):
+        bounded = self.clock.time() > s["last_time"]
+        if not self._take_reading(energy_wh, self._now(), bound_jump=bounded):
             return
         if self.state == STOPPED:
             self._set_phase(STOPPED)            # waits for unplug, as before the reboot

@@ -37,6 +37,8 @@ SCHEMA = {
     "tariff": (("tariff", str, True),),
     "reserve": (("id_tag", str, True), ("until", int, True), ("connector", int, False)),
     "cancel_reservation": (("connector", int, False),),
+    # Clear a fault that needs the operator (a welded contactor, once it reads open again).
+    "reset_fault": (("connector", int, False),),
 }
 
 

@@ -240,3 +240,53 @@ def test_damaged_session_journal_is_a_fault_not_a_crash(charger_env):
         rig2.ev.set_state("A")
         rig2.run(3)
         assert rig2.charger.state == ch.IDLE
+
+
+def test_a_jump_in_the_stop_reading_is_a_fault_not_a_crash(charger_env):
+    with Rig(charger_env) as rig:
+        rig.plug_and_charge(seconds=300)
+        good_wh = rig.meter_wh
+        rig.meter.set_energy_wh(good_wh + 900)         # implausible: counted while stopping
+        assert rig.app.present_card(CARD) is None      # the card again: stop
+        rig.run(2)
+        assert rig.charger.state == ch.FAULT and rig.charger.session is None
+        r = rig.receipts()[0]
+        assert r["reason"] == "fault:meter-jump" and r["energy_wh"] == good_wh - BEGIN_WH
+
+
+def test_silent_meter_after_reboot_closes_the_session_as_a_fault(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=300)
+    rig.close()
+    with Rig(charger_env, meter_wh=None, ev=rig.ev, clock=rig.clock, max_meter_failures=3) as rig2:
+        rig2.meter.fault("silent")                  # the meter did not come back with the power
+        rig2.run(10)
+        assert rig2.charger.state == ch.FAULT and not rig2.relay.contacts_closed()
+        r = rig2.receipts()[0]
+        assert r["reason"] == "fault:meter-silent" and r["energy_wh"] >= 0
+
+
+def test_rtc_behind_the_journal_after_a_power_cut_still_bills(charger_env):
+    rig = Rig(charger_env)
+    rig.plug_and_charge(seconds=3600)
+    rig.close()
+    # The board's RTC lost the time with the power: it restarts hours behind the journal.
+    with Rig(charger_env, meter_wh=None, ev=rig.ev) as rig2:
+        rig2.meter_wh = rig.meter_wh
+        rig2.run(5)
+        assert rig2.charger.state == ch.CHARGING
+        rig2.run(600, step_ms=5000, power_w=11000)
+        rig2.unplug()
+        r = rig2.receipts()[0]
+        assert r["energy_wh"] == rig2.meter_wh - BEGIN_WH
+        assert r["end"] >= r["charge_end"] >= r["begin"]
+
+
+def test_ev_ignoring_a_zero_current_limit_is_disconnected(charger_env):
+    with Rig(charger_env) as rig:
+        rig.plug_and_charge(seconds=300)
+        rig.charger.set_current_limit(0)                # the PWM goes: no current offered
+        rig.run(3)
+        assert rig.relay.contacts_closed()              # the EV gets time to stop drawing
+        rig.run(5)
+        assert not rig.relay.contacts_closed() and rig.charger.state == ch.SUSPENDED
