@@ -6,7 +6,7 @@ meter on a pty. Every charger runs its scripted sessions (plug, card, charge, un
 validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
 printed. The first validator's ledger stays at demo-out/ledger.sqlite.
 
-    python -m host_tools.demo [--chargers 3] [--sessions 3] [--broker-port N]
+    python -m host_tools.demo [--chargers 3] [--sessions 3]
 """
 import argparse
 import json
@@ -63,13 +63,15 @@ def print_ledger(db_path, others):
             t["charger_id"], t["sessions"], t["energy_wh"] / 1000,
             t["price_minor"] // 100, t["price_minor"] % 100, t["currency"]))
     mine = {(r["charger_id"], r["log_index"], r["leaf_hash"]) for r in rows}
+    agree = True
     for path in others:
         theirs = {(r["charger_id"], r["log_index"], r["leaf_hash"]) for r in LedgerDB(str(path)).sessions()}
+        agree = agree and theirs == mine
         print("validator %s agrees on every session: %s" % (path.name, "yes" if theirs == mine else "NO"))
     evidence = db.evidence()
     rejections = db.rejections()
     print("rejections: %d, evidence of misbehaviour: %d" % (len(rejections), len(evidence)))
-    return rows
+    return rows, agree and not evidence and not rejections
 
 
 def driver_check(db_path, dev):
@@ -109,6 +111,7 @@ def main(argv=None):
     validators = [Validator(str(path), vid, tariffs=[tariff]).start(broker.host, broker.port)
                   for path, vid in zip(ledgers, ("val-a", "val-b"))]
     devices = []
+    drained = True
     start_time = int(time.time()) - 3 * 86400
     try:
         for n in range(args.chargers):
@@ -123,11 +126,13 @@ def main(argv=None):
             print("charger %s: key %s... enrolled with %d validators" % (
                 cid, dev.pubkey_hex[-16:], len(validators)))
         for v in validators:
-            v.subscribed.wait(10)
+            if not v.subscribed.wait(10):
+                raise RuntimeError("validator %s did not subscribe" % v.validator_id)
         for dev in devices:
             dev.go()
         for dev in devices:
             pending = dev.wait()
+            drained = drained and pending == 0
             done = [line for line in dev.lines if line.startswith("SESSION")]
             print("charger %s: %d sessions, %d receipts unacknowledged" % (
                 dev.charger_id, len(done), pending))
@@ -138,8 +143,9 @@ def main(argv=None):
         for v in validators:
             v.stop()
         broker.stop()
-    rows = print_ledger(ledgers[0], ledgers[1:])
-    ok = len(rows) == args.chargers * args.sessions and all(r["status"] != "disputed" for r in rows)
+    rows, consistent = print_ledger(ledgers[0], ledgers[1:])
+    ok = (len(rows) == args.chargers * args.sessions and consistent and drained
+          and all(r["status"] == "accepted" for r in rows))
     ok = driver_check(ledgers[0], devices[0]) and ok
     print("demo %s" % ("OK" if ok else "FAILED"))
     return 0 if ok else 1

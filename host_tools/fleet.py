@@ -86,12 +86,12 @@ class Device:
                     "drain_s": self.drain_s}
         self.proc.stdin.write(json.dumps(scenario) + "\n")
         self.proc.stdin.flush()
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            if line.startswith("PUBKEY "):
-                self.pubkey_hex = line.split()[1]
-                return self
-        raise RuntimeError("%s did not boot:\n%s" % (self.charger_id, "\n".join(self.lines)))
+        try:
+            self.pubkey_hex = self.wait_for("PUBKEY ", timeout=60).split()[1]
+        except Exception:
+            self.close()                      # nothing of a device that did not boot stays
+            raise
+        return self
 
     def go(self):
         self.proc.stdin.write("go\n")

@@ -9,7 +9,7 @@
 #            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
 #            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s"}
 # Prints one line per event: "PUBKEY <spki hex>" (then waits for "go": the operator enrolls
-# the key with the validators), "CHARGING <n>", "SESSION <n> <state> <unix ns>",
+# the key with the validators), "CHARGING <n>", "UNPLUG <n> <unix ns>", "SESSION <n> <state> <unix ns>",
 # "DRAINED <receipts not acknowledged> <meter Wh>".
 # Simulated time runs as fast as the loop goes; the network keeps real time.
 import json
@@ -78,6 +78,7 @@ class SimCharger:
         self.run(2)
         self.run(s.get("idle_minutes", 0) * 60, step_ms=5000)
         self.ev.set_state("A")
+        print("UNPLUG %d %d" % (n, time.time_ns()))     # the session ends here
         self.run(2)
         print("SESSION %d %s %d" % (n, self.app.charger.state, time.time_ns()))
 

@@ -13,20 +13,25 @@ import json
 
 
 def _ballast(budget):
+    """Hold all but budget bytes of the free heap. The pieces are chained in small tuples (a
+    growing list would itself need ever larger blocks), and shrink to fill the last holes."""
     gc.collect()
-    blocks = []
+    chain = None
     chunk = 1 << 16
-    while gc.mem_free() > budget + 64 and chunk >= 64:
+    while gc.mem_free() > budget + 64 and chunk >= 16:
         want = gc.mem_free() - budget
         try:
-            blocks.append(bytearray(want if want < chunk else chunk))
+            chain = (bytearray(want if want < chunk else chunk), chain)
         except MemoryError:
             chunk >>= 1
     gc.collect()
-    return blocks
+    return chain
 
 
 def main():
+    # MicroPython puts this script's folder first on the path: drop it, so the test modules
+    # come from their .mpy build like the firmware (MICROPYPATH).
+    sys.path.pop(0)
     module_name, func_name, kwargs_json = sys.argv[1], sys.argv[2], sys.argv[3]
     if kwargs_json == "-":          # long arguments come on stdin (see host_tools/mprun.py)
         kwargs_json = sys.stdin.read()
@@ -39,7 +44,11 @@ def main():
     gc.collect()
     code_bytes = gc.mem_alloc() - before
     ballast = _ballast(budget)
-    print("MP-HEAP code=%d free=%d" % (code_bytes, gc.mem_free()))
+    free = gc.mem_free()
+    print("MP-HEAP code=%d free=%d" % (code_bytes, free))
+    if not budget - 2048 <= free <= budget + 2048:
+        print("heap budget not met: %d bytes free, wanted %d (code room too small?)" % (free, budget))
+        sys.exit(2)
     try:
         func(**kwargs)
     except BaseException as exc:  # report every failure, assertion or crash, then fail

@@ -74,6 +74,8 @@ class Rig:
     def close(self):
         self.meter.close()
         self.hw["uart"].close()
+        if self.app.link is not None:
+            self.app.link.close()
 
     def __enter__(self):
         return self

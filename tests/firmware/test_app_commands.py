@@ -105,10 +105,15 @@ def test_health_is_retained_with_the_heap_low_water_mark(charger_env, amqtt_brok
             got.extend(peer.take(b"cp/CP-TEST-1/health"))
         wait_for(lambda: got, step)
         health = json.loads(got[-1][1])
-        assert health["state"] == ch.CONNECTED or health["state"] == ch.IDLE
-        assert health["log_size"] == 1 and health["fault"] is None
+        assert health["state"] == ch.IDLE and health["fault"] is None
+        assert health["log_size"] == 1 and health["outbox_pending"] == 2   # no validator acked
         import sys
         if sys.implementation.name == "micropython":
-            assert 0 < health["heap_min"] < 196608 + 4096
+            import gc
+            gc.collect()
+            # The all-time low: below what is free now, which is at most this test's budget.
+            assert 0 < health["heap_min"] <= gc.mem_free() + 64
+        else:
+            assert health["heap_min"] is None
     finally:
         peer.close()

@@ -10,7 +10,7 @@ def test_whole_session_energy_is_register_difference(charger_env):
         rig.plug_and_charge(power_w=11000, seconds=1800)
         assert rig.charger.state == ch.CHARGING and rig.relay.contacts_closed()
         rig.unplug()
-        assert rig.charger.state == ch.IDLE
+        assert rig.charger.state == ch.IDLE, rig.app.faults.records()
         assert not rig.relay.contacts_closed()
         receipts = rig.receipts()
         assert len(receipts) == 1

@@ -27,8 +27,10 @@ def sessions(n, minutes):
 def device(cid, tmp_path, broker, meter, sessions_, start_wh, start_time=None):
     return Device(cid, tmp_path / "flash", broker.host, broker.port, sessions_,
                   start_time=start_time or int(time.time()) - 3 * 86400, start_wh=start_wh,
-                  meter=meter,
-                  config={"allow_list": CARDS, "meter_serial": "SIM-" + cid}, drain_s=90)
+                  meter=meter, drain_s=90,
+                  # A record leaves the charger only when both validators hold it.
+                  config={"allow_list": CARDS, "meter_serial": "SIM-" + cid,
+                          "validators": ["val-a", "val-b"]})
 
 
 # amqtt runs in its own process here, so stopping it is a crash no connected client can delay.
@@ -71,11 +73,11 @@ def test_fleet_billed_exactly_once_through_broker_restart_and_power_cut(tmp_path
         rebooted = device(devices[0].charger_id, tmp_path, broker, meters[0][1],
                           sessions(0, [25, 35]), start_wh=None,
                           start_time=int(time.time()) - 86400).start()   # clock after the cut
+        devices.append(rebooted)
         assert rebooted.pubkey_hex == devices[0].pubkey_hex      # the key survived on flash
         rebooted.go()
-        assert rebooted.wait() == 0
-        assert devices[1].wait() == 0
-        time.sleep(1)
+        assert rebooted.wait(timeout=300) == 0
+        assert devices[1].wait(timeout=300) == 0
     finally:
         for dev in devices:
             dev.close()
@@ -95,7 +97,7 @@ def test_fleet_billed_exactly_once_through_broker_restart_and_power_cut(tmp_path
         assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
         assert [r["log_index"] for r in rows] == list(range(len(rows)))
         assert all(r["status"] == "accepted" for r in rows)
-        final_wh = (rebooted if n == 0 else devices[1]).meter_wh
+        final_wh = (devices[2] if n == 0 else devices[1]).meter_wh
         assert sum(r["energy_wh"] for r in rows) == final_wh - START_WH
         for a, b in zip(rows, rows[1:]):
             assert b["begin_wh"] >= a["end_wh"]
