@@ -125,7 +125,8 @@ class ChargerApp:
             elif name == "current_limit":
                 charger.set_current_limit(args["ma"])
             elif name == "tariff":
-                self.billing.set_tariff(args["tariff"])
+                running = charger.session["tariff"] if charger.session else None
+                self.billing.set_tariff(args["tariff"], keep=running)
             elif name == "reserve":
                 self.auth.reserve(args["id_tag"], args["until"])
             elif name == "cancel_reservation":

@@ -1,5 +1,7 @@
 # The tariff in force for new sessions, the tariffs of sessions still open, and each running
 # session's energy split per time-of-use band (session/tariff.py does the arithmetic).
+import os
+
 from session.tariff import EnergySplit, Tariff, price
 from store import atomic
 
@@ -17,12 +19,18 @@ class Billing:
         if not atomic.exists(path):
             atomic.write(path, tariff.canonical)
 
-    def set_tariff(self, text):
-        """A new tariff for sessions that start from now on (raises TariffError if bad)."""
+    def set_tariff(self, text, keep=None):
+        """A new tariff for sessions that start from now on (raises TariffError if bad).
+        Stored tariffs other than the new one and keep (the running session's hash) go."""
         tariff = Tariff.parse(text)
         self._keep(tariff)
         atomic.write(self.dir + "/current", tariff.canonical)
         self.tariff = tariff
+        wanted = (tariff.hash[:16], keep[:16] if keep else None, "current")
+        for name in os.listdir(self.dir):
+            base = name[:-4] if name.endswith(".tmp") else name
+            if base not in wanted:
+                os.remove(self.dir + "/" + name)
         return tariff
 
     def tariff_by_hash(self, hash_hex):

@@ -290,3 +290,19 @@ def test_ev_ignoring_a_zero_current_limit_is_disconnected(charger_env):
         assert rig.relay.contacts_closed()              # the EV gets time to stop drawing
         rig.run(5)
         assert not rig.relay.contacts_closed() and rig.charger.state == ch.SUSPENDED
+
+
+def test_tariff_updates_keep_only_what_sessions_need_on_flash(charger_env):
+    import os
+    with Rig(charger_env) as rig:
+        rig.plug_and_charge(seconds=60)
+        running = rig.charger.session["tariff"]
+        doc = ('{"v":1,"currency":"EUR","utc_offset_min":0,"session_fee_minor":%d,'
+               '"bands":[{"start_min":0,"kwh_price_milli":30000}],'
+               '"idle_min_price_milli":0,"idle_grace_min":0,"tax_bp":0}')
+        for fee in range(5):
+            rig.app.billing.set_tariff(doc % fee, keep=running)
+        names = sorted(os.listdir(charger_env["data"] + "/tariff"))
+        assert names == sorted(["current", running[:16], rig.app.billing.tariff.hash[:16]])
+        rig.unplug()
+        assert rig.receipts()[0]["tariff"] == running      # the session still billed by its own
