@@ -51,6 +51,7 @@ class ChargerApp:
         self.charger = Charger(cfg, clock, meter, contactor, pilot, self.auth,
                                SessionStore(data + "/session"), self.faults, self.records,
                                self.billing, rcd)
+        master.idle = self.charger.safety_poll      # pilot and coil stay watched during reads
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()

@@ -45,6 +45,9 @@ EXCEPTION_NAMES = {
 }
 
 
+_IDLE_SLICE_MS = const(10)
+
+
 class ModbusError(Exception):
     """Any failed transaction: the reply was missing, damaged or negative."""
 
@@ -123,13 +126,16 @@ class ModbusRTU:
                     errors, "busy" exceptions); other exception responses are final.
     """
 
-    def __init__(self, port, timeout_ms=200, char_timeout_ms=20, retries=2):
+    def __init__(self, port, timeout_ms=200, char_timeout_ms=20, retries=2, idle=None):
         if retries < 0 or timeout_ms <= 0 or char_timeout_ms <= 0:
             raise ModbusArgError("bad timing parameters")
         self.port = port
         self.timeout_ms = timeout_ms
         self.char_timeout_ms = char_timeout_ms
         self.retries = retries
+        # Called every _IDLE_SLICE_MS while a reply is awaited: a bus transaction with retries
+        # can take most of a second, and the charger's safety checks must not wait for it.
+        self.idle = idle
         self.gap_us = frame_gap_us(port.baudrate)
         self.char_us = (11 * 1000000 + port.baudrate - 1) // port.baudrate   # 11-bit characters
         self._tx = bytearray(_BUF)
@@ -247,7 +253,7 @@ class ModbusRTU:
         rx = self._rx
         port = self.port
         need = reply_len
-        got = port.readinto(self._rxv, need, self.timeout_ms)
+        got = self._await_reply(need)
         if got == 0:
             raise ModbusTimeout("no reply within %d ms" % self.timeout_ms)
         while True:
@@ -263,6 +269,19 @@ class ModbusRTU:
             if n == 0:
                 return got                   # silence: the frame ended here
             got += n
+
+    def _await_reply(self, need):
+        """Wait up to timeout_ms for the first bytes of the reply, calling idle() in between."""
+        idle = self.idle
+        if idle is None:
+            return self.port.readinto(self._rxv, need, self.timeout_ms)
+        waited = 0
+        while True:
+            got = self.port.readinto(self._rxv, need, _IDLE_SLICE_MS)
+            if got or waited >= self.timeout_ms:
+                return got
+            waited += _IDLE_SLICE_MS
+            idle()
 
     def _validate(self, req, got, reply_len, count):
         rx = self._rx

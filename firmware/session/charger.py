@@ -63,6 +63,7 @@ class Charger:
         self._limit0_ms = clock.ticks_ms()     # when the current limit last changed
         self._retry_ms = clock.ticks_ms()      # next retry of a receipt the ledger refused
         self._recover_failures = 0
+        self._pilot_fault = None               # seen by safety_poll(), handled by step()
         self._last_journal_s = 0
         self._since_ms = clock.ticks_ms()   # when the current state was entered
         # Most energy the meter may count per second: rated power with 25 % headroom.
@@ -124,9 +125,29 @@ class Charger:
 
     # ---- the control loop ------------------------------------------------------------------
 
+    def safety_poll(self):
+        """The pilot and the coil only, for the slices of a blocking wait (a meter read): an EV
+        that stops asking for current, or a pilot fault, opens the contactor at once; step()
+        does the bookkeeping on its next pass."""
+        if not self.contactor.closed:
+            return
+        try:
+            ps = self.pilot.poll()
+        except PilotFault as exc:
+            self.contactor.open()
+            self._pilot_fault = exc         # poll() raises once: step() must still see it
+            return
+        if ps is not None:
+            self.pilot_state = ps
+            if ps not in self._charge_states:
+                self.contactor.open()
+
     def step(self):
         """One pass of the control loop: bounded work, at most one meter read."""
         try:
+            if self._pilot_fault is not None:
+                exc, self._pilot_fault = self._pilot_fault, None
+                raise exc
             ps = self.pilot.poll()
         except PilotFault as exc:
             self._on_fault("pilot-" + exc.reason, str(exc))

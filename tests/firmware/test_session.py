@@ -306,3 +306,37 @@ def test_tariff_updates_keep_only_what_sessions_need_on_flash(charger_env):
         assert names == sorted(["current", running[:16], rig.app.billing.tariff.hash[:16]])
         rig.unplug()
         assert rig.receipts()[0]["tariff"] == running      # the session still billed by its own
+
+
+def test_ev_leaving_c_opens_the_contactor_during_a_slow_meter_read(charger_env):
+    # Real time: a silent meter makes one read wait for all its retries (3 x 200 ms). The
+    # pilot is watched between the slices of that wait, so the coil drops within the debounce,
+    # not after the read.
+    import time
+    from hal.sim import RealClock
+    clock = RealClock()
+
+    def steps(seconds):
+        t_end = time.time() + seconds
+        while time.time() < t_end:
+            rig.charger.step()
+            time.sleep(0.01)
+
+    with Rig(charger_env, clock=clock) as rig:
+        rig.ev.set_state("B")
+        steps(0.3)
+        assert rig.app.present_card(CARD) is None
+        rig.ev.set_state("C")
+        steps(0.3)
+        assert rig.relay.contacts_closed()
+        rig.meter.fault("silent")
+        rig.charger._next_meter_ms = clock.ticks_ms()   # the next pass reads the meter
+        rig.ev.set_state("B")                            # the EV stops asking, mid-read
+        t0 = clock.ticks_ms()
+        rig.charger.step()
+        took = clock.ticks_diff(clock.ticks_ms(), t0)
+        opened_after = clock.ticks_diff(rig.relay._changed, t0)
+        assert took >= 400                               # the read did block
+        assert rig.relay.value() == 0 and opened_after < 150
+        steps(0.1)
+        assert rig.charger.state == ch.SUSPENDED
