@@ -70,7 +70,8 @@ class ChargerApp:
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time)
         return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
-                    verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000)
+                    verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
+                    budget_ms=cfg["mqtt_budget_ms"])
 
     def step(self):
         """One pass of the main loop: charger first (safety), then the network."""

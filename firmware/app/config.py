@@ -33,6 +33,7 @@ DEFAULTS = {
     "ntp_host": "pool.ntp.org",    # the clock is "S" (synchronised) in receipts once NTP answers
     "mqtt_host": "127.0.0.1",
     "mqtt_port": 1883,
+    "mqtt_budget_ms": 500,         # the most one network poll may block the charging loop
     "data_dir": "/data",
 }
 
