@@ -141,6 +141,7 @@ class Pilot:
         self._cand_count = 0
         self._stable = None          # debounced classification (may be a fault class)
         self._settled = clock.ticks_ms()   # last poll whose reading had lasted the debounce
+        self._last_poll = self._settled
         self.set_idle()
 
     # ---- output ---------------------------------------------------------------------------
@@ -196,6 +197,11 @@ class Pilot:
         """Sample the line once and return the debounced state (see the module header)."""
         cls = self._classify_now()
         now = self._clock.ticks_ms()
+        if self._clock.ticks_diff(now, self._last_poll) > self.unstable_ms // 4:
+            # A gap in the sampling (a long meter read) is not a line that keeps changing:
+            # instability is judged over polls that actually watched the line.
+            self._settled = now
+        self._last_poll = now
         if cls != self._cand:
             self._cand = cls
             self._cand_since = now

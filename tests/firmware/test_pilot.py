@@ -233,3 +233,15 @@ def test_a_flickering_line_becomes_a_fault():
     clock.advance(10)
     assert p.poll() == "F"                        # reported once, then "F" until it settles
     assert _settle(clock, p) == "B" and p.fault is None
+
+
+def test_a_pause_in_polling_is_not_instability():
+    # The loop stalls 600 ms (a slow meter read) while the EV goes from B to C: that is one
+    # state change seen late, not a line that keeps changing.
+    clock, ev, line, p = _rig("B")
+    p.set_current_limit(16000)
+    assert _settle(clock, p) == "B"
+    ev.set_state("C")
+    clock.advance(600)
+    assert p.poll() == "B"                        # not yet debounced, and no fault
+    assert _settle(clock, p) == "C" and p.fault is None
