@@ -28,7 +28,12 @@ RECOVERING = "recovering"
 CLOSING = "closing"            # only in the journal: the end is fixed, the receipt not yet made
 
 # Stop reason -> OCMF TX of the end reading (E end, L local, R remote, A abort, P power loss).
-_END_TX = {"ev-unplugged": "E", "user": "L", "remote": "R", "power-loss": "P"}
+_END_TX = {"ev-unplugged": "E", "user": "L", "remote": "R", "power-loss": "P",
+           "segment-limit": "L"}
+# A receipt lists the energy per time-of-use segment, one per band start crossed. A session
+# that crosses this many is closed (and a new one must be authorised), so its receipt stays
+# well inside ledger.log.RECEIPT_MAX.
+MAX_SEGMENTS = 40
 
 
 class Refused(Exception):
@@ -219,6 +224,11 @@ class Charger:
         if ps == "A":
             if state != STOPPED:
                 self._end_charging("ev-unplugged")
+            if self.session is not None:
+                self._close_session()
+        elif len(self.split.segments) >= MAX_SEGMENTS:
+            if state != STOPPED:
+                self._end_charging("segment-limit")
             if self.session is not None:
                 self._close_session()
         elif state == AUTHORISED or state == SUSPENDED:

@@ -340,3 +340,20 @@ def test_ev_leaving_c_opens_the_contactor_during_a_slow_meter_read(charger_env):
         assert rig.relay.value() == 0 and opened_after < 150
         steps(0.1)
         assert rig.charger.state == ch.SUSPENDED
+
+
+def test_a_very_long_plug_in_is_closed_before_its_receipt_grows_too_big(charger_env):
+    # Half-hour bands: a day plugged in crosses 48 band starts, one receipt segment each.
+    tariff = ('{"v":1,"currency":"EUR","utc_offset_min":0,"session_fee_minor":0,"bands":[%s],'
+              '"idle_min_price_milli":0,"idle_grace_min":0,"tax_bp":0}' % ",".join(
+                  '{"start_min":%d,"kwh_price_milli":%d}' % (m, 20000 + m) for m in range(0, 1440, 30)))
+    with Rig(charger_env, tariff=tariff) as rig:
+        rig.plug_and_charge(seconds=1800, power_w=7400)
+        rig.ev.set_state("B")                          # full, but left plugged in
+        rig.run(1)
+        rig.run(26 * 3600, step_ms=60000)
+        r = rig.receipts()[0]                          # recorded: no ledger fault
+        assert r["reason"] == "segment-limit" and len(r["segments"]) == 40
+        assert r["energy_wh"] == rig.meter_wh - BEGIN_WH
+        assert rig.app.faults.records() == []
+        assert rig.charger.state == ch.CONNECTED       # a new session needs a new authorisation
