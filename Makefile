@@ -1,12 +1,12 @@
-# ChargeProof: every target sets up what it needs itself (host_tools/bootstrap.sh).
+# ChargeProof: every target sets up what it needs itself (host_tools/devtools/bootstrap.sh).
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
 
 .PHONY: setup test test-firmware bench demo mpy clean
 
-$(STAMP): requirements.txt pyproject.toml host_tools/bootstrap.sh
-	bash host_tools/bootstrap.sh
+$(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
+	bash host_tools/devtools/bootstrap.sh
 	touch $@
 
 setup: $(STAMP)
@@ -28,7 +28,7 @@ demo: $(STAMP)
 
 ## compile every firmware file with mpy-cross into build/mpy (what goes onto the board)
 mpy: $(STAMP)
-	$(PY) -m host_tools.build_mpy
+	$(PY) -m host_tools.devtools.build_mpy
 
 clean:
 	rm -rf build demo-out bench/results.json .pytest_cache

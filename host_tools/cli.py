@@ -19,8 +19,8 @@ import json
 import os
 import sys
 
-from host_tools import export as export_mod
-from host_tools.ledger_db import LedgerDB, LedgerError
+from host_tools.validator import export as export_mod
+from host_tools.validator.store import LedgerDB, LedgerError
 
 
 def _read_key(value):
@@ -51,7 +51,7 @@ def _out(args, text):
 
 
 def cmd_validate(args):
-    from host_tools.validator import Validator
+    from host_tools.validator.service import Validator
     tariffs = []
     for path in args.tariff or ():
         with open(path, encoding="utf-8") as f:
@@ -75,7 +75,7 @@ def cmd_validate(args):
 
 
 def cmd_enroll(args):
-    from host_tools import sigcheck
+    from host_tools.verify import sigcheck
     pub = _read_key(args.pubkey)
     if not sigcheck.valid_public_key(pub):
         raise LedgerError("not a P-256 SubjectPublicKeyInfo (DER): %s..." % pub.hex()[:40])
@@ -86,7 +86,7 @@ def cmd_enroll(args):
 
 
 def cmd_tariff(args):
-    from host_tools import formats
+    from host_tools.verify import formats
     with open(args.file, encoding="utf-8") as f:
         text, h = formats.tariff_canonical(f.read())
     with _open(args) as db:
@@ -146,7 +146,7 @@ def cmd_evidence(args):
 
 
 def cmd_proof(args):
-    from host_tools.validator import proof_bundle
+    from host_tools.validator.service import proof_bundle
     with _open(args) as db:
         bundle = proof_bundle(db, args.charger, seq=args.seq, index=args.index, old_size=args.old_size)
     _out(args, json.dumps(bundle, indent=2, sort_keys=True) + "\n")
@@ -154,7 +154,7 @@ def cmd_proof(args):
 
 
 def cmd_serve(args):
-    from host_tools.proofserver import make_server
+    from host_tools.validator.proofserver import make_server
     server = make_server(args.db, args.host, args.port)
     print("proofs for light clients on http://%s:%d/ (ledger %s)" % (args.host, server.server_port, args.db),
           flush=True)
@@ -168,8 +168,8 @@ def cmd_serve(args):
 
 
 def cmd_replay(args):
-    from host_tools.replay import replay
-    from host_tools.validator import Validator
+    from host_tools.validator.replay import replay
+    from host_tools.validator.service import Validator
     with open(args.export, encoding="utf-8") as f:
         doc = json.load(f)
     v = Validator(args.db, args.id)
@@ -274,7 +274,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "verify":
         # The light client owns its options; pass them through untouched.
-        from host_tools import lightclient
+        from host_tools.lightclient import check as lightclient
         return lightclient.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:

@@ -15,20 +15,20 @@ import shutil
 import sys
 import time
 
-from host_tools import build_mpy
-from host_tools.broker import AmqttBroker
-from host_tools.fleet import Device
-from host_tools.ledger_db import LedgerDB
-from host_tools.validator import Validator, proof_bundle
+from host_tools.devtools import build_mpy
+from host_tools.sim.broker import AmqttBroker
+from host_tools.sim.fleet import Device
+from host_tools.validator.store import LedgerDB
+from host_tools.validator.service import Validator, proof_bundle
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "demo-out"
+from host_tools.paths import DEMO_OUT as OUT, ROOT
 CARDS = ["04A2B3C4D5E6F7", "04118822AABBCC", "04FE00DD11EE22"]
 
 
 def default_tariff():
     """The tariff the firmware uses until an operator sends one (firmware/app/config.py)."""
-    sys.path.insert(0, str(ROOT / "firmware"))
+    from host_tools.paths import firmware_on_path
+    firmware_on_path()
     from app.config import DEFAULTS
     return DEFAULTS["tariff"]
 
@@ -77,7 +77,7 @@ def print_ledger(db_path, others):
 def driver_check(db_path, dev):
     """What a driver does with one bill: fetch the receipt bundle, check it offline with the
     charger's public key; and what happens to a bill someone edited."""
-    from host_tools import lightclient
+    from host_tools.lightclient import check as lightclient
     db = LedgerDB(str(db_path))
     bundle = proof_bundle(db, dev.charger_id, seq=1)
     path = OUT / ("receipt-%s-1.json" % dev.charger_id)

@@ -1,6 +1,6 @@
 """Test set-up shared by the whole suite.
 
-Firmware tests (tests/firmware/test_*.py) are written once, in the subset of Python that both
+Firmware tests (tests/firmware/<layer>/test_*.py) are written once, in the subset of Python that both
 CPython and MicroPython run, and every one of them is collected twice:
 
   test_x[cpython]      runs in this process, under CPython;
@@ -20,18 +20,22 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-FW_TESTS = ROOT / "tests" / "firmware"
-MPLIB = ROOT / ".venv" / "mplib"          # umqtt.simple, fetched by host_tools/bootstrap.sh
-MICROPYTHON = os.environ.get("CP_MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
+from host_tools.devtools.mprun import DATA_HEAP as MP_HEAPSIZE, passed, run_firmware_test
+from host_tools.paths import FIRMWARE, FW_TESTS, MP_SIDE, MPLIB, ROOT
 
-# Heap budget and MicroPython runner: host_tools/mprun.py explains the numbers.
-from host_tools.mprun import DATA_HEAP as MP_HEAPSIZE, passed, run_firmware_test  # noqa: E402
-
-for p in (FIRMWARE, FW_TESTS, ROOT, ROOT / "tests", MPLIB):
+# CPython runs the firmware tests with the firmware's layers, the tests' support package and
+# the MicroPython-side tools importable by the same names MicroPython uses (MICROPYPATH).
+for p in (FIRMWARE, FW_TESTS, MP_SIDE, ROOT, MPLIB):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+
+# Fixtures, one module per topic (a pymodbus meter, brokers, boards, keys, charger files).
+pytest_plugins = ["fixtures.boards", "fixtures.charger", "fixtures.crypto", "fixtures.meter",
+                  "fixtures.mqtt"]
+
+
+def _is_firmware_test(path):
+    return FW_TESTS in path.parents and "support" not in path.relative_to(FW_TESTS).parts
 
 
 def _plain(value):
@@ -69,7 +73,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
     if not isinstance(collector, pytest.Module):
         return None
     path = pathlib.Path(str(collector.path))
-    if path.parent != FW_TESTS or not name.startswith("test_") or not inspect.isfunction(obj):
+    if not _is_firmware_test(path) or not name.startswith("test_") or not inspect.isfunction(obj):
         return None
     items = []
     for interp, wrap in (("cpython", _cpython_item), ("micropython", _micropython_item)):
@@ -82,7 +86,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
 
 
 def pytest_configure(config):
-    from host_tools import build_mpy
+    from host_tools.devtools import build_mpy
     build_mpy.build()
     config.addinivalue_line("markers", "cpython: firmware test run under CPython")
     config.addinivalue_line("markers", "micropython: firmware test run under MicroPython")
@@ -106,15 +110,3 @@ def pytest_terminal_summary(terminalreporter):
             "%d %s" % (n, o) for o, n in sorted(c.items())) or "none"))
     terminalreporter.write_line("MicroPython: %d bytes of free heap per test, firmware bytecode "
                                 "loaded beside it (frozen in flash on the ESP32)" % MP_HEAPSIZE)
-
-
-# ---- fixtures shared by firmware and host tests -------------------------------------------
-# Each tests/fixtures_<topic>.py holds the fixtures of one topic (a pymodbus meter, brokers...);
-# they are made visible to the whole suite here.
-import importlib as _importlib
-
-for _path in sorted((ROOT / "tests").glob("fixtures_*.py")):
-    _mod = _importlib.import_module(_path.stem)
-    for _name in dir(_mod):
-        if not _name.startswith("_"):
-            globals().setdefault(_name, getattr(_mod, _name))

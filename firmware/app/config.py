@@ -52,7 +52,7 @@ def load(board, path=None, overrides=None):
     cfg["ventilation"] = board.ventilation
     if path:
         try:
-            with open(path) as f:          # a plain JSON file, written by host_tools/deploy
+            with open(path) as f:          # a plain JSON file, written by host_tools/provision/deploy.py
                 raw = f.read()
         except OSError:
             raw = None                     # no file: embedded defaults and the board

@@ -1,6 +1,6 @@
 # ESP32 entry point: load the board and configuration, build the charger, run the loop.
 # A bad board or config file stops here with a message naming the field (contactor never
-# energised). Copied to the board as /main.py by host_tools/deploy (mpremote).
+# energised). Copied to the board as /main.py by host_tools/provision/deploy.py (mpremote).
 import sys
 import time
 

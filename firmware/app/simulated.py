@@ -1,5 +1,5 @@
 # Simulated hardware for a whole charger: the hal.sim devices plus the POSIX serial port that
-# reaches a meter served by pymodbus (host_tools/meter_sim.py). Used by the firmware tests and
+# reaches a meter served by pymodbus (host_tools/sim/meter.py). Used by the firmware tests and
 # the fleet simulator, on the MicroPython unix port and on CPython.
 from hal import sim
 from hal.serial_posix import SerialPort

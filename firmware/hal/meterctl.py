@@ -1,4 +1,4 @@
-# Client for host_tools/meter_sim.py's control channel, usable from CPython and MicroPython:
+# Client for host_tools/sim/meter.py's control channel, usable from CPython and MicroPython:
 # tests drive the simulated meter (energy rising, faults on the wire) through it.
 import socket
 

@@ -5,7 +5,7 @@
 # ESP32 runs them ~200x slower than a PC):
 # - Jacobian coordinates, so the only field inversion is the final one to affine x.
 # - The base point is multiplied with a fixed-base comb whose table was computed at build time
-#   (ledger/p256_table.py, made by host_tools/gen_p256_table.py): as a bytes constant it sits in
+#   (ledger/p256_table.py, made by host_tools/devtools/gen_p256_table.py): as a bytes constant it sits in
 #   flash when frozen into the firmware, and costs no boot time.
 # - Formulas are written out inline with one `% P` per product, no helper calls in the loop.
 # - Inversions use the extended Euclidean algorithm: on MicroPython it is much faster than
@@ -153,7 +153,7 @@ def _to_affine(x, y, z):
 
 
 # ---- signed comb: fixed-base k*P from a table --------------------------------------------
-# Table layout: see host_tools/gen_p256_table.py. The scalar is recoded so every digit is +1 or
+# Table layout: see host_tools/devtools/gen_p256_table.py. The scalar is recoded so every digit is +1 or
 # -1 (Hamburg 2012): for odd k, k = sum over i < L of (2*b_i - 1) * 2^i with
 # b = (k + 2^L - 1) / 2. An even k is replaced by n - k (odd) and the result negated. Scalar bit
 # (i*T + j)*D + c is tooth i of table j in column c; each column adds one table point per

@@ -1,5 +1,5 @@
 # Every firmware module imports on this interpreter (on MicroPython: from its .mpy, in the
-# ESP32's heap budget). Left out: the ESP32 hal (needs `machine`; tests/firmware/test_hal_esp32.py
+# ESP32's heap budget). Left out: the ESP32 hal (needs `machine`; tests/firmware/hal/test_hal_esp32.py
 # runs it on a stand-in) and the entry scripts, which run when imported.
 import os
 
@@ -35,7 +35,7 @@ def _import_all():
 
 
 # Imported when the test module loads: on MicroPython the code is then loaded before the data
-# heap budget is set (tests/firmware/mp_run.py), as frozen code would sit in flash.
+# heap budget is set (host_tools/devtools/mp/mp_run.py), as frozen code would sit in flash.
 _NAMES, _FAILED = _import_all()
 
 

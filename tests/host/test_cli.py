@@ -9,9 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from host_tools import cli, merkle, sigcheck
-from host_tools.simcharger import SimCharger
-from host_tools.validator import Validator
+from host_tools import cli
+from host_tools.verify import merkle
+from host_tools.verify import sigcheck
+from host_tools.sim.charger import SimCharger
+from host_tools.validator.service import Validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, ".venv", "bin", "chargeproof")
@@ -178,7 +180,7 @@ def test_replay_rebuilds_an_identical_ledger_and_audits_the_export(ledger):
     r = run("replay", "--db", fresh, "--export", out, "--enroll-from-export")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FROM THE EXPORT" in r.stdout and "agrees with the export on every record" in r.stdout
-    from host_tools.ledger_db import LedgerDB
+    from host_tools.validator.store import LedgerDB
     view = lambda path: ([(s["charger_id"], s["log_index"], s["receipt"], s["status"]) for s in LedgerDB(path).sessions()],
                          [(c["charger_id"], c["size"], c["note"]) for c in LedgerDB(path).checkpoints()])
     assert view(fresh) == view(ledger["db"])

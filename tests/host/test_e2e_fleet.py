@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from host_tools.broker import make_broker
+from host_tools.sim.broker import make_broker
 from host_tools.demo import CARDS, default_tariff
-from host_tools.fleet import Device, start_meter, stop
-from host_tools.ledger_db import LedgerDB
-from host_tools import merkle
-from host_tools.validator import Validator
+from host_tools.sim.fleet import Device, start_meter, stop
+from host_tools.validator.store import LedgerDB
+from host_tools.verify import merkle
+from host_tools.validator.service import Validator
 
 START_WH = 2000000
 

@@ -1,0 +1,1 @@
+"""`make bench`: each module here has run() returning {"row": number}; __main__ runs them all."""

@@ -1,0 +1,115 @@
+"""Bench rows for the charging session and the whole pipeline.
+
+session_heap_peak_bytes  the smallest free heap (bytes, 64-bit unix port, firmware bytecode
+                         loaded beside it as on a board with frozen modules) with which a whole
+                         simulated session completes: plug in, card, charge against the pymodbus
+                         meter, unplug, receipt signed and logged. Found by bisection.
+session_code_bytes       heap the firmware's bytecode takes when loaded from .mpy (in flash,
+                         not heap, when frozen into the ESP32 image).
+e2e_ack_ms               median time from a session's end (the EV unplugged) on a MicroPython
+                         charger to the validator's ack of its receipt arriving at a subscriber
+                         on the broker, on loopback with amqtt: meter read, three signatures,
+                         log commit, outbox, publish, validation, SQLite commit, ack.
+"""
+import json
+import statistics
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from host_tools.devtools import build_mpy
+from host_tools.devtools import mprun
+from host_tools.sim.broker import AmqttBroker
+from host_tools.demo import CARDS, default_tariff
+from host_tools.sim.fleet import DEFAULT_BOARD, Device, start_meter, stop
+from host_tools.validator.service import Validator
+
+
+def _session_ok(meter, data_heap):
+    """True if a whole session passes in data_heap bytes, False if it runs out of memory;
+    any other failure is an error (it must not pass for 'too small')."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"meter": meter, "data": tmp + "/flash", "board": str(DEFAULT_BOARD)}
+        proc = mprun.run_firmware_test("test_session", "test_whole_session_energy_is_register_difference",
+                                       {"charger_env": env}, data_heap=data_heap)
+    # Out of memory shows as MemoryError, or as the fault the charger records when it catches
+    # one (it keeps the session and stays safe, so the test sees a fault).
+    if not mprun.passed(proc) and "MemoryError" not in proc.stdout \
+            and "memory allocation failed" not in proc.stdout:
+        raise RuntimeError("session failed at %d bytes, not for memory:\n%s" % (data_heap, proc.stdout[-2000:]))
+    return mprun.passed(proc), mprun.code_bytes(proc)
+
+
+def heap_rows():
+    proc, meter = start_meter()
+    try:
+        ok, code = _session_ok(meter, mprun.DATA_HEAP)
+        if not ok:
+            raise RuntimeError("a whole session fails at the %d-byte budget" % mprun.DATA_HEAP)
+        lo, hi = 8 * 1024, mprun.DATA_HEAP          # lo fails (checked), hi works
+        if _session_ok(meter, lo)[0]:
+            raise RuntimeError("a whole session fits in %d bytes: lower the bisection floor" % lo)
+        while hi - lo > 1024:
+            mid = (lo + hi) // 2
+            if _session_ok(meter, mid)[0]:
+                hi = mid
+            else:
+                lo = mid
+    finally:
+        stop(proc)
+    return {"session_heap_peak_bytes": hi, "session_code_bytes": code}
+
+
+def ack_rows(sessions=8):
+    broker = AmqttBroker()
+    broker.start()
+    acks = {}
+    got = threading.Event()
+
+    def on_message(client, userdata, msg):
+        seq = json.loads(msg.payload)["seq"]
+        acks.setdefault(seq, time.time_ns())
+        got.set()
+
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.on_message = on_message
+    watcher.connect(broker.host, broker.port)
+    watcher.subscribe("cp/+/ack/+", qos=1)
+    watcher.loop_start()
+    validator = Validator(tempfile.mktemp(suffix=".sqlite"), "val-bench",
+                          tariffs=[default_tariff()]).start(broker.host, broker.port)
+    plan = [{"card": CARDS[0], "power_w": 11000, "minutes": 10, "idle_minutes": 0}] * sessions
+    dev = Device("CP-BENCH", tempfile.mkdtemp(), broker.host, broker.port, plan,
+                 start_time=int(time.time()) - 86400,
+                 config={"allow_list": CARDS, "meter_serial": "SIM-BENCH"})
+    try:
+        dev.start()
+        validator.enroll("CP-BENCH", bytes.fromhex(dev.pubkey_hex),
+                         origin="chargeproof.local/CP-BENCH")
+        validator.subscribed.wait(10)
+        time.sleep(0.3)
+        dev.go()
+        dev.wait()
+    finally:
+        dev.close()
+        validator.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
+        broker.stop()
+    ends = [int(l.split()[2]) for l in dev.lines if l.startswith("UNPLUG ")]
+    # Session k's receipt is outbox record 2k-1 (each session: a receipt, then a checkpoint).
+    lat = [(acks[2 * k + 1] - t) / 1e6 for k, t in enumerate(ends) if 2 * k + 1 in acks]
+    return {"e2e_ack_ms": round(statistics.median(lat), 2)}
+
+
+def run():
+    build_mpy.build()
+    rows = heap_rows()
+    rows.update(ack_rows())
+    return rows
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,3 @@
+from host_tools.lightclient.check import main
+
+raise SystemExit(main())

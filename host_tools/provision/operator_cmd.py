@@ -1,0 +1,122 @@
+"""The operator's side of signed charger commands (see docs/mqtt.md, "Commands").
+
+    python -m host_tools.provision.operator_cmd keygen operator.pem     # prints the SPKI hex to provision
+    python -m host_tools.provision.operator_cmd sign operator.pem CP-1 stop '{}'
+    python -m host_tools.provision.operator_cmd send operator.pem CP-1 current_limit '{"ma": 16000}' \\
+        --host 127.0.0.1 --port 1883                          # publish and print the result
+
+A command is  <payload JSON> "|" <hex DER ECDSA-P256-SHA256 signature of those exact bytes>.
+The counter n defaults to unix milliseconds: always larger than any earlier command from this
+operator, with no state to keep (the charger only needs n to increase).
+"""
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+def generate_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def load_key(path):
+    with open(path, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), password=None)
+
+
+def save_key(key, path):
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    with open(path, "wb") as f:
+        f.write(pem)
+
+
+def public_spki_hex(key):
+    """The public key as DER SubjectPublicKeyInfo hex: what the charger is provisioned with."""
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+
+
+def payload(charger, cmd, args=None, n=None, exp=None, ttl_s=300, now=None):
+    now = int(time.time()) if now is None else now
+    obj = {"charger": charger, "n": int(time.time() * 1000) if n is None else n,
+           "exp": now + ttl_s if exp is None else exp, "cmd": cmd, "args": args or {}}
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def sign_payload(key, data):
+    """data + b"|" + hex(DER signature over data)."""
+    sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return data + b"|" + sig.hex().encode()
+
+
+def sign(key, charger, cmd, args=None, **kw):
+    return sign_payload(key, payload(charger, cmd, args, **kw))
+
+
+def send(message, charger, host, port, prefix="cp", timeout_s=30.0):
+    """Publish a signed command and wait for the charger's result message (a dict)."""
+    import threading
+    import paho.mqtt.client as mqtt
+    ref = hashlib.sha256(message).hexdigest()[:16]    # results name commands by this
+    got = {}
+    done = threading.Event()
+    topic = "%s/%s/cmd/result" % (prefix, charger)
+
+    def on_message(client, userdata, msg):
+        res = json.loads(msg.payload)
+        if res.get("ref") == ref:
+            got.update(res)
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = on_message
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.subscribe(topic, 1)[0]
+        time.sleep(0.2)
+        client.publish("%s/%s/cmd" % (prefix, charger), message, qos=1).wait_for_publish(10)
+        if not done.wait(timeout_s):
+            raise TimeoutError("no result from %s within %.0f s" % (charger, timeout_s))
+        return got
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    k = sub.add_parser("keygen", help="make an operator key (PEM) and print its SPKI hex")
+    k.add_argument("key")
+    for name in ("sign", "send"):
+        p = sub.add_parser(name, help="%s a command" % name)
+        p.add_argument("key")
+        p.add_argument("charger")
+        p.add_argument("cmd")
+        p.add_argument("args", nargs="?", default="{}")
+        p.add_argument("--ttl", type=int, default=300, help="seconds until it expires")
+        p.add_argument("--n", type=int, default=None, help="counter (default: unix ms)")
+        if name == "send":
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=1883)
+    a = ap.parse_args(argv)
+    if a.what == "keygen":
+        key = generate_key()
+        save_key(key, a.key)
+        print(public_spki_hex(key))
+        return
+    msg = sign(load_key(a.key), a.charger, a.cmd, json.loads(a.args), n=a.n, ttl_s=a.ttl)
+    if a.what == "sign":
+        sys.stdout.write(msg.decode() + "\n")
+    else:
+        print(json.dumps(send(msg, a.charger, a.host, a.port)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The validator's ledger: SQLite on disk (stdlib sqlite3), one file per validator.
+
+What it holds
+  chargers     enrolled chargers: id, public key (SPKI DER hex), C2SP key id, log origin
+  tariffs      published tariff documents by their canonical hash
+  receipts     every authentic receipt of a charger's log, by log index (the validator's full
+               copy of the log: leaf hashes come from here); status says whether it bills:
+               'accepted', 'flagged' (accepted with a note, e.g. energy drawn between
+               sessions) or 'disputed' (in the log, signed, but a check such as the price failed)
+  checkpoints  signed checkpoints (tree heads) per charger and size
+  rejections   every message refused, with its reason and the raw bytes
+  evidence     misbehaviour: both conflicting items (split view, fork, gap, unknown key, ...)
+
+Why it is built like this
+  - Durability before acknowledgement: the validator acks a receipt only after the transaction
+    that stored it has committed. WAL mode with synchronous=FULL makes a commit survive a power
+    cut, so an ack never names something the store could still lose.
+  - Idempotence: (charger, log index) is the primary key of a receipt; a resend of the same
+    bytes is a duplicate (acked again, counted once), different bytes at the same index are a
+    fork (evidence, decided by the validator).
+  - Schema versioning: `schema_version` holds one number; MIGRATIONS are applied in order, each
+    in its own transaction. A file written by a newer version is refused, never guessed at.
+"""
+import contextlib
+import sqlite3
+import threading
+import time
+
+SCHEMA_VERSION = 2
+
+
+class LedgerError(Exception):
+    """Bad use of the ledger: unknown charger, conflicting enrolment, newer schema, ..."""
+
+
+# Each migration takes the database from version n-1 to n. Never edit a released one: add one.
+MIGRATIONS = {
+    1: [
+        """CREATE TABLE chargers (
+            charger_id   TEXT PRIMARY KEY,
+            pubkey_hex   TEXT NOT NULL,          -- SPKI DER, hex
+            key_id_hex   TEXT NOT NULL,          -- SHA-256(SPKI DER)[:4], as C2SP notes name keys
+            origin       TEXT,                   -- the checkpoint origin line this charger signs
+            enrolled_at  INTEGER NOT NULL)""",
+        """CREATE TABLE tariffs (
+            tariff_hash  TEXT PRIMARY KEY,       -- canonical hash, hex
+            document     TEXT NOT NULL,
+            published_at INTEGER NOT NULL)""",
+        """CREATE TABLE receipts (
+            charger_id   TEXT NOT NULL REFERENCES chargers(charger_id),
+            log_index    INTEGER NOT NULL,
+            seq          INTEGER NOT NULL,       -- the charger's session sequence number
+            leaf_hash    BLOB NOT NULL,          -- RFC 9162 leaf hash of the receipt bytes
+            receipt      BLOB NOT NULL,          -- exact bytes as signed by the charger
+            ocmf         TEXT NOT NULL,
+            meter_serial TEXT,
+            transaction_id TEXT,
+            begin_wh     INTEGER NOT NULL,
+            end_wh       INTEGER NOT NULL,
+            energy_wh    INTEGER NOT NULL,
+            price_minor  INTEGER NOT NULL,
+            currency     TEXT NOT NULL,
+            tariff_hash  TEXT NOT NULL,
+            begin_time   INTEGER NOT NULL,
+            end_time     INTEGER NOT NULL,
+            status       TEXT NOT NULL CHECK (status IN ('accepted', 'flagged', 'disputed')),
+            note         TEXT NOT NULL DEFAULT '',
+            received_at  INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, log_index))""",
+        "CREATE INDEX receipts_seq ON receipts (charger_id, seq)",
+        """CREATE TABLE checkpoints (
+            charger_id   TEXT NOT NULL REFERENCES chargers(charger_id),
+            size         INTEGER NOT NULL,
+            root         BLOB NOT NULL,
+            note         BLOB NOT NULL,          -- the signed note, exact bytes
+            received_at  INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, size))""",
+        """CREATE TABLE rejections (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id   TEXT,
+            kind         TEXT NOT NULL,          -- 'receipt', 'checkpoint', 'message'
+            reason       TEXT NOT NULL,          -- a short stable code, e.g. 'bad-signature'
+            detail       TEXT NOT NULL DEFAULT '',
+            topic        TEXT NOT NULL DEFAULT '',
+            raw          BLOB NOT NULL,
+            received_at  INTEGER NOT NULL)""",
+        """CREATE TABLE evidence (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            charger_id   TEXT,
+            kind         TEXT NOT NULL,          -- 'split-view', 'fork', 'gap', 'unknown-key', ...
+            first        BLOB NOT NULL,          -- what we held (or expected)
+            second       BLOB NOT NULL,          -- what contradicts it
+            detail       TEXT NOT NULL DEFAULT '',
+            received_at  INTEGER NOT NULL)""",
+    ],
+    2: [
+        # Meter continuity is checked per meter: a replaced meter starts its own chain.
+        "CREATE INDEX receipts_meter ON receipts (charger_id, meter_serial, log_index)",
+    ],
+}
+
+
+def _now():
+    return int(time.time())
+
+
+def default_origin(charger_id):
+    """The checkpoint origin a charger uses unless configured otherwise (firmware/app/config.py)."""
+    return "chargeproof.local/" + charger_id
+
+
+def key_id_hex(pubkey_der):
+    """C2SP key id: the first 4 bytes of SHA-256 over the SPKI DER, hex."""
+    import hashlib
+    return hashlib.sha256(pubkey_der).digest()[:4].hex()
+
+
+class LedgerDB:
+    """One validator's store. Thread-safe (one connection behind a lock): paho's network thread
+    and the CLI may share it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise LedgerError("%s: could not switch to WAL mode (got %s)" % (self.path, mode))
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    # ---- schema -------------------------------------------------------------------------
+    def _migrate(self):
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise LedgerError("%s: schema version %d is newer than this program's %d"
+                                  % (self.path, current, SCHEMA_VERSION))
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                with self.transaction() as db:
+                    for statement in MIGRATIONS[version]:
+                        db.execute(statement)
+                    db.execute("DELETE FROM schema_version")
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def schema_version(self):
+        return self._query("SELECT version FROM schema_version").fetchone()[0]
+
+    def _query(self, sql, args=()):
+        """A read, fetched whole under the lock: another thread's open transaction on this
+        connection cannot interleave with it."""
+        with self._lock:
+            return _Rows(self._db.execute(sql, args).fetchall())
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception). When the block returns, the
+        writes are on disk: only then may the caller acknowledge them."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- chargers and tariffs --------------------------------------------------------------
+    def enroll(self, charger_id, pubkey_der, origin=None, now=None):
+        """Enroll a charger with its SPKI DER public key (bytes). Enrolling the same key again is
+        a no-op; a different key for an enrolled id is refused (key rotation is a deliberate
+        act: `revoke` first)."""
+        if not isinstance(charger_id, str) or not charger_id or "/" in charger_id:
+            raise LedgerError("charger id must be a non-empty string without '/': %r" % (charger_id,))
+        if not isinstance(pubkey_der, (bytes, bytearray)) or not pubkey_der:
+            raise LedgerError("public key must be DER bytes")
+        pub_hex = bytes(pubkey_der).hex()
+        with self.transaction() as db:
+            row = db.execute("SELECT pubkey_hex FROM chargers WHERE charger_id=?",
+                             (charger_id,)).fetchone()
+            if row is not None:
+                if row[0] != pub_hex:
+                    raise LedgerError("charger %s is already enrolled with another key" % charger_id)
+                return key_id_hex(bytes(pubkey_der))
+            db.execute("INSERT INTO chargers VALUES (?,?,?,?,?)",
+                       (charger_id, pub_hex, key_id_hex(bytes(pubkey_der)),
+                        origin or default_origin(charger_id), now if now is not None else _now()))
+        return key_id_hex(bytes(pubkey_der))
+
+    def revoke(self, charger_id):
+        """Forget a charger's key (its receipts stay). Only allowed while it has no receipts:
+        history signed by a key must stay verifiable against that key."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM receipts WHERE charger_id=? LIMIT 1", (charger_id,)).fetchone():
+                raise LedgerError("charger %s has receipts; its key cannot be replaced" % charger_id)
+            db.execute("DELETE FROM checkpoints WHERE charger_id=?", (charger_id,))
+            db.execute("DELETE FROM chargers WHERE charger_id=?", (charger_id,))
+
+    def charger(self, charger_id):
+        row = self._query("SELECT * FROM chargers WHERE charger_id=?", (charger_id,)).fetchone()
+        return dict(row) if row else None
+
+    def chargers(self):
+        rows = self._query(
+            """SELECT c.*, (SELECT COUNT(*) FROM receipts r WHERE r.charger_id=c.charger_id) AS receipts,
+                      (SELECT MAX(size) FROM checkpoints k WHERE k.charger_id=c.charger_id) AS checkpoint_size
+               FROM chargers c ORDER BY c.charger_id""").fetchall()
+        return [dict(r) for r in rows]
+
+    def add_tariff(self, tariff_hash, document, now=None):
+        """Publish a tariff document under its canonical hash (computed by the caller with
+        host_tools.verify.tariff). Idempotent; the same hash with another document is refused."""
+        with self.transaction() as db:
+            row = db.execute("SELECT document FROM tariffs WHERE tariff_hash=?", (tariff_hash,)).fetchone()
+            if row is not None:
+                if row[0] != document:
+                    raise LedgerError("tariff %s already published with another document" % tariff_hash)
+                return
+            db.execute("INSERT INTO tariffs VALUES (?,?,?)",
+                       (tariff_hash, document, now if now is not None else _now()))
+
+    def tariff(self, tariff_hash):
+        row = self._query("SELECT document FROM tariffs WHERE tariff_hash=?", (tariff_hash,)).fetchone()
+        return row[0] if row else None
+
+    def tariffs(self):
+        return [dict(r) for r in self._query("SELECT * FROM tariffs ORDER BY published_at")]
+
+    # ---- the log ----------------------------------------------------------------------
+    def log_size(self, charger_id):
+        return self._query("SELECT COUNT(*) FROM receipts WHERE charger_id=?",
+                                (charger_id,)).fetchone()[0]
+
+    def leaf_hashes(self, charger_id, start=0):
+        """Leaf hashes of the charger's log from index start on, in log order."""
+        return [bytes(r[0]) for r in self._query(
+            "SELECT leaf_hash FROM receipts WHERE charger_id=? AND log_index>=? ORDER BY log_index",
+            (charger_id, start))]
+
+    def receipt_at(self, charger_id, log_index):
+        row = self._query("SELECT * FROM receipts WHERE charger_id=? AND log_index=?",
+                               (charger_id, log_index)).fetchone()
+        return _receipt_row(row)
+
+    def receipt_by_seq(self, charger_id, seq):
+        row = self._query("SELECT * FROM receipts WHERE charger_id=? AND seq=? ORDER BY log_index LIMIT 1",
+                               (charger_id, seq)).fetchone()
+        return _receipt_row(row)
+
+    def last_receipt(self, charger_id, meter_serial=None, any_meter=False):
+        """The receipt with the highest log index (of that meter unless any_meter)."""
+        if any_meter:
+            row = self._query("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index DESC LIMIT 1",
+                                   (charger_id,)).fetchone()
+        else:
+            row = self._query(
+                "SELECT * FROM receipts WHERE charger_id=? AND meter_serial IS ? ORDER BY log_index DESC LIMIT 1",
+                (charger_id, meter_serial)).fetchone()
+        return _receipt_row(row)
+
+    def insert_receipt(self, db, row):
+        """Inside a transaction(): add one receipt (a dict with the receipts columns)."""
+        cols = ("charger_id", "log_index", "seq", "leaf_hash", "receipt", "ocmf", "meter_serial",
+                "transaction_id", "begin_wh", "end_wh", "energy_wh", "price_minor", "currency",
+                "tariff_hash", "begin_time", "end_time", "status", "note", "received_at")
+        values = [row.get(c) for c in cols]
+        values[3] = bytes(values[3])
+        values[4] = bytes(values[4])
+        if values[-1] is None:
+            values[-1] = _now()
+        if values[-2] is None:
+            values[-2] = ""
+        db.execute("INSERT INTO receipts (%s) VALUES (%s)" % (",".join(cols), ",".join("?" * len(cols))),
+                   values)
+
+    def sessions(self, charger_id=None):
+        if charger_id is None:
+            rows = self._query("SELECT * FROM receipts ORDER BY charger_id, log_index")
+        else:
+            rows = self._query("SELECT * FROM receipts WHERE charger_id=? ORDER BY log_index",
+                                    (charger_id,))
+        return [_receipt_row(r) for r in rows]
+
+    def totals(self):
+        """Billed energy and money per charger and currency (accepted + flagged receipts)."""
+        rows = self._query(
+            """SELECT charger_id, currency, COUNT(*) AS sessions, SUM(energy_wh) AS energy_wh,
+                      SUM(price_minor) AS price_minor FROM receipts
+               WHERE status IN ('accepted','flagged') GROUP BY charger_id, currency
+               ORDER BY charger_id, currency""")
+        return [dict(r) for r in rows]
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def checkpoint(self, charger_id, size):
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size=?",
+                               (charger_id, size)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
+    def latest_checkpoint(self, charger_id):
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size DESC LIMIT 1",
+                               (charger_id,)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
+    def checkpoint_below(self, charger_id, size):
+        """The biggest stored checkpoint smaller than size, or None."""
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size<? ORDER BY size DESC LIMIT 1",
+                               (charger_id, size)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
+    def checkpoint_above(self, charger_id, size):
+        """The smallest stored checkpoint bigger than size, or None."""
+        row = self._query("SELECT * FROM checkpoints WHERE charger_id=? AND size>? ORDER BY size LIMIT 1",
+                               (charger_id, size)).fetchone()
+        return _blob_row(row, ("root", "note"))
+
+    def checkpoints(self, charger_id=None):
+        if charger_id is None:
+            rows = self._query("SELECT * FROM checkpoints ORDER BY charger_id, size")
+        else:
+            rows = self._query("SELECT * FROM checkpoints WHERE charger_id=? ORDER BY size",
+                                    (charger_id,))
+        return [_blob_row(r, ("root", "note")) for r in rows]
+
+    def insert_checkpoint(self, db, charger_id, size, root, note, received_at=None):
+        db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?)",
+                   (charger_id, size, bytes(root), bytes(note),
+                    received_at if received_at is not None else _now()))
+
+    # ---- rejections and evidence -----------------------------------------------------------
+    def insert_rejection(self, db, charger_id, kind, reason, detail, topic, raw, received_at=None):
+        db.execute("INSERT INTO rejections (charger_id, kind, reason, detail, topic, raw, received_at)"
+                   " VALUES (?,?,?,?,?,?,?)",
+                   (charger_id, kind, reason, detail or "", topic or "", bytes(raw),
+                    received_at if received_at is not None else _now()))
+
+    def insert_evidence(self, db, charger_id, kind, first, second, detail, received_at=None):
+        db.execute("INSERT INTO evidence (charger_id, kind, first, second, detail, received_at)"
+                   " VALUES (?,?,?,?,?,?)",
+                   (charger_id, kind, bytes(first), bytes(second), detail or "",
+                    received_at if received_at is not None else _now()))
+
+    def rejections(self, charger_id=None):
+        if charger_id is None:
+            rows = self._query("SELECT * FROM rejections ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM rejections WHERE charger_id=? ORDER BY id", (charger_id,))
+        return [_blob_row(r, ("raw",)) for r in rows]
+
+    def evidence(self, charger_id=None):
+        if charger_id is None:
+            rows = self._query("SELECT * FROM evidence ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM evidence WHERE charger_id=? ORDER BY id", (charger_id,))
+        return [_blob_row(r, ("first", "second")) for r in rows]
+
+
+class _Rows(list):
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
+
+
+def _blob_row(row, blob_cols):
+    if row is None:
+        return None
+    out = dict(row)
+    for c in blob_cols:
+        if out.get(c) is not None:
+            out[c] = bytes(out[c])
+    return out
+
+
+def _receipt_row(row):
+    return _blob_row(row, ("leaf_hash", "receipt"))

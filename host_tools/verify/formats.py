@@ -1,0 +1,187 @@
+"""The validator's view of the other layers' formats, in one place.
+
+Everything the validator needs to know about the MQTT topic tree (firmware/uplink/topics.py,
+docs/mqtt.md), the receipt envelope and OCMF record (host_tools/verify/receipt.py, host_tools/verify/ocmf.py),
+the checkpoint note (host_tools/verify/checkpoint.py) and the tariff (host_tools/verify/tariff.py) goes
+through the functions below, which reuse those modules rather than parse a second time. The
+validator itself only sees plain dicts.
+"""
+import hashlib
+import json
+
+from host_tools.verify import checkpoint as checkpoint_mod
+from host_tools.verify import ocmf as ocmf_mod
+from host_tools.verify import receipt as receipt_mod
+from host_tools.verify import tariff as tariff_mod
+
+PREFIX = "cp"
+KINDS = ("receipt", "checkpoint")
+
+
+class FormatError(ValueError):
+    """A message that cannot be read as what its topic says it is."""
+
+
+# ---- MQTT (see docs/mqtt.md) -----------------------------------------------------------------
+def subscriptions(prefix=PREFIX):
+    """Wildcard filters for every charger's outbox records."""
+    return ["%s/+/%s/+" % (prefix, k) for k in KINDS]
+
+
+def route(topic, prefix=PREFIX):
+    """(charger id, kind) for cp/<charger>/<kind>/<seq>, else None."""
+    if isinstance(topic, bytes):
+        topic = topic.decode("utf-8", "replace")
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != prefix or parts[2] not in KINDS or not parts[1]:
+        return None
+    return parts[1], parts[2]
+
+
+def unwrap(kind, payload, topic):
+    """The outbox record: its seq (from the topic) and the exact signed bytes (the payload)."""
+    if not payload:
+        raise FormatError("empty %s message" % kind)
+    return {"kind": kind, "body": bytes(payload), "outbox_seq": outbox_seq(topic)}
+
+
+def outbox_seq(topic):
+    """The outbox seq a charger put in the topic: a decimal >= 1 (what its ack parser accepts)."""
+    if isinstance(topic, bytes):
+        topic = topic.decode("utf-8", "replace")
+    last = topic.rsplit("/", 1)[-1]
+    if not (last.isascii() and last.isdigit()) or last[0] == "0":
+        raise FormatError("no outbox sequence number in topic %r" % topic)
+    return int(last)
+
+
+def ack_topic(charger_id, validator_id, prefix=PREFIX):
+    return "%s/%s/ack/%s" % (prefix, charger_id, validator_id)
+
+
+def ack_payload(envelope, result):
+    """{"seq": N, "sha256": hex of the acked bytes}: the charger drops outbox record N only if
+    the hash matches what it sent (a replayed message under another seq acks nothing).
+    "status" and "reason" tell operators the verdict; the charger ignores them."""
+    doc = {"seq": envelope["outbox_seq"], "sha256": hashlib.sha256(envelope["body"]).hexdigest(),
+           "status": result.status}
+    if result.reason:
+        doc["reason"] = result.reason
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def evidence_topic(charger_id, validator_id, prefix=PREFIX):
+    """Where a validator reports misbehaviour of a charger (not part of the charger's tree of
+    subscriptions: for operators, auditors and other validators)."""
+    return "%s/%s/evidence/%s" % (prefix, charger_id, validator_id)
+
+
+def evidence_payload(result):
+    return json.dumps({"kind": result.evidence, "reason": result.reason, "detail": result.detail,
+                       "message": result.kind, "sha256": result.digest}, separators=(",", ":")).encode()
+
+
+# ---- tariffs ---------------------------------------------------------------------------------
+def tariff_canonical(document):
+    """(canonical JSON text, hash hex) of a tariff document given as text, bytes or dict."""
+    if isinstance(document, (bytes, bytearray)):
+        document = document.decode()
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError as exc:
+            raise FormatError("tariff is not JSON: %s" % exc)
+    try:
+        tariff_mod.Tariff(document)          # validates the document
+        return tariff_mod.canonical(document).decode(), tariff_mod.tariff_hash(document)
+    except tariff_mod.TariffError as exc:
+        raise FormatError("bad tariff: %s" % exc)
+
+
+# ---- receipts (host_tools/verify/receipt.py and ocmf.py read them; format: firmware/ledger/receipt.py) --
+def _whole_wh(value, what):
+    if value != value.to_integral_value():
+        raise FormatError("%s reading %s Wh is not a whole number of Wh" % (what, value))
+    return int(value)
+
+
+def parse_receipt(record):
+    """A receipt record (<JSON>|<hex DER signature>) as the dict the validator checks. Parsing
+    and the OCMF rules are host_tools.verify.receipt's and host_tools.verify.ocmf's; signatures are checked by
+    the validator with its configured backend over the bytes named here."""
+    try:
+        rc = receipt_mod.parse(bytes(record))
+        rec = rc.ocmf_record()
+        begin, end = rec.begin_end()
+    except (receipt_mod.ReceiptError, ocmf_mod.OcmfError) as exc:
+        raise FormatError(str(exc))
+    f = rc.fields
+    return {
+        "raw": rc.record, "signed": rc.body, "signature": rc.sig_der, "receipt": rc, "ocmf_record": rec,
+        "charger_id": f["charger"], "seq": f["seq"], "index": f["index"],
+        "begin_time": f["begin"], "end_time": f["end"], "charge_end": f["charge_end"],
+        "energy_wh": f["energy_wh"], "segments": f["segments"], "tariff_hash": f["tariff"],
+        "currency": f["currency"], "net": f["net"], "tax": f["tax"], "price_minor": f["price"],
+        "reason": f["reason"], "ocmf": f["ocmf"], "ocmf_signed": rec.payload_text.encode("utf-8"),
+        "ocmf_signature": rec.sig_der,
+        "begin_wh": _whole_wh(begin["wh"], "begin"), "end_wh": _whole_wh(end["wh"], "end"),
+        "meter_serial": rec.payload.get("MS"), "transaction_id": "%s/%d" % (f["charger"], f["seq"]),
+    }
+
+
+def receipt_inconsistency(rc):
+    """(reason, detail) where a receipt contradicts its own OCMF record or itself, else None."""
+    try:
+        rc["receipt"].check_against_ocmf(rc["ocmf_record"])
+    except receipt_mod.Mismatch as exc:
+        return exc.reason, str(exc)
+    except ocmf_mod.OcmfError as exc:
+        return "inconsistent", str(exc)
+    if rc["net"] + rc["tax"] != rc["price_minor"]:
+        return "inconsistent", "price %d is not net %d + tax %d" % (rc["price_minor"], rc["net"], rc["tax"])
+    if not rc["begin_time"] <= rc["charge_end"] <= rc["end_time"]:
+        return "inconsistent", "charging ends outside the session"
+    return None
+
+
+_tariffs = {}            # canonical text -> host_tools.verify.tariff.Tariff (parsed once)
+
+
+def recompute_price(tariff_text, rc):
+    """(net, tax, total) in minor units, as host_tools.verify.tariff computes them for the receipt."""
+    try:
+        t = _tariffs.get(tariff_text)
+        if t is None:
+            t = _tariffs[tariff_text] = tariff_mod.Tariff.load(tariff_text)
+        segments = [(int(a), int(b)) for a, b in rc["segments"]]
+        net, tax, total = t.price(segments, rc["begin_time"], rc["charge_end"], rc["end_time"])
+    except (tariff_mod.TariffError, TypeError, ValueError) as exc:
+        raise FormatError(str(exc))
+    if t.currency != rc["currency"]:
+        raise FormatError("tariff currency %s, receipt currency %s" % (t.currency, rc["currency"]))
+    return net, tax, total
+
+
+# ---- checkpoints (host_tools/verify/checkpoint.py: C2SP tlog-checkpoint signed note) -------------
+def parse_checkpoint(note, key_id_hex=None):
+    """The note as a dict; "signature"/"key_id" are those of the line by the origin's key name
+    with key id key_id_hex (or the first such line if it has none, for the unknown-key report)."""
+    try:
+        cp = checkpoint_mod.parse(bytes(note))
+    except (checkpoint_mod.CheckpointError, UnicodeDecodeError) as exc:
+        raise FormatError(str(exc))
+    mine = [(k, sig) for name, k, sig in cp.signatures if name == cp.origin]
+    if not mine:
+        raise FormatError("no signature line in the origin's name %r" % cp.origin)
+    chosen = [(k, sig) for k, sig in mine if k.hex() == key_id_hex] or mine
+    kid, sig = chosen[0]
+    return {"origin": cp.origin, "size": cp.size, "root": cp.root, "time": cp.time,
+            "signed": cp.text.encode("utf-8"), "key_id": kid.hex(), "signature": sig}
+
+
+# ---- light-client bundle (host_tools/verify/receipt.py defines it) ------------------------------------
+def make_bundle(receipt, index, size, inclusion, checkpoint, pubkey_hex, tariff):
+    bundle = json.loads(receipt_mod.make_bundle(receipt, index, size, inclusion, bytes(checkpoint).decode("utf-8"),
+                                                json.loads(tariff) if tariff else None))
+    bundle["pubkey"] = pubkey_hex        # convenience for the driver; the light client takes the key separately
+    return bundle

@@ -1,0 +1,123 @@
+"""ChargeProof receipts on the host: parse the record `<receipt JSON>|<DER signature hex>`
+(format in firmware/ledger/receipt.py), verify the charger's signature, check the receipt
+against its OCMF record, and build/read the bundle a driver gets.
+
+Bundle (JSON file handed to the driver, checked offline by host_tools.lightclient):
+  {"format": "chargeproof-receipt-bundle/1",
+   "receipt": "<receipt record, exactly as signed>",
+   "index": <leaf index>, "tree_size": <size the proof is for>,
+   "inclusion_proof": ["<base64 hash>", ...],          # RFC 9162 PATH, leaf side first
+   "checkpoint": "<C2SP checkpoint note of that size>",
+   "tariff": {<tariff document>}}
+"""
+import base64
+import json
+from decimal import Decimal
+
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from host_tools.verify import ocmf
+from host_tools.verify import sigcheck
+
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+BUNDLE_FORMAT = "chargeproof-receipt-bundle/1"
+FIELDS = ("v", "charger", "seq", "index", "begin", "end", "charge_end", "energy_wh", "segments",
+          "tariff", "currency", "net", "tax", "price", "reason", "ocmf")
+
+
+class ReceiptError(ValueError):
+    """Malformed receipt or bundle."""
+
+
+class Mismatch(ValueError):
+    """The receipt disagrees with its OCMF record; .reason is a short code."""
+
+    def __init__(self, reason, detail):
+        ValueError.__init__(self, detail)
+        self.reason = reason
+
+
+class Receipt:
+    def __init__(self, record):
+        if isinstance(record, str):
+            record = record.encode("utf-8")
+        body, sep, sig_hex = bytes(record).rpartition(b"|")
+        if not sep or not body.startswith(b"{"):
+            raise ReceiptError("not '<receipt JSON>|<signature hex>'")
+        try:
+            self.sig_der = bytes.fromhex(sig_hex.decode("ascii"))
+            self.fields = json.loads(body)
+        except (ValueError, UnicodeError) as exc:
+            raise ReceiptError("receipt is not JSON|hex: %s" % exc)
+        self.record, self.body = bytes(record), body
+        f = self.fields
+        if not isinstance(f, dict) or tuple(f) != FIELDS or f["v"] != 1:
+            raise ReceiptError("receipt fields must be exactly %s (v 1)" % ", ".join(FIELDS))
+        for key in ("seq", "index", "begin", "end", "charge_end", "energy_wh", "net", "tax", "price"):
+            if type(f[key]) is not int or f[key] < 0:
+                raise ReceiptError("%s must be a non-negative integer" % key)
+        if not isinstance(f["segments"], list) or not all(
+                isinstance(s, list) and len(s) == 2 and all(type(x) is int for x in s) for s in f["segments"]):
+            raise ReceiptError("segments must be [[time, Wh], ...]")
+
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def canonical_signature(self) -> bool:
+        """Strict DER with low S: the only form the charger emits, so a receipt has exactly
+        one valid encoding (no malleated copy can pose as a second leaf)."""
+        try:
+            r, s = decode_dss_signature(self.sig_der)
+        except ValueError:
+            return False
+        return encode_dss_signature(r, s) == self.sig_der and 0 < s <= P256_N >> 1
+
+    def verify(self, pub_der) -> bool:
+        return self.canonical_signature() and sigcheck.verify(pub_der, self.body, self.sig_der, backend="both")
+
+    def ocmf_record(self):
+        return ocmf.parse(self.fields["ocmf"])
+
+    def check_against_ocmf(self, rec):
+        """Raise Mismatch(reason, detail) unless the receipt says what its OCMF record says."""
+        f, p = self.fields, rec.payload
+        b, e = rec.begin_end()
+        if b["time"] > e["time"]:
+            raise Mismatch("begin-after-end", "OCMF begin reading %s is after the end reading %s"
+                           % (p["RD"][0]["TM"], p["RD"][-1]["TM"]))
+        if p.get("GS") != f["charger"]:
+            raise Mismatch("charger-mismatch", "OCMF GS %r is not charger %r" % (p.get("GS"), f["charger"]))
+        if p["PG"] != "T%d" % f["seq"]:
+            raise Mismatch("pagination-mismatch", "OCMF PG %s is not receipt seq %d" % (p["PG"], f["seq"]))
+        if (b["time"], e["time"]) != (Decimal(f["begin"]), Decimal(f["end"])):
+            raise Mismatch("time-mismatch", "receipt times %d..%d are not OCMF's" % (f["begin"], f["end"]))
+        energy = e["wh"] - b["wh"]
+        if energy != f["energy_wh"]:
+            raise Mismatch("energy-mismatch", "receipt says %d Wh, OCMF end - begin = %s Wh"
+                           % (f["energy_wh"], energy.normalize() if energy % 1 else int(energy)))
+        if sum(s[1] for s in f["segments"]) != f["energy_wh"]:
+            raise Mismatch("energy-mismatch", "tariff segments do not add up to the energy")
+
+
+def parse(record) -> Receipt:
+    return Receipt(record)
+
+
+def make_bundle(record, index, tree_size, proof, checkpoint_note, tariff_doc) -> str:
+    return json.dumps({"format": BUNDLE_FORMAT,
+                       "receipt": bytes(record).decode("utf-8"),
+                       "index": index, "tree_size": tree_size,
+                       "inclusion_proof": [base64.b64encode(h).decode() for h in proof],
+                       "checkpoint": checkpoint_note, "tariff": tariff_doc}, indent=1)
+
+
+def read_bundle(text):
+    try:
+        b = json.loads(text)
+        if b.get("format") != BUNDLE_FORMAT:
+            raise ReceiptError("not a %s file" % BUNDLE_FORMAT)
+        b["inclusion_proof"] = [base64.b64decode(h, validate=True) for h in b.get("inclusion_proof", [])]
+        return b
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ReceiptError("bad bundle: %s" % exc)

@@ -1,0 +1,119 @@
+# Operator commands through a real broker to the whole charger app: each signed command has its
+# effect on the session, answered on cmd/result; a command the session cannot carry out changes
+# nothing and says why.
+import json
+
+from hal.sim import SimClock
+from support.mqttpeer import Peer, wait_for
+from support.rig import CARD, Rig
+from session import charger as ch
+
+
+def _rig(charger_env, amqtt_broker, app_commands):
+    env = dict(charger_env)
+    env["broker"] = amqtt_broker
+    return Rig(env, clock=SimClock(epoch=app_commands["t0"]),
+               operator_key=app_commands["operator_spki"], telemetry_interval_s=0,
+               health_interval_s=1)
+
+
+def _command(rig, peer, raw):
+    """Publish a signed command; run the app until its result arrives; return the result."""
+    peer.publish(b"cp/CP-TEST-1/cmd", raw.encode())
+    got = []
+
+    def step():
+        rig.run(0.1)
+        peer.pump()
+        got.extend(peer.take(b"cp/CP-TEST-1/cmd/result"))
+    wait_for(lambda: got, step)
+    return json.loads(got[0][1])
+
+
+def test_remote_start_limit_stop_and_tariff(charger_env, amqtt_broker, app_commands):
+    msgs = app_commands["msgs"]
+    rig = _rig(charger_env, amqtt_broker, app_commands)
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.ev.set_state("B")
+        rig.run(1)
+        assert _command(rig, peer, msgs["start"])["result"] == "ok"
+        assert rig.charger.state == ch.AUTHORISED
+        rig.ev.set_state("C")
+        rig.run(1)
+        assert rig.relay.contacts_closed()
+        assert rig.charger.pilot.offered_ma() > 31000          # the board's 32 A
+        assert _command(rig, peer, msgs["limit"])["result"] == "ok"
+        offered = rig.charger.pilot.offered_ma()               # duty rounds down, never up
+        assert 15500 < offered <= 16000
+        bad = _command(rig, peer, msgs["bad_limit"])           # 40 A: above the board's rating
+        assert bad["result"] == "rejected" and rig.charger.pilot.offered_ma() == offered
+        rig.run(60, step_ms=5000, power_w=3700)
+        peer.pump()
+        telemetry = peer.take(b"cp/CP-TEST-1/telemetry")
+        assert telemetry and json.loads(telemetry[-1][1])["wh"] > 0
+        assert _command(rig, peer, msgs["stop"])["result"] == "ok"
+        assert rig.charger.state == ch.STOPPED and not rig.relay.contacts_closed()
+        old_tariff = rig.app.billing.tariff.hash
+        assert _command(rig, peer, msgs["tariff"])["result"] == "ok"
+        assert rig.app.billing.tariff.hash != old_tariff
+        rig.unplug()
+        r = rig.receipts()[0]
+        assert r["reason"] == "remote" and r["tariff"] == old_tariff   # the session keeps its tariff
+        assert '"ID":"APP-USER-7"' in r["ocmf"] and '"IT":"CENTRAL"' in r["ocmf"]
+    finally:
+        peer.close()
+        rig.close()
+
+
+def test_reservation_holds_the_connector(charger_env, amqtt_broker, app_commands):
+    msgs = app_commands["msgs"]
+    rig = _rig(charger_env, amqtt_broker, app_commands)
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        assert _command(rig, peer, msgs["reserve"])["result"] == "ok"
+        rig.charger.auth.allow_list.add("OTHER-CARD")
+        rig.ev.set_state("B")
+        rig.run(1)
+        assert rig.app.present_card("OTHER-CARD") == "reserved"
+        assert rig.app.present_card(CARD) is None          # the card it is reserved for
+        # A replayed command (same counter) is refused and changes nothing.
+        assert _command(rig, peer, msgs["reserve"])["result"] == "replayed"
+    finally:
+        peer.close()
+        rig.close()
+
+
+def test_health_is_retained_with_the_heap_low_water_mark(charger_env, amqtt_broker, app_commands):
+    rig = _rig(charger_env, amqtt_broker, app_commands)
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.plug_and_charge(seconds=120)
+        rig.unplug()
+        rig.run(1)
+    finally:
+        rig.close()
+    # A subscriber that comes later still gets the latest health (retained).
+    peer = Peer(amqtt_broker, "dashboard", [b"cp/CP-TEST-1/health"])
+    try:
+        got = []
+
+        def step():
+            peer.pump()
+            got.extend(peer.take(b"cp/CP-TEST-1/health"))
+        wait_for(lambda: got, step)
+        health = json.loads(got[-1][1])
+        assert health["state"] == ch.IDLE and health["fault"] is None
+        assert health["log_size"] == 1 and health["outbox_pending"] == 2   # no validator acked
+        import sys
+        if sys.implementation.name == "micropython":
+            import gc
+            gc.collect()
+            # The all-time low: below what is free now, which is at most this test's budget.
+            assert 0 < health["heap_min"] <= gc.mem_free() + 64
+        else:
+            assert health["heap_min"] is None
+    finally:
+        peer.close()
