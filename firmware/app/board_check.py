@@ -54,8 +54,12 @@ _SECTIONS = {
     # Optional: a residual DC monitor (RDC-DD) wired to the ESP32 (drivers/rcd.py).
     "rcd": (("fault", "pin", 1), ("fault_active_low", "bool", 1), ("fault_pull", "str", 1),
             ("test", "pin?", 1), ("test_active_low", "bool", 1), ("trip_ms", "int", 1)),
+    # Optional: an RFID reader on SPI (drivers/mfrc522.py).
+    "rfid": (("driver", "str", 1), ("spi", "int", 1), ("sck", "pin", 1), ("mosi", "pin", 1),
+             ("miso", "pin", 1), ("cs", "pin", 1), ("rst", "pin?", 0), ("baud", "int", 0)),
 }
-_OPTIONAL_SECTIONS = ("rcd",)
+_OPTIONAL_SECTIONS = ("rcd", "rfid")
+_RFID_DRIVERS = ("mfrc522",)
 _TOP = (("schema", "int", 1), ("name", "str", 1), ("description", "str", 0),
         ("chip", "str", 1), ("psram", "bool", 0), ("rated_current_a", "int", 1),
         ("phases", "int", 1), ("ventilation", "bool", 0))
@@ -164,6 +168,20 @@ class Validator:
                     ", ".join(_PULLS), b.rcd_fault_pull))
             if not 10 <= b.rcd_trip_ms <= 1000:
                 self.fail("rcd.trip_ms", "%d outside 10..1000 ms" % b.rcd_trip_ms)
+        if b.rfid_driver is not None:
+            self._rfid()
+
+    def _rfid(self):
+        b = self.b
+        if b.rfid_driver not in _RFID_DRIVERS:
+            self.fail("rfid.driver", "%r unknown (known: %s)" % (
+                b.rfid_driver, ", ".join(_RFID_DRIVERS)))
+        if b.rfid_spi not in (1, 2):      # SPI2/SPI3 (HSPI/VSPI); SPI0/1 serve the flash
+            self.fail("rfid.spi", "SPI bus %d not usable (1 or 2)" % b.rfid_spi)
+        if b.rfid_baud is None:
+            b.rfid_baud = 1000000
+        if not 100000 <= b.rfid_baud <= 10000000:   # MFRC522 datasheet: SPI up to 10 Mbit/s
+            self.fail("rfid.baud", "%d outside 100000..10000000" % b.rfid_baud)
 
     def _pins(self):
         b = self.b

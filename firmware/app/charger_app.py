@@ -3,7 +3,8 @@
 # and in simulation (hal.sim devices, a pty to the pymodbus meter).
 #
 #   hw = {"clock", "relay", "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom",
-#         "watchdog", and "rcd_fault", "rcd_test" where the board has a residual-current monitor}
+#         "watchdog", and "rcd_fault", "rcd_test" where the board has a residual-current monitor,
+#         "rfid_spi" where it has an RFID reader}
 import gc
 import json
 
@@ -53,6 +54,10 @@ class ChargerApp:
                                self.billing, rcd)
         master.idle = self.charger.safety_poll      # pilot and coil stay watched during reads
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
+        self.reader = self._reader(hw.get("rfid_spi"))
+        self._rfid_ms = cfg["rfid_poll_ms"]
+        self._rfid_due = clock.ticks_ms()
+        self.last_card = None           # (uid, refusal reason or None) of the last card read
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()
         self._health_due = clock.ticks_ms()
@@ -73,9 +78,29 @@ class ChargerApp:
                     verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
                     budget_ms=cfg["mqtt_budget_ms"])
 
+    @staticmethod
+    def _reader(spi):
+        if spi is None:
+            return None
+        from drivers.card_reader import CardReader
+        from drivers.mfrc522 import MFRC522
+        return CardReader(MFRC522(spi))
+
+    def _poll_reader(self):
+        """Every rfid_poll_ms: a card newly presented at the reader starts or stops a session."""
+        now = self.clock.ticks_ms()
+        if self.clock.ticks_diff(now, self._rfid_due) < 0:
+            return
+        self._rfid_due = self.clock.ticks_add(now, self._rfid_ms)
+        uid = self.reader.poll()
+        if uid is not None:
+            self.last_card = (uid, self.present_card(uid))
+
     def step(self):
-        """One pass of the main loop: charger first (safety), then the network."""
+        """One pass of the main loop: charger first (safety), then the reader and the network."""
         self.charger.step()
+        if self.reader is not None:
+            self._poll_reader()
         link = self.link
         if link is not None:
             for cmd in link.poll():

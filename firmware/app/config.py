@@ -26,6 +26,7 @@ DEFAULTS = {
               '{"start_min":360,"kwh_price_milli":39000},{"start_min":1320,"kwh_price_milli":29000}],'
               '"idle_min_price_milli":10000,"idle_grace_min":30,"tax_bp":1900}',
     "telemetry_interval_s": 10,
+    "rfid_poll_ms": 250,           # how often the RFID reader looks for a card
     "health_interval_s": 60,       # retained health message (state, fault, heap low-water mark)
     "nominal_voltage_v": 230,
     "wifi_ssid": None,             # the ESP32's WiFi (app/main.py); None: no WiFi

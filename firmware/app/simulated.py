@@ -16,6 +16,10 @@ def sim_hardware(board, meter_port, baud, clock=None, ev=None):
         "uart": SerialPort(meter_port, baud), "urandom": sim.urandom,
         "watchdog": sim.SimWatchdog(clock),
     }
+    if board.rfid_driver is not None:
+        from hal.sim_mfrc522 import SimMFRC522
+        chip = SimMFRC522()             # hw["rfid"]: the chip, to put cards in its field
+        hw.update(rfid=chip, rfid_spi=chip)
     if board.rcd_fault is not None:
         rcd = sim.SimRcd()
         hw.update(rcd=rcd, rcd_fault=rcd.fault_out, rcd_test=rcd.test)

@@ -235,7 +235,7 @@ def urandom(n):
 def devices(board):
     """The board's contactor and pilot hardware: {"relay", "feedback", "pilot_pwm",
     "pilot_adc"}, plus "rcd_fault" and "rcd_test" (None without a test pin) when the board has
-    a residual current monitor; board is a validated app.board.Board (passed in, not imported)."""
+    a residual current monitor, and "rfid_spi" when it has an RFID reader; board is a validated app.board.Board (passed in, not imported)."""
     hw = {
         "relay": OutputPin(board.contactor_relay, board.contactor_relay_active_low),
         "feedback": InputPin(board.contactor_feedback, board.contactor_feedback_active_low,
@@ -249,6 +249,10 @@ def devices(board):
                                    board.rcd_fault_pull)
         hw["rcd_test"] = None if board.rcd_test is None else OutputPin(
             board.rcd_test, board.rcd_test_active_low)
+    if board.rfid_driver is not None:
+        from hal.esp32_spi import Esp32Spi
+        hw["rfid_spi"] = Esp32Spi(board.rfid_spi, board.rfid_sck, board.rfid_mosi,
+                                  board.rfid_miso, board.rfid_cs, board.rfid_baud, board.rfid_rst)
     return hw
 
 

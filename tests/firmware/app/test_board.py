@@ -174,3 +174,18 @@ def test_optional_residual_current_monitor(boards_dir):
     d = _good(boards_dir)
     d["rcd"]["test"] = None                       # a module that tests itself
     assert load_board(d).rcd_test is None
+
+
+def test_optional_rfid_reader(boards_dir):
+    b = load_board(_good(boards_dir), "boards/x.json")
+    assert (b.rfid_driver, b.rfid_spi, b.rfid_cs, b.rfid_baud) == ("mfrc522", 2, 21, 1000000)
+    assert b.pins()["rfid.miso"] == 19
+    no_reader = _good(boards_dir)
+    del no_reader["rfid"]
+    assert load_board(no_reader, "boards/x.json").rfid_driver is None
+    assert "unknown" in _bad(boards_dir, "rfid.driver", _set("rfid", "driver", "pn532"))
+    _bad(boards_dir, "rfid.spi", _set("rfid", "spi", 0))
+    _bad(boards_dir, "rfid.baud", _set("rfid", "baud", 20000000))
+    assert "input-only" in _bad(boards_dir, "rfid.cs", _set("rfid", "cs", 35))
+    assert "already used" in _bad(boards_dir, "rfid.sck", _set("rfid", "sck", 26))
+    _bad(boards_dir, "rfid.mosi", _drop("rfid", "mosi"))

@@ -17,6 +17,8 @@ def reset():
     pwms.clear()
     wave[0] = None
     rtc_set[0] = None
+    spi_device[0] = None
+    del spi_log[:]
 
 
 class Pin:
@@ -83,3 +85,29 @@ class RTC:
     def datetime(self, t=None):
         assert t is None or len(t) == 8
         rtc_set[0] = t
+
+
+spi_device = [None]     # what sits on the SPI bus: an object with transfer(tx, rx)
+spi_log = []            # (chip-select level seen at each transfer, bytes written)
+
+
+class SPI:
+    """machine.SPI(id, baudrate, *, polarity, phase, bits, firstbit, sck, mosi, miso) of the
+    ESP32 port (hardware SPI 1 and 2); write_readinto(write_buf, read_buf) of equal lengths.
+    The bytes go to spi_device, and the level of every chip-select pin is logged with them."""
+    MSB = 0
+    LSB = 1
+
+    def __init__(self, id, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0,
+                 sck=None, mosi=None, miso=None):
+        assert id in (1, 2) and polarity in (0, 1) and phase in (0, 1) and bits == 8
+        assert isinstance(sck, Pin) and isinstance(mosi, Pin) and isinstance(miso, Pin)
+        self.id = id
+        self.baudrate = baudrate
+        self.mode = (polarity, phase, firstbit)
+        log.append(("SPI", id, baudrate, sck.gpio, mosi.gpio, miso.gpio))
+
+    def write_readinto(self, write_buf, read_buf):
+        assert len(write_buf) == len(read_buf)
+        spi_log.append((dict(levels), bytes(write_buf)))
+        spi_device[0].transfer(write_buf, read_buf)
