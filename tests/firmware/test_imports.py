@@ -3,7 +3,7 @@
 # runs it on a stand-in) and the entry scripts, which run when imported.
 import os
 
-NOT_HERE = ("hal.esp32", "hal.esp32_uart", "app.main", "app.sim_main")
+NOT_HERE = ("hal.esp32", "hal.esp32_uart", "hal.esp32_spi", "app.main", "app.sim_main")
 LAYERS = ("hal", "store", "drivers", "ledger", "session", "uplink", "app")
 
 
