@@ -50,9 +50,14 @@ def test_remote_start_limit_stop_and_tariff(charger_env, amqtt_broker, app_comma
         bad = _command(rig, peer, msgs["bad_limit"])           # 40 A: above the board's rating
         assert bad["result"] == "rejected" and rig.charger.pilot.offered_ma() == offered
         rig.run(60, step_ms=5000, power_w=3700)
-        peer.pump()
-        telemetry = peer.take(b"cp/CP-TEST-1/telemetry")
-        assert telemetry and json.loads(telemetry[-1][1])["wh"] > 0
+        telemetry = []
+
+        def more():                 # QoS 0 through a loaded broker: wait for it, bounded
+            peer.pump()
+            for _, payload in peer.take(b"cp/CP-TEST-1/telemetry"):
+                telemetry.append(json.loads(payload)["wh"])
+            rig.run(5, step_ms=5000, power_w=3700)
+        wait_for(lambda: telemetry and telemetry[-1] > 0, more)
         assert _command(rig, peer, msgs["stop"])["result"] == "ok"
         assert rig.charger.state == ch.STOPPED and not rig.relay.contacts_closed()
         old_tariff = rig.app.billing.tariff.hash
