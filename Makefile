@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: setup test test-firmware bench demo mpy clean
+.PHONY: setup test test-firmware bench demo mpy esp32-image clean
 
 $(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
 	bash host_tools/devtools/bootstrap.sh
@@ -29,6 +29,11 @@ demo: $(STAMP)
 ## compile every firmware file with mpy-cross into build/mpy (what goes onto the board)
 mpy: $(STAMP)
 	$(PY) -m host_tools.devtools.build_mpy
+
+## an ESP32 MicroPython image with the firmware frozen in (needs ESP-IDF and MICROPY_DIR;
+## cannot run on the CI machines: see host_tools/devtools/esp32_image.sh)
+esp32-image:
+	bash host_tools/devtools/esp32_image.sh
 
 clean:
 	rm -rf build demo-out bench/results.json .pytest_cache

@@ -62,7 +62,10 @@ _OPTIONAL_SECTIONS = ("rcd", "rfid")
 _RFID_DRIVERS = ("mfrc522",)
 _TOP = (("schema", "int", 1), ("name", "str", 1), ("description", "str", 0),
         ("chip", "str", 1), ("psram", "bool", 0), ("rated_current_a", "int", 1),
-        ("phases", "int", 1), ("ventilation", "bool", 0))
+        ("phases", "int", 1), ("ventilation", "bool", 0), ("firmware", "str", 0))
+# How the firmware goes onto the board (host_tools/provision/fit.py): frozen into the image,
+# a ROMFS image, or .mpy files in /lib (imported into the heap: PSRAM boards only).
+_FIRMWARE_MODES = ("frozen", "romfs", "mpy")
 
 
 class Validator:
@@ -92,6 +95,13 @@ class Validator:
             b.description = ""
         b.psram = bool(b.psram)
         b.ventilation = bool(b.ventilation)
+        if b.firmware is None:
+            b.firmware = "frozen"
+        if b.firmware not in _FIRMWARE_MODES:
+            self.fail("firmware", "%r unknown (one of %s)" % (b.firmware, ", ".join(_FIRMWARE_MODES)))
+        if b.firmware == "mpy" and not b.psram:
+            self.fail("firmware", "\"mpy\" imports ~130 KB of bytecode into the heap: only a "
+                      "board with PSRAM has room; use \"frozen\" or \"romfs\"")
         for sec in _SECTIONS:
             if sec not in d and sec in _OPTIONAL_SECTIONS:
                 for spec in _SECTIONS[sec]:

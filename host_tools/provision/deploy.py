@@ -3,10 +3,18 @@
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --board boards/X.json --config my.json
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --pubkey
 
-Deploy copies the mpy-cross output (build/mpy, see host_tools/devtools/build_mpy.py) to /lib, the board
-file to /board.json, the configuration to /config.json and firmware/main.py to /main.py. The
-board file and the configuration are checked here first, with the firmware's own loaders, so a
-bad field is reported before anything is written. --pubkey makes the key on first boot (from the
+Deploy puts the firmware on the board the way the board file says ("firmware": frozen, romfs
+or mpy; --mode overrides; host_tools/provision/fit.py explains the three), the board file at
+/board.json, the configuration at /config.json and firmware/main.py at /main.py. Before anything
+is written, the board file and the configuration are checked with the firmware's own loaders,
+and the board is asked for its heap, ROMFS support and frozen modules: a mode that cannot fit is
+refused with the figures.
+
+  mpy     the mpy-cross output (build/mpy, host_tools/devtools/build_mpy.py) into /lib
+  romfs   the same files as a ROMFS image (build/chargeproof.romfs), written to the ROM
+          partition with `mpremote romfs deploy`; without a partition (the unix port) as the
+          file /romfs.img that main.py mounts at /rom
+  frozen  nothing but the board, configuration and main.py: the code is in the image --pubkey makes the key on first boot (from the
 board's RNG) or loads it, and prints only the public key: the private key never leaves the board.
 
 --resume (for the MicroPython unix port as a virtual board over socat, which has no soft reset)
@@ -19,8 +27,16 @@ import subprocess
 import sys
 
 from host_tools.devtools import build_mpy
+from host_tools.paths import BUILD, ROOT
+from host_tools.provision import fit
 
-from host_tools.paths import ROOT
+ROMFS_IMAGE = BUILD / "chargeproof.romfs"
+# Prepended to main.py for a file-backed ROMFS image: mount it where a ROM partition would be.
+_ROMFS_MOUNT = """# File-backed ROMFS (this port has no ROM partition): mounted where a partition would be.
+import sys, vfs
+vfs.mount(vfs.VfsRom(open("romfs.img", "rb").read()), "/rom")
+sys.path.insert(0, "/rom")
+"""
 
 
 def mpremote(port, args, resume=False, check=True):
@@ -41,24 +57,63 @@ def check_files(board_path, config_path):
     from app import config
     from app.board import load_board
     board = load_board(str(board_path))
-    return config.load(board, str(config_path) if config_path else None)
+    return config.load(board, str(config_path) if config_path else None), board
 
 
-def deploy(port, board_path, config_path, resume=False):
-    cfg = check_files(board_path, config_path)
+def probe(port, resume=False):
+    """What the board has: heap, word size, ROMFS, frozen firmware (fit.BoardInfo)."""
+    return fit.BoardInfo.parse(mpremote(port, ["exec", fit.PROBE], resume))
+
+
+def _mpy_bytes():
+    return sum(p.stat().st_size for p in build_mpy.OUT.rglob("*.mpy"))
+
+
+def build_romfs():
+    """The firmware's .mpy files as one ROMFS image (mpremote's own builder); its path."""
+    from mpremote.romfs import make_romfs
+    image = make_romfs(str(build_mpy.OUT), mpy_cross=False)
+    ROMFS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+    ROMFS_IMAGE.write_bytes(image)
+    return ROMFS_IMAGE
+
+
+def deploy(port, board_path, config_path, resume=False, mode=None):
+    cfg, board = check_files(board_path, config_path)
+    mode = mode or board.firmware
     build_mpy.build(tests=False)
-    mpremote(port, ["fs", "mkdir", ":lib"], resume, check=False)      # exists after a first deploy
-    for layer in sorted(p for p in build_mpy.OUT.iterdir() if p.is_dir()):
-        mpremote(port, ["fs", "cp", "-r", str(layer), ":lib/"], resume)
+    image = build_romfs() if mode == "romfs" else None
+    info = probe(port, resume)
+    verdict = fit.check(mode, info, _mpy_bytes(), image.stat().st_size if image else 0)
+    main_py = (ROOT / "firmware" / "main.py").read_text()
+    if mode == "mpy":
+        mpremote(port, ["fs", "mkdir", ":lib"], resume, check=False)  # exists after a first deploy
+        for layer in sorted(p for p in build_mpy.OUT.iterdir() if p.is_dir()):
+            mpremote(port, ["fs", "cp", "-r", str(layer), ":lib/"], resume)
+    elif mode == "romfs" and info.rom_partition:
+        mpremote(port, ["romfs", "deploy", str(image)], resume)
+    elif mode == "romfs":
+        mpremote(port, ["fs", "cp", str(image), ":romfs.img"], resume)
+        main_py = _ROMFS_MOUNT + main_py
     mpremote(port, ["fs", "cp", str(board_path), ":board.json"], resume)
     if config_path:
         mpremote(port, ["fs", "cp", str(config_path), ":config.json"], resume)
-    mpremote(port, ["fs", "cp", str(ROOT / "firmware" / "main.py"), ":main.py"], resume)
-    return cfg
+    local_main = BUILD / "main.py"
+    local_main.parent.mkdir(parents=True, exist_ok=True)
+    local_main.write_text(main_py)
+    mpremote(port, ["fs", "cp", str(local_main), ":main.py"], resume)
+    return cfg, verdict
 
 
 _PUBKEY = """
-import sys
+import sys, os
+try:                                # a file-backed ROMFS image (see _ROMFS_MOUNT)
+    os.stat('romfs.img')
+    import vfs
+    vfs.mount(vfs.VfsRom(open('romfs.img', 'rb').read()), '/rom')
+    sys.path.insert(0, '/rom')
+except OSError:                     # no image, or mounted by an earlier call
+    pass
 sys.path.insert(0, 'lib')
 from store import atomic
 from ledger.keys import KeyStore
@@ -83,10 +138,16 @@ def main(argv=None):
     ap.add_argument("--pubkey", action="store_true", help="print the charger's public key")
     ap.add_argument("--data-dir", default=None, help="the charger's data directory on the board")
     ap.add_argument("--resume", action="store_true", help="no soft reset (unix-port virtual board)")
+    ap.add_argument("--mode", choices=fit.MODES, help="how the firmware goes on (default: the "
+                    "board file's \"firmware\")")
     args = ap.parse_args(argv)
     if args.board:
-        cfg = deploy(args.port, args.board, args.config, args.resume)
-        print("deployed %s to %s" % (cfg["charger_id"], args.port))
+        try:
+            cfg, verdict = deploy(args.port, args.board, args.config, args.resume, args.mode)
+        except fit.DoesNotFit as exc:
+            print("deploy refused: %s" % exc, file=sys.stderr)
+            return 2
+        print("deployed %s to %s: %s" % (cfg["charger_id"], args.port, verdict))
     if args.pubkey:
         data_dir = args.data_dir
         if data_dir is None and args.config:

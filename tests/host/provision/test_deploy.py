@@ -17,29 +17,53 @@ from host_tools.devtools.mprun import MICROPYTHON, ROOT
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
 
 
-@pytest.fixture
-def virtual_board(tmp_path):
-    board_dir = tmp_path / "board"
+def _start_board(tmp_path, name="board", heap=None, micropython=MICROPYTHON):
+    board_dir = tmp_path / name
     board_dir.mkdir()
-    port = str(tmp_path / "port")
+    port = str(tmp_path / (name + "-port"))
+    exe = micropython + (" -X heapsize=%d" % heap if heap else "")
     proc = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + port,
-                             "EXEC:%s -i,pty,raw,echo=0" % MICROPYTHON], cwd=str(board_dir))
+                             "EXEC:%s -i,pty,raw,echo=0" % exe], cwd=str(board_dir))
     for _ in range(50):
         if os.path.exists(port):
             break
         time.sleep(0.1)
-    yield {"port": port, "dir": board_dir}
+    return proc, {"port": port, "dir": board_dir}
+
+
+@pytest.fixture
+def virtual_board(tmp_path):
+    proc, board = _start_board(tmp_path)
+    yield board
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture
+def small_board(tmp_path):
+    """A virtual board whose heap is an ESP32's without PSRAM (112 KB)."""
+    proc, board = _start_board(tmp_path, "small", heap=112 * 1024)
+    yield board
+    proc.terminate()
+    proc.wait(5)
+
+
+def _config(tmp_path):
+    cfg = tmp_path / "charger.json"
+    cfg.write_text(json.dumps({"charger_id": "CP-BENCH-1", "meter_serial": "SDM-123",
+                               "data_dir": "data"}))
+    return cfg
+
+
+DEVKITC = str(ROOT / "boards" / "esp32-devkitc-max485.json")
 
 
 def test_deploy_then_provision(virtual_board, tmp_path):
     cfg = tmp_path / "charger.json"
     cfg.write_text(json.dumps({"charger_id": "CP-BENCH-1", "meter_serial": "SDM-123",
                                "data_dir": "data"}))
-    deploy.main(["--port", virtual_board["port"], "--resume",
-                 "--board", str(ROOT / "boards" / "esp32-devkitc-max485.json"),
-                 "--config", str(cfg)])
+    assert deploy.main(["--port", virtual_board["port"], "--resume", "--mode", "mpy",
+                        "--board", DEVKITC, "--config", str(cfg)]) == 0
     on_board = virtual_board["dir"]
     assert (on_board / "lib" / "session" / "charger.mpy").exists()
     assert json.loads((on_board / "config.json").read_text())["charger_id"] == "CP-BENCH-1"
@@ -68,3 +92,62 @@ def test_bad_board_file_is_refused_before_anything_is_written(virtual_board, tmp
                      "--config", str(cfg)])
     assert "contactor.relay" in str(err.value)
     assert not (virtual_board["dir"] / "lib").exists()
+
+
+def test_mode_that_cannot_fit_is_refused_with_its_figures(small_board, tmp_path, capsys):
+    # 112 KB of heap: the bytecode of .mpy files in /lib does not fit beside the data.
+    assert deploy.main(["--port", small_board["port"], "--resume", "--mode", "mpy",
+                        "--board", DEVKITC, "--config", str(_config(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert "deploy refused: mpy needs" in err and "KiB" in err and "PSRAM" in err, err
+    assert not (small_board["dir"] / "lib").exists()
+    assert not (small_board["dir"] / "main.py").exists()
+
+
+def test_frozen_mode_needs_an_image_with_the_firmware(virtual_board, tmp_path, capsys):
+    # The board file's own mode (frozen) on a stock MicroPython: refused, nothing written.
+    assert deploy.main(["--port", virtual_board["port"], "--resume",
+                        "--board", DEVKITC, "--config", str(_config(tmp_path))]) == 2
+    assert "no frozen ChargeProof firmware" in capsys.readouterr().err
+    assert not (virtual_board["dir"] / "board.json").exists()
+
+
+def test_romfs_image_deploys_and_the_firmware_imports_from_it(virtual_board, tmp_path):
+    assert deploy.main(["--port", virtual_board["port"], "--resume", "--mode", "romfs",
+                        "--board", DEVKITC, "--config", str(_config(tmp_path))]) == 0
+    on_board = virtual_board["dir"]
+    assert not (on_board / "lib").exists()
+    assert (on_board / "romfs.img").read_bytes()[:3] == b"\xd2\xcd\x31"    # ROMFS header
+    main_py = (on_board / "main.py").read_text()
+    assert "VfsRom" in main_py and main_py.endswith((ROOT / "firmware" / "main.py").read_text())
+    key = deploy.public_key(virtual_board["port"], "data", resume=True)
+    assert VerifyingKey.from_der(bytes.fromhex(key)).curve == NIST256p
+    out = deploy.mpremote(virtual_board["port"], ["exec", "import session.charger as m; "
+                          "print(m.__file__)"], resume=True)
+    assert "/rom/session/charger.mpy" in out
+
+
+def test_board_files_declare_a_mode_that_suits_them():
+    from host_tools.paths import firmware_on_path
+    firmware_on_path()
+    from app.board import BoardError, load_board
+    for path in sorted((ROOT / "boards").glob("*.json")):
+        b = load_board(str(path))
+        assert b.firmware in ("frozen", "romfs", "mpy")
+        assert b.firmware != "mpy" or b.psram
+    bad = json.loads((ROOT / "boards" / "esp32-devkitc-max485.json").read_text())
+    bad["firmware"] = "mpy"                       # no PSRAM on this board
+    with pytest.raises(BoardError, match="PSRAM"):
+        load_board(bad, "boards/x.json")
+
+
+def test_esp32_image_script_says_what_it_needs(tmp_path):
+    env = dict(os.environ, MICROPY_DIR=str(tmp_path / "nowhere"))
+    proc = subprocess.run(["bash", str(ROOT / "host_tools" / "devtools" / "esp32_image.sh")],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "MICROPY_DIR" in proc.stderr
+    (tmp_path / "mp" / "ports" / "esp32").mkdir(parents=True)
+    env = dict(env, MICROPY_DIR=str(tmp_path / "mp"), PATH="/usr/bin:/bin")
+    proc = subprocess.run(["bash", str(ROOT / "host_tools" / "devtools" / "esp32_image.sh")],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "ESP-IDF" in proc.stderr
