@@ -58,10 +58,10 @@ def run_interp(interp="micropython"):
             env = dict(os.environ)
             mp_path = [str(paths.FIRMWARE), str(paths.MPLIB)]
             if interp == "micropython":
-                env["MICROPYPATH"] = os.pathsep.join([".frozen"] + paths)
+                env["MICROPYPATH"] = os.pathsep.join([".frozen"] + mp_path)
                 cmd = [paths.MICROPYTHON, "-X", "heapsize=%d" % (192 * 1024)]
             else:
-                env["PYTHONPATH"] = os.pathsep.join(paths)
+                env["PYTHONPATH"] = os.pathsep.join(mp_path)
                 cmd = [str(paths.VENV_BIN / "python")]
             proc = subprocess.run(cmd + [str(paths.MP_SIDE / "uplink_bench.py")],
                                   input=json.dumps(cfg) + "\n", env=env, capture_output=True,
