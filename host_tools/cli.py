@@ -56,15 +56,19 @@ def cmd_validate(args):
     for path in args.tariff or ():
         with open(path, encoding="utf-8") as f:
             tariffs.append(f.read())
-    v = Validator(args.db, args.id, host=args.broker, port=args.port, tariffs=tariffs,
-                  backend=args.backend, skew_s=args.skew)
+    from host_tools import mqtt_conn
+    spec = mqtt_conn.spec_from_args(args)
+    v = Validator(args.db, args.id, tariffs=tariffs, backend=args.backend, skew_s=args.skew,
+                  broker=spec)
 
     def report(result):
         if result.status not in ("accepted", "duplicate") or args.verbose:
             print("%s %s %s %s %s" % (result.kind, result.charger_id, result.status, result.reason,
                                       result.detail), flush=True)
     v.on_result = report
-    print("validator %s: ledger %s, broker %s:%d" % (args.id, args.db, args.broker, args.port), flush=True)
+    print("validator %s: ledger %s, broker %s:%d%s%s" % (
+        args.id, args.db, spec.host, spec.port, " as " + spec.username if spec.username else "",
+        " (TLS)" if spec.uses_tls else ""), flush=True)
     try:
         v.run()
     except KeyboardInterrupt:
@@ -207,8 +211,8 @@ def build_parser():
         return sp
 
     sp = with_db(sub.add_parser("validate", help="run the validator service on an MQTT broker"))
-    sp.add_argument("--broker", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=1883)
+    from host_tools import mqtt_conn
+    mqtt_conn.add_arguments(sp)
     sp.add_argument("--id", required=True, help="this validator's id (its ack topic level)")
     sp.add_argument("--tariff", action="append", help="tariff document to publish (repeatable)")
     sp.add_argument("--backend", default="fast", choices=("fast", "reference", "both"),

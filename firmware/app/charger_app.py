@@ -74,9 +74,11 @@ class ChargerApp:
             from uplink import commands
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time)
+        from app.config import mqtt_tls
         return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
                     verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
-                    budget_ms=cfg["mqtt_budget_ms"])
+                    budget_ms=cfg["mqtt_budget_ms"], user=cfg["mqtt_user"],
+                    password=cfg["mqtt_password"], tls=mqtt_tls(cfg))
 
     @staticmethod
     def _reader(spi):

@@ -34,6 +34,11 @@ DEFAULTS = {
     "ntp_host": "pool.ntp.org",    # the clock is "S" (synchronised) in receipts once NTP answers
     "mqtt_host": "127.0.0.1",
     "mqtt_port": 1883,
+    "mqtt_user": None,             # broker login; the ACL template expects the charger id
+    "mqtt_password": "",
+    "mqtt_tls": False,             # TLS to the broker (port 8883 by convention)
+    "mqtt_ca": None,               # hex DER of the CA certificate the broker's must chain to
+    "mqtt_tls_name": None,         # name the broker's certificate must carry; None: mqtt_host
     "mqtt_budget_ms": 500,         # the most one network poll may block the charging loop
     "data_dir": "/data",
 }
@@ -41,6 +46,31 @@ DEFAULTS = {
 
 class ConfigError(Exception):
     pass
+
+
+def _check_mqtt(cfg):
+    user = cfg["mqtt_user"]
+    if user is not None and (not isinstance(user, str) or not user):
+        raise ConfigError("config: mqtt_user must be a non-empty string or null")
+    if not isinstance(cfg["mqtt_password"], str):
+        raise ConfigError("config: mqtt_password must be a string")
+    if cfg["mqtt_tls"]:
+        ca = cfg["mqtt_ca"]
+        if not isinstance(ca, str) or len(ca) < 64 or len(ca) % 2:
+            raise ConfigError("config: mqtt_tls needs mqtt_ca, the CA certificate as DER hex")
+        try:
+            int(ca[:16], 16)
+        except ValueError:
+            raise ConfigError("config: mqtt_ca is not hex")
+
+
+def mqtt_tls(cfg):
+    """A hal.net.Tls for the configured broker, or None when TLS is off."""
+    if not cfg["mqtt_tls"]:
+        return None
+    import binascii
+    from hal.net import Tls
+    return Tls(binascii.unhexlify(cfg["mqtt_ca"]), cfg["mqtt_tls_name"] or cfg["mqtt_host"])
 
 
 def load(board, path=None, overrides=None):
@@ -67,6 +97,7 @@ def load(board, path=None, overrides=None):
     for field in ("charger_id", "meter_serial"):
         if not cfg[field] or not isinstance(cfg[field], str):
             raise ConfigError("config: field '%s' is required (a string)" % field)
+    _check_mqtt(cfg)
     if not cfg["log_origin"]:
         cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
     return cfg

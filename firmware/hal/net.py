@@ -8,6 +8,12 @@
 #
 # Net is what umqtt.simple expects as its `socket` module (socket(), getaddrinfo()); the
 # uplink points umqtt.simple's module global at a Net (see uplink/mqtt.py), without forking it.
+#
+# TLS: Net(tls=Tls(ca_der, server_hostname)) makes every socket a TLS client that checks the
+# broker's certificate against that CA and name (MicroPython's `ssl`, mbedTLS; CPython's
+# `ssl`). The handshake happens in TimedSocket.connect, bounded like any other call; umqtt's
+# own ssl flag is not used (it would wrap our wrapper). After a timeout a MicroPython TLS
+# socket stays in error: the uplink drops the link on any timeout anyway.
 import socket as _socket
 import sys
 
@@ -51,9 +57,50 @@ IPPROTO_TCP = 6                # same numbers on Linux and lwIP; not every port 
 TCP_NODELAY = 1
 
 
+class Tls:
+    """What a TLS client needs: the CA certificate (DER bytes, or PEM) that must have signed the
+    broker's certificate, and the name the certificate must carry (host name or IP address)."""
+
+    def __init__(self, ca, server_hostname):
+        if not ca:
+            raise ValueError("TLS needs the broker's CA certificate")
+        if not server_hostname:
+            raise ValueError("TLS needs the broker's name to check")
+        self.ca = ca
+        self.server_hostname = server_hostname
+        self._ctx = None
+
+    def context(self):
+        # Made once: parsing the CA costs heap and time on every connect otherwise.
+        if self._ctx is None:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            if hasattr(ctx, "check_hostname"):         # CPython
+                ctx.check_hostname = True
+            ca = self.ca
+            if sys.implementation.name != "micropython" and ca[:5] != b"-----":
+                ca = _der_to_pem(ca)                     # CPython's cadata wants PEM text or DER
+            ctx.load_verify_locations(cadata=ca)
+            self._ctx = ctx
+        return self._ctx
+
+    def wrap(self, sock):
+        return self.context().wrap_socket(sock, server_hostname=self.server_hostname)
+
+
+def _der_to_pem(der):
+    import binascii
+    b64 = binascii.b2a_base64(der).decode().replace("\n", "")
+    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
 class TimedSocket:
-    def __init__(self, sock, timeout_ms):
+    def __init__(self, sock, timeout_ms, tls=None):
         self.sock = sock
+        self.raw = sock             # where timeouts are set (MicroPython's TLS socket has none)
+        self.tls = tls
         self.timeout_ms = timeout_ms
         self.deadline = None       # ticks_ms value after which every call fails, or None
         self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
@@ -75,11 +122,22 @@ class TimedSocket:
         return left if left < self.timeout_ms else self.timeout_ms
 
     def _arm(self):
-        self.sock.settimeout(self._wait_ms() / 1000)
+        self.raw.settimeout(self._wait_ms() / 1000)
 
     def connect(self, addr):
         self._arm()
         self.sock.connect(addr)
+        if self.tls is not None:
+            # The handshake reads and writes under the same bounds as everything else; a
+            # certificate that does not check out raises here and the connection is closed.
+            try:
+                tsock = self.tls.wrap(self.sock)
+            except Exception as exc:
+                self.sock.close()
+                raise _timeout_or(exc) if isinstance(exc, OSError) else OSError(str(exc))
+            self.sock = tsock
+            if hasattr(tsock, "settimeout"):          # CPython: the raw socket is detached
+                self.raw = tsock
 
     def setblocking(self, flag):
         # "blocking" means "waits, but never longer than the timeout".
@@ -87,13 +145,13 @@ class TimedSocket:
             self.flush()                    # what we wrote must be out before we look
         self._blocking = bool(flag)
         if flag:
-            self.sock.settimeout(self.timeout_ms / 1000)
+            self.raw.settimeout(self.timeout_ms / 1000)
         else:
-            self.sock.setblocking(False)
+            self.raw.setblocking(False)
 
     def settimeout(self, seconds):
         self.timeout_ms = int(seconds * 1000) if seconds is not None else self.timeout_ms
-        self.sock.settimeout(self.timeout_ms / 1000)
+        self.raw.settimeout(self.timeout_ms / 1000)
 
     def read(self, n):
         if not self._blocking:
@@ -102,7 +160,7 @@ class TimedSocket:
             try:
                 data = self.sock.read(n) if _HAS_READ else self.sock.recv(n)
             except OSError as exc:
-                if _errno(exc) in _WOULD_BLOCK:
+                if _errno(exc) in _WOULD_BLOCK or _ssl_want(exc):
                     return None
                 raise
             if data is None:
@@ -151,7 +209,7 @@ class TimedSocket:
             self._wlen = 0
             self._send_all(memoryview(self._wbuf)[:n])
             if not self._blocking:
-                self.sock.setblocking(False)
+                self.raw.setblocking(False)
 
     def _send_all(self, mv):
         sent = 0
@@ -185,6 +243,12 @@ def _errno(exc):
     return e
 
 
+def _ssl_want(exc):
+    # CPython's non-blocking TLS read says "nothing yet" with SSLWantReadError (errno 2), not
+    # EAGAIN. MicroPython's returns None instead.
+    return exc.__class__.__name__ in ("SSLWantReadError", "SSLWantWriteError")
+
+
 def _timeout_or(exc):
     # CPython raises socket.timeout (errno None), the unix port EAGAIN, the ESP32 ETIMEDOUT.
     e = _errno(exc)
@@ -198,15 +262,16 @@ class Net:
 
     # getaddrinfo has no timeout (on the ESP32 a lookup without a network can block for
     # seconds), so a name is looked up once and the answer reused for resolve_ms.
-    def __init__(self, timeout_ms=5000, resolve_ms=600000):
+    def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None):
         self.timeout_ms = timeout_ms
         self.resolve_ms = resolve_ms
+        self.tls = tls              # a Tls, or None for plain TCP
         self.deadline = None
         self.last = None            # the last socket made (the uplink sets its deadline)
         self._addr = None           # (host, port, ticks looked up, result)
 
     def socket(self):
-        s = TimedSocket(_socket.socket(), self.timeout_ms)
+        s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls)
         s.deadline = self.deadline
         self.last = s
         return s

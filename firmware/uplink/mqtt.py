@@ -31,7 +31,10 @@ class Link:
     def __init__(self, charger_id, host, port, outbox, verifier=None, keepalive_s=30,
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
                  window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
-                 prefix="cp", client_id=None, max_pending_cmds=4):
+                 prefix="cp", client_id=None, max_pending_cmds=4, user=None, password=None,
+                 tls=None):
+        # user/password: the charger's broker login (the broker's ACL lets user <id> publish
+        # only under cp/<id>/); tls: a hal.net.Tls (CA and name the broker must prove).
         self.topics = Topics(charger_id, prefix)
         self.host = host
         self.port = port
@@ -49,7 +52,9 @@ class Link:
         self.telemetry_ms = telemetry_ms
         self.client_id = client_id or ("cp-" + charger_id)
         self.max_pending_cmds = max_pending_cmds
-        self._net = net.Net(timeout_ms)
+        self.user = user
+        self.password = password
+        self._net = net.Net(timeout_ms, tls=tls)
         self.client = None
         self.cursor = outbox.acked          # highest seq sent on this connection
         self._cmds = []                     # raw commands waiting for verification
@@ -98,7 +103,8 @@ class Link:
 
     def _connect(self, now, deadline):
         self.attempts += 1
-        c = _umqtt.MQTTClient(self.client_id, self.host, self.port, keepalive=self.keepalive_s)
+        c = _umqtt.MQTTClient(self.client_id, self.host, self.port, keepalive=self.keepalive_s,
+                              user=self.user, password=self.password or "")
         c.set_callback(self._on_message)
         c.set_last_will(self.topics.status, OFFLINE, retain=True, qos=1)
         self._net.deadline = deadline

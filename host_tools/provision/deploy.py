@@ -2,6 +2,7 @@
 
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --board boards/X.json --config my.json
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --pubkey
+    ... --config my.json --mqtt-user CP-001 --mqtt-password-file pw --mqtt-ca ca.crt [--mqtt-tls-name N]
 
 Deploy puts the firmware on the board the way the board file says ("firmware": frozen, romfs
 or mpy; --mode overrides; host_tools/provision/fit.py explains the three), the board file at
@@ -14,7 +15,11 @@ refused with the figures.
   romfs   the same files as a ROMFS image (build/chargeproof.romfs), written to the ROM
           partition with `mpremote romfs deploy`; without a partition (the unix port) as the
           file /romfs.img that main.py mounts at /rom
-  frozen  nothing but the board, configuration and main.py: the code is in the image --pubkey makes the key on first boot (from the
+  frozen  nothing but the board, configuration and main.py: the code is in the image
+
+The --mqtt-* options put the charger's broker login and the broker's CA (PEM file, stored on
+the board as DER hex, TLS on) into the configuration written to the board; the password never
+appears on a command line. --pubkey makes the key on first boot (from the
 board's RNG) or loads it, and prints only the public key: the private key never leaves the board.
 
 --resume (for the MicroPython unix port as a virtual board over socat, which has no soft reset)
@@ -22,6 +27,7 @@ adds mpremote's `resume` to every call.
 """
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -58,6 +64,27 @@ def check_files(board_path, config_path):
     from app.board import load_board
     board = load_board(str(board_path))
     return config.load(board, str(config_path) if config_path else None), board
+
+
+def with_mqtt(config_path, user=None, password=None, cafile=None, tls_name=None, out_path=None):
+    """The configuration file with the broker login and CA merged in (a new file at out_path);
+    config_path itself when nothing is to be merged."""
+    if user is None and cafile is None:
+        return config_path
+    cfg = json.loads(pathlib.Path(config_path).read_text()) if config_path else {}
+    if user is not None:
+        cfg["mqtt_user"] = user
+        cfg["mqtt_password"] = password or ""
+    if cafile is not None:
+        from host_tools.mqtt_conn import ca_der_hex
+        cfg["mqtt_tls"] = True
+        cfg["mqtt_ca"] = ca_der_hex(cafile)
+        if tls_name:
+            cfg["mqtt_tls_name"] = tls_name
+    out = pathlib.Path(out_path)
+    out.write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    out.chmod(0o600)                        # it holds the broker password
+    return str(out)
 
 
 def probe(port, resume=False):
@@ -140,7 +167,19 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="no soft reset (unix-port virtual board)")
     ap.add_argument("--mode", choices=fit.MODES, help="how the firmware goes on (default: the "
                     "board file's \"firmware\")")
+    ap.add_argument("--mqtt-user", help="the charger's broker login (its charger id)")
+    ap.add_argument("--mqtt-password-file", help="file holding the charger's broker password")
+    ap.add_argument("--mqtt-ca", help="PEM CA certificate of the broker (turns TLS on)")
+    ap.add_argument("--mqtt-tls-name", help="name in the broker's certificate (default mqtt_host)")
     args = ap.parse_args(argv)
+    if args.board and (args.mqtt_user or args.mqtt_ca):
+        import tempfile
+        password = None
+        if args.mqtt_password_file:
+            password = pathlib.Path(args.mqtt_password_file).read_text().strip("\r\n")
+        tmp = tempfile.mkdtemp(prefix="cp-deploy-")
+        args.config = with_mqtt(args.config, args.mqtt_user, password, args.mqtt_ca,
+                                args.mqtt_tls_name, out_path=os.path.join(tmp, "config.json"))
     if args.board:
         try:
             cfg, verdict = deploy(args.port, args.board, args.config, args.resume, args.mode)

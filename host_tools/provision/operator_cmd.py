@@ -58,10 +58,12 @@ def sign(key, charger, cmd, args=None, **kw):
     return sign_payload(key, payload(charger, cmd, args, **kw))
 
 
-def send(message, charger, host, port, prefix="cp", timeout_s=30.0):
-    """Publish a signed command and wait for the charger's result message (a dict)."""
+def send(message, charger, host, port, prefix="cp", timeout_s=30.0, broker=None):
+    """Publish a signed command and wait for the charger's result message (a dict).
+    broker: a host_tools.mqtt_conn.BrokerSpec (the operator's login, TLS); host/port override
+    its address."""
     import threading
-    import paho.mqtt.client as mqtt
+    from host_tools import mqtt_conn
     ref = hashlib.sha256(message).hexdigest()[:16]    # results name commands by this
     got = {}
     done = threading.Event()
@@ -73,9 +75,10 @@ def send(message, charger, host, port, prefix="cp", timeout_s=30.0):
             got.update(res)
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    spec = (broker or mqtt_conn.BrokerSpec()).at(host, port)
+    client = mqtt_conn.client(spec)
     client.on_message = on_message
-    client.connect(host, port)
+    client.connect(spec.host, spec.port)
     client.loop_start()
     try:
         client.subscribe(topic, 1)[0]
@@ -103,8 +106,8 @@ def main(argv=None):
         p.add_argument("--ttl", type=int, default=300, help="seconds until it expires")
         p.add_argument("--n", type=int, default=None, help="counter (default: unix ms)")
         if name == "send":
-            p.add_argument("--host", default="127.0.0.1")
-            p.add_argument("--port", type=int, default=1883)
+            from host_tools import mqtt_conn
+            mqtt_conn.add_arguments(p, host_flag="--host")
     a = ap.parse_args(argv)
     if a.what == "keygen":
         key = generate_key()
@@ -115,7 +118,9 @@ def main(argv=None):
     if a.what == "sign":
         sys.stdout.write(msg.decode() + "\n")
     else:
-        print(json.dumps(send(msg, a.charger, a.host, a.port)))
+        from host_tools import mqtt_conn
+        spec = mqtt_conn.spec_from_args(a)
+        print(json.dumps(send(msg, a.charger, spec.host, spec.port, broker=spec)))
 
 
 if __name__ == "__main__":

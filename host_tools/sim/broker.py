@@ -189,10 +189,17 @@ def find_mosquitto():
 
 
 class MosquittoBroker(_BrokerProcess):
-    """A Mosquitto 2 process with a generated config: one loopback listener, anonymous."""
+    """A Mosquitto 2 process on one loopback listener.
+
+    Without a roster: anonymous, no ACL (the firmware's and validator's functional tests).
+    With a roster (host_tools.provision.broker_conf.Roster, passwords set): the deployment's
+    own configuration, deploy/mosquitto/mosquitto.conf and acl.template, with its files in
+    workdir: logins from a password file made by mosquitto_passwd, the ACL, client id = login,
+    anonymous refused. tls: {"cafile", "certfile", "keyfile"} (PEM paths) makes the listener
+    TLS-only."""
     kind = "mosquitto"
 
-    def __init__(self, host=LOOPBACK, port=None, workdir=None):
+    def __init__(self, host=LOOPBACK, port=None, workdir=None, roster=None, tls=None):
         self.exe = find_mosquitto()
         if not self.exe:
             raise RuntimeError("mosquitto not installed: run bash host_tools/devtools/bootstrap.sh")
@@ -200,8 +207,28 @@ class MosquittoBroker(_BrokerProcess):
         self.workdir = workdir or tempfile.mkdtemp(prefix="cp-mosquitto-")
         self.conf = os.path.join(self.workdir, "mosquitto.conf")
         self.log = os.path.join(self.workdir, "mosquitto.log")
+        self.roster = roster
+        self.tls = tls
+        if roster is not None:
+            self._write_secure_config()
+        elif tls is not None:
+            raise ValueError("a TLS broker here always has logins: give a roster")
+
+    def _write_secure_config(self):
+        from host_tools.provision import broker_conf
+        os.makedirs(self.workdir, exist_ok=True)
+        if self.tls:
+            for src, name in ((self.tls["cafile"], "ca.crt"), (self.tls["certfile"], "server.crt"),
+                              (self.tls["keyfile"], "server.key")):
+                if os.path.abspath(src) != os.path.join(os.path.abspath(self.workdir), name):
+                    shutil.copyfile(src, os.path.join(self.workdir, name))
+        broker_conf.write_config(self.workdir, self.roster, port=self.port, bind=self.host,
+                                 tls=bool(self.tls), persistence=False, log=self.log,
+                                 run_as="root" if os.geteuid() == 0 else None)
 
     def command(self):
+        if self.roster is not None:
+            return [self.exe, "-c", self.conf]
         with open(self.conf, "w") as f:
             f.write("listener %d %s\nallow_anonymous true\npersistence false\n"
                     "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n"

@@ -89,7 +89,7 @@ class _Reject(Exception):
 
 class Validator:
     def __init__(self, db_path, validator_id, host=None, port=1883, tariffs=(),
-                 backend="fast", skew_s=DEFAULT_SKEW_S, clock=time.time):
+                 backend="fast", skew_s=DEFAULT_SKEW_S, clock=time.time, broker=None):
         if not validator_id or "/" in validator_id or "+" in validator_id or "#" in validator_id:
             raise ValueError("validator id must be a plain MQTT topic level: %r" % (validator_id,))
         if backend not in sigcheck.BACKENDS:
@@ -98,6 +98,8 @@ class Validator:
         self.validator_id = validator_id
         self.host = host
         self.port = port
+        # broker: a host_tools.mqtt_conn.BrokerSpec (login, TLS); host/port override its address.
+        self.broker = broker
         self.backend = backend
         self.skew_s = skew_s
         self.clock = clock
@@ -407,11 +409,17 @@ class Validator:
     on_result = None
     last_error = None
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
+    def _spec(self, host=None, port=None):
+        from host_tools.mqtt_conn import BrokerSpec
+        spec = self.broker or BrokerSpec()
+        return spec.at(host or self.host, port or (self.port if self.broker is None else None))
+
+    def _make_client(self, spec):
+        from host_tools import mqtt_conn
         # A persistent session: the broker keeps QoS 1 messages for us while we are down.
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="validator-" + self.validator_id,
-                             clean_session=False)
+        # (A broker with use_username_as_clientid replaces the id with the login.)
+        client = mqtt_conn.client(spec, client_id="validator-" + self.validator_id,
+                                  clean_session=False)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
@@ -421,8 +429,9 @@ class Validator:
 
     def start(self, host=None, port=None):
         """Connect and serve in paho's background thread (returns at once)."""
-        self._client = self._make_client()
-        self._client.connect(host or self.host or "127.0.0.1", port or self.port, keepalive=30)
+        spec = self._spec(host, port)
+        self._client = self._make_client(spec)
+        self._client.connect(spec.host, spec.port, keepalive=30)
         self._client.loop_start()
         return self
 
@@ -434,8 +443,9 @@ class Validator:
 
     def run(self, host=None, port=None):
         """Serve in the calling thread until interrupted."""
-        self._client = self._make_client()
-        self._client.connect(host or self.host or "127.0.0.1", port or self.port, keepalive=30)
+        spec = self._spec(host, port)
+        self._client = self._make_client(spec)
+        self._client.connect(spec.host, spec.port, keepalive=30)
         try:
             self._client.loop_forever(retry_first_connection=True)
         finally:
