@@ -1,0 +1,2 @@
+"""Running a fleet: what an operator runs beside the validators (Home Assistant discovery,
+and the services that steer chargers with signed commands)."""
