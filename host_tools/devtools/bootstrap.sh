@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything `make test`, `make bench` and `make demo` need, on a fresh machine:
-#   - Debian packages: socat (serial ptys for the Modbus wire), mosquitto (the real broker)
+#   - Debian packages: socat (serial ptys for the Modbus wire), mosquitto (the real broker),
+#     postgresql (the validators' shared store; tests run their own server)
 #   - a virtualenv at .venv with the host packages of requirements.txt and this project's CLI
 #   - umqtt.simple for the firmware, unpacked from PyPI's sdist into .venv/mplib
 # Idempotent: each step is skipped when its result is already there.
@@ -13,6 +14,8 @@ need_apt=()
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# PostgreSQL: the validators' shared store at scale (tests start a throw-away server with initdb).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -48,7 +48,7 @@ import time
 from host_tools.verify import merkle
 from host_tools.verify import sigcheck
 from host_tools.verify import formats
-from host_tools.validator.store import LedgerDB, LedgerError, key_id_hex
+from host_tools.validator.store import LedgerError, key_id_hex, open_ledger
 
 DEFAULT_SKEW_S = 300          # a charger clock may run this far ahead of ours
 MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.py RECEIPT_MAX)
@@ -94,7 +94,7 @@ class Validator:
             raise ValueError("validator id must be a plain MQTT topic level: %r" % (validator_id,))
         if backend not in sigcheck.BACKENDS:
             raise ValueError("backend must be one of %s" % (sigcheck.BACKENDS,))
-        self.db = LedgerDB(db_path)
+        self.db = open_ledger(db_path)
         self.validator_id = validator_id
         self.host = host
         self.port = port

@@ -1,4 +1,16 @@
-"""The validator's ledger: SQLite on disk (stdlib sqlite3), one file per validator.
+"""The validator's ledger: one storage interface, two backends with the same schema.
+
+  LedgerDB(path)          SQLite on disk (stdlib sqlite3), one file per validator: the embedded
+                          default, one process.
+  PgLedgerDB(conninfo)    PostgreSQL (psycopg 3): several worker processes of one validator
+                          identity share it; per-charger order comes from a row lock on the
+                          charger (`lock_charger`), taken inside the writing transaction.
+  open_ledger(target)     either, by the target's form ("postgresql://...", "host=... dbname=..."
+                          or a file path).
+
+Every statement is written once, in SQLite's dialect with `?` parameters; the PostgreSQL backend
+translates the few differences mechanically (types in DDL, `?` -> `%s`, `IS ?`), so the two
+schemas cannot drift apart.
 
 What it holds
   chargers     enrolled chargers: id, public key (SPKI DER hex), C2SP key id, log origin
@@ -10,6 +22,10 @@ What it holds
   checkpoints  signed checkpoints (tree heads) per charger and size
   rejections   every message refused, with its reason and the raw bytes
   evidence     misbehaviour: both conflicting items (split view, fork, gap, unknown key, ...)
+  cosignatures witness cosignatures (C2SP tlog-cosignature) on charger checkpoints: our own and
+               those of the other validators we read (served with proofs)
+  parked       authentic receipts that reached a worker before their predecessor was stored:
+               held here (not lost, not a gap) until the predecessor lands, then stored in order
 
 Why it is built like this
   - Durability before acknowledgement: the validator acks a receipt only after the transaction
@@ -18,15 +34,19 @@ Why it is built like this
   - Idempotence: (charger, log index) is the primary key of a receipt; a resend of the same
     bytes is a duplicate (acked again, counted once), different bytes at the same index are a
     fork (evidence, decided by the validator).
-  - Schema versioning: `schema_version` holds one number; MIGRATIONS are applied in order, each
-    in its own transaction. A file written by a newer version is refused, never guessed at.
+  - Schema versioning: `schema_version` holds one number; MIGRATIONS are applied in order, in
+    one transaction with the new number (PostgreSQL's DDL is transactional too, and an advisory
+    lock lets one of several starting workers migrate). A store written by a newer version is
+    refused, never guessed at.
 """
 import contextlib
+import hashlib
+import re
 import sqlite3
 import threading
 import time
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class LedgerError(Exception):
@@ -97,6 +117,26 @@ MIGRATIONS = {
         # Meter continuity is checked per meter: a replaced meter starts its own chain.
         "CREATE INDEX receipts_meter ON receipts (charger_id, meter_serial, log_index)",
     ],
+    3: [
+        """CREATE TABLE cosignatures (
+            charger_id   TEXT NOT NULL REFERENCES chargers(charger_id),
+            size         INTEGER NOT NULL,
+            cosigner     TEXT NOT NULL,          -- the witness's key name (a validator id)
+            key_id_hex   TEXT NOT NULL,          -- C2SP key id of the witness's Ed25519 key
+            root         BLOB NOT NULL,          -- the root it cosigned (for split-view checks)
+            timestamp    INTEGER NOT NULL,       -- the cosignature's own time (seconds)
+            line         TEXT NOT NULL,          -- the signature line, exactly as published
+            received_at  INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, size, cosigner))""",
+        """CREATE TABLE parked (
+            charger_id   TEXT NOT NULL REFERENCES chargers(charger_id),
+            log_index    INTEGER NOT NULL,
+            digest       TEXT NOT NULL,          -- SHA-256 hex of the payload
+            topic        TEXT NOT NULL,
+            payload      BLOB NOT NULL,
+            received_at  INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, log_index, digest))""",
+    ],
 }
 
 
@@ -111,74 +151,95 @@ def default_origin(charger_id):
 
 def key_id_hex(pubkey_der):
     """C2SP key id: the first 4 bytes of SHA-256 over the SPKI DER, hex."""
-    import hashlib
     return hashlib.sha256(pubkey_der).digest()[:4].hex()
 
 
-class LedgerDB:
-    """One validator's store. Thread-safe (one connection behind a lock): paho's network thread
-    and the CLI may share it."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise LedgerError("%s: could not switch to WAL mode (got %s)" % (self.path, mode))
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
-
-    # ---- schema -------------------------------------------------------------------------
-    def _migrate(self):
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self._db.execute("SELECT version FROM schema_version").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise LedgerError("%s: schema version %d is newer than this program's %d"
-                                  % (self.path, current, SCHEMA_VERSION))
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                with self.transaction() as db:
-                    for statement in MIGRATIONS[version]:
-                        db.execute(statement)
-                    db.execute("DELETE FROM schema_version")
-                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+class _Ledger:
+    """What both backends share: every query, in SQLite's dialect. A backend provides _query()
+    (a read, fetched whole) and transaction() (yields an object with execute(sql, args))."""
+    IntegrityError = sqlite3.IntegrityError
+    kind = "?"
 
     def schema_version(self):
         return self._query("SELECT version FROM schema_version").fetchone()[0]
 
-    def _query(self, sql, args=()):
-        """A read, fetched whole under the lock: another thread's open transaction on this
-        connection cannot interleave with it."""
-        with self._lock:
-            return _Rows(self._db.execute(sql, args).fetchall())
+    def _apply_migrations(self, tx, current):
+        if current > SCHEMA_VERSION:
+            raise LedgerError("%s: schema version %d is newer than this program's %d"
+                              % (self.where, current, SCHEMA_VERSION))
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                tx.execute(self._ddl(statement))
+            tx.execute("DELETE FROM schema_version")
+            tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
-    @contextlib.contextmanager
-    def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception). When the block returns, the
-        writes are on disk: only then may the caller acknowledge them."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def close(self):
-        with self._lock:
-            self._db.close()
+    @staticmethod
+    def _ddl(statement):
+        return statement
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    # ---- per-charger order (several workers on one store) -----------------------------------
+    def lock_charger(self, tx, charger_id):
+        """Inside a transaction(): serialise every writer of this charger's log until commit.
+        SQLite's BEGIN IMMEDIATE already holds the one write lock of the file."""
+
+    def next_index(self, tx, charger_id):
+        """Inside a transaction(): the log index the next receipt of this charger must have."""
+        row = tx.execute("SELECT MAX(log_index) FROM receipts WHERE charger_id=?", (charger_id,)).fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    # ---- parked receipts (reached a worker before their predecessor) ------------------------
+    def park(self, tx, charger_id, log_index, topic, payload, received_at=None):
+        """Inside a transaction(): hold an authentic early receipt. Idempotent per payload."""
+        digest = hashlib.sha256(bytes(payload)).hexdigest()
+        if tx.execute("SELECT 1 FROM parked WHERE charger_id=? AND log_index=? AND digest=?",
+                      (charger_id, log_index, digest)).fetchone() is None:
+            tx.execute("INSERT INTO parked (charger_id, log_index, digest, topic, payload, received_at)"
+                       " VALUES (?,?,?,?,?,?)",
+                       (charger_id, log_index, digest, topic, bytes(payload),
+                        received_at if received_at is not None else _now()))
+
+    def parked_at(self, tx, charger_id, log_index):
+        """Inside a transaction(): the parked (topic, payload) pairs at that index."""
+        return [(r[0], bytes(r[1])) for r in tx.execute(
+            "SELECT topic, payload FROM parked WHERE charger_id=? AND log_index=? ORDER BY received_at",
+            (charger_id, log_index)).fetchall()]
+
+    def unpark(self, tx, charger_id, upto):
+        """Inside a transaction(): drop parked receipts below index upto (now stored or moot)."""
+        tx.execute("DELETE FROM parked WHERE charger_id=? AND log_index<?", (charger_id, upto))
+
+    def parked(self, charger_id=None):
+        if charger_id is None:
+            rows = self._query("SELECT * FROM parked ORDER BY charger_id, log_index")
+        else:
+            rows = self._query("SELECT * FROM parked WHERE charger_id=? ORDER BY log_index", (charger_id,))
+        return [_blob_row(r, ("payload",)) for r in rows]
+
+    # ---- witness cosignatures -------------------------------------------------------------
+    def insert_cosignature(self, tx, charger_id, size, cosigner, key_id, root, timestamp, line,
+                           received_at=None):
+        """Inside a transaction(): keep a cosignature (the newest per charger, size and cosigner)."""
+        tx.execute("DELETE FROM cosignatures WHERE charger_id=? AND size=? AND cosigner=?",
+                   (charger_id, size, cosigner))
+        tx.execute("INSERT INTO cosignatures VALUES (?,?,?,?,?,?,?,?)",
+                   (charger_id, size, cosigner, key_id, bytes(root), timestamp, line,
+                    received_at if received_at is not None else _now()))
+
+    def cosignatures(self, charger_id, size=None):
+        if size is None:
+            rows = self._query("SELECT * FROM cosignatures WHERE charger_id=? ORDER BY size, cosigner",
+                               (charger_id,))
+        else:
+            rows = self._query("SELECT * FROM cosignatures WHERE charger_id=? AND size=? ORDER BY cosigner",
+                               (charger_id, size))
+        return [_blob_row(r, ("root",)) for r in rows]
+
 
     # ---- chargers and tariffs --------------------------------------------------------------
     def enroll(self, charger_id, pubkey_der, origin=None, now=None):
@@ -367,6 +428,175 @@ class LedgerDB:
         else:
             rows = self._query("SELECT * FROM evidence WHERE charger_id=? ORDER BY id", (charger_id,))
         return [_blob_row(r, ("first", "second")) for r in rows]
+
+
+
+class LedgerDB(_Ledger):
+    """SQLite backend. Thread-safe (one connection behind a lock): paho's network thread and the
+    CLI may share it."""
+    kind = "sqlite"
+
+    def __init__(self, path):
+        self.path = self.where = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise LedgerError("%s: could not switch to WAL mode (got %s)" % (self.path, mode))
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    # ---- schema -------------------------------------------------------------------------
+    def _migrate(self):
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current != SCHEMA_VERSION:
+                # all steps and the new version number in one transaction: a crash leaves the
+                # old version whole; re-read under the write lock (another process may have won)
+                with self.transaction() as tx:
+                    row = tx.execute("SELECT version FROM schema_version").fetchone()
+                    self._apply_migrations(tx, row[0] if row else 0)
+
+    def _query(self, sql, args=()):
+        """A read, fetched whole under the lock: another thread's open transaction on this
+        connection cannot interleave with it."""
+        with self._lock:
+            return _Rows(self._db.execute(sql, args).fetchall())
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception). When the block returns, the
+        writes are on disk: only then may the caller acknowledge them."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+_PG_DDL = [(re.compile(r"INTEGER PRIMARY KEY AUTOINCREMENT"), "BIGSERIAL PRIMARY KEY"),
+           (re.compile(r"\bINTEGER\b"), "BIGINT"),
+           (re.compile(r"\bBLOB\b"), "BYTEA")]
+_MIGRATION_LOCK = 0x43504C47      # pg_advisory_xact_lock key: one migrating worker at a time
+
+
+def _pg_sql(sql):
+    """SQLite's dialect as the statements here use it -> PostgreSQL's (psycopg's %s params)."""
+    return sql.replace("%", "%%").replace("IS ?", "IS NOT DISTINCT FROM ?").replace("?", "%s")
+
+
+class _PgRow(dict):
+    """A row that reads by column name (like sqlite3.Row) and by position."""
+    __slots__ = ("_values",)
+
+    def __init__(self, names, values):
+        dict.__init__(self, zip(names, values))
+        self._values = values
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return self._values[key]
+        return dict.__getitem__(self, key)
+
+
+def _pg_row_factory(cursor):
+    names = [d.name for d in cursor.description] if cursor.description else []
+    return lambda values: _PgRow(names, values)
+
+
+class _PgTx:
+    """The object a PostgreSQL transaction() yields: execute(sql, args) in SQLite's dialect."""
+
+    def __init__(self, cursor):
+        self._cur = cursor
+
+    def execute(self, sql, args=()):
+        self._cur.execute(_pg_sql(sql), tuple(args))
+        return self
+
+    def fetchone(self):
+        return self._cur.fetchone()
+
+    def fetchall(self):
+        return self._cur.fetchall()
+
+
+class PgLedgerDB(_Ledger):
+    """PostgreSQL backend (psycopg 3): the store several worker processes of one validator share.
+    One connection per instance behind a lock (each worker process opens its own). Durability:
+    a COMMIT returns once the WAL is flushed (synchronous_commit on, the server's default), so
+    the ack-after-commit rule holds as with SQLite."""
+    kind = "postgresql"
+
+    def __init__(self, conninfo):
+        import psycopg
+        self.IntegrityError = psycopg.errors.IntegrityError
+        self.conninfo = conninfo
+        self.where = re.sub(r"password=\S+", "password=***", conninfo)
+        self._lock = threading.RLock()
+        self._db = psycopg.connect(conninfo, autocommit=True, row_factory=_pg_row_factory)
+        self._migrate()
+
+    @staticmethod
+    def _ddl(statement):
+        for pattern, replacement in _PG_DDL:
+            statement = pattern.sub(replacement, statement)
+        return statement
+
+    def _migrate(self):
+        with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(%d)" % _MIGRATION_LOCK)
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            row = tx.execute("SELECT version FROM schema_version").fetchone()
+            self._apply_migrations(tx, row[0] if row else 0)
+
+    def _query(self, sql, args=()):
+        with self._lock:
+            return _Rows(self._db.execute(_pg_sql(sql), tuple(args)).fetchall())
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN ... COMMIT (ROLLBACK on any exception); committed (WAL flushed) when the block
+        returns."""
+        with self._lock:
+            with self._db.transaction():
+                with self._db.cursor() as cur:
+                    yield _PgTx(cur)
+
+    def lock_charger(self, tx, charger_id):
+        tx.execute("SELECT 1 FROM chargers WHERE charger_id=? FOR UPDATE", (charger_id,))
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+
+def is_postgres(target):
+    """True if target names a PostgreSQL database rather than a SQLite file."""
+    target = str(target)
+    return target.startswith(("postgresql://", "postgres://")) or (
+        "dbname=" in target or "host=" in target)
+
+
+def open_ledger(target):
+    """A PgLedgerDB for a PostgreSQL URL or conninfo string, else a SQLite LedgerDB (a path)."""
+    if isinstance(target, _Ledger):
+        return target
+    return PgLedgerDB(str(target)) if is_postgres(target) else LedgerDB(target)
 
 
 class _Rows(list):

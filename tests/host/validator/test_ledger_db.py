@@ -1,10 +1,11 @@
-"""The validator's SQLite ledger: schema versioning, durability settings, idempotence, enrolment."""
+"""The validator's ledger on both backends (SQLite file, real PostgreSQL server): schema versioning,
+durability settings, idempotence, enrolment, parked receipts, cosignatures."""
 import sqlite3
 
 import pytest
 
 from host_tools.validator import store as ledger_db
-from host_tools.validator.store import LedgerDB, LedgerError
+from host_tools.validator.store import LedgerDB, LedgerError, PgLedgerDB, open_ledger
 
 PUB_A = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004") + bytes(range(64))
 PUB_B = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004") + bytes(range(1, 65))
@@ -42,7 +43,7 @@ def test_old_schema_is_migrated_in_place_and_data_kept(tmp_path):
     raw.execute("INSERT INTO chargers VALUES ('cp1', 'aa', 'bbbbbbbb', 'cp1', 1)")
     raw.close()
     with LedgerDB(path) as db:
-        assert db.schema_version() == 2
+        assert db.schema_version() == ledger_db.SCHEMA_VERSION
         assert db.charger("cp1")["pubkey_hex"] == "aa"
         indexes = {r[0] for r in db._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "receipts_meter" in indexes
@@ -59,8 +60,8 @@ def test_newer_schema_is_refused(tmp_path):
         LedgerDB(path)
 
 
-def test_enrolment_is_idempotent_and_a_second_key_is_refused(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
+def test_enrolment_is_idempotent_and_a_second_key_is_refused(ledger_target):
+    with open_ledger(ledger_target) as db:
         kid = db.enroll("cp1", PUB_A, now=5)
         assert kid == ledger_db.key_id_hex(PUB_A) and len(kid) == 8
         assert db.enroll("cp1", PUB_A) == kid
@@ -74,8 +75,8 @@ def test_enrolment_is_idempotent_and_a_second_key_is_refused(tmp_path):
         assert db.charger("cp1")["origin"] == "chargeproof.local/cp1"     # the firmware's default
 
 
-def test_key_with_history_cannot_be_revoked(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
+def test_key_with_history_cannot_be_revoked(ledger_target):
+    with open_ledger(ledger_target) as db:
         db.enroll("cp1", PUB_A)
         db.enroll("cp2", PUB_A)
         with db.transaction() as tx:
@@ -87,12 +88,12 @@ def test_key_with_history_cannot_be_revoked(tmp_path):
         db.enroll("cp2", PUB_B)
 
 
-def test_same_index_twice_violates_the_key_and_rolls_back(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
+def test_same_index_twice_violates_the_key_and_rolls_back(ledger_target):
+    with open_ledger(ledger_target) as db:
         db.enroll("cp1", PUB_A)
         with db.transaction() as tx:
             db.insert_receipt(tx, _receipt(0))
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(db.IntegrityError):
             with db.transaction() as tx:
                 db.insert_receipt(tx, _receipt(1))
                 db.insert_receipt(tx, _receipt(0, receipt=b"other"))
@@ -101,23 +102,23 @@ def test_same_index_twice_violates_the_key_and_rolls_back(tmp_path):
         assert db.leaf_hashes("cp1") == [bytes([0]) * 32]
 
 
-def test_receipts_for_unknown_chargers_are_refused_by_the_schema(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
-        with pytest.raises(sqlite3.IntegrityError):
+def test_receipts_for_unknown_chargers_are_refused_by_the_schema(ledger_target):
+    with open_ledger(ledger_target) as db:
+        with pytest.raises(db.IntegrityError):
             with db.transaction() as tx:
                 db.insert_receipt(tx, _receipt(0, charger_id="nobody"))
 
 
-def test_committed_writes_are_visible_to_a_second_connection(tmp_path):
-    path = tmp_path / "l.sqlite"
-    db = LedgerDB(path)
+def test_committed_writes_are_visible_to_a_second_connection(ledger_target):
+    path = ledger_target
+    db = open_ledger(path)
     db.enroll("cp1", PUB_A)
     with db.transaction() as tx:
         db.insert_receipt(tx, _receipt(0))
         db.insert_checkpoint(tx, "cp1", 1, b"r" * 32, b"note")
         db.insert_rejection(tx, "cp1", "receipt", "bad-signature", "x", "cp/cp1/receipt", b"raw")
         db.insert_evidence(tx, "cp1", "split-view", b"a", b"b", "size 1")
-    other = LedgerDB(path)
+    other = open_ledger(path)
     assert other.log_size("cp1") == 1
     assert other.latest_checkpoint("cp1")["root"] == b"r" * 32
     assert other.rejections()[0]["reason"] == "bad-signature"
@@ -129,8 +130,8 @@ def test_committed_writes_are_visible_to_a_second_connection(tmp_path):
     db.close()
 
 
-def test_totals_count_billed_receipts_only(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
+def test_totals_count_billed_receipts_only(ledger_target):
+    with open_ledger(ledger_target) as db:
         db.enroll("cp1", PUB_A)
         with db.transaction() as tx:
             db.insert_receipt(tx, _receipt(0))
@@ -140,11 +141,76 @@ def test_totals_count_billed_receipts_only(tmp_path):
         assert row["sessions"] == 2 and row["energy_wh"] == 1000 and row["price_minor"] == 300
 
 
-def test_tariffs_by_hash(tmp_path):
-    with LedgerDB(tmp_path / "l.sqlite") as db:
+def test_tariffs_by_hash(ledger_target):
+    with open_ledger(ledger_target) as db:
         db.add_tariff("h1", '{"a":1}')
         db.add_tariff("h1", '{"a":1}')
         with pytest.raises(LedgerError):
             db.add_tariff("h1", '{"a":2}')
         assert db.tariff("h1") == '{"a":1}'
         assert db.tariff("h2") is None
+
+
+def test_postgres_old_schema_is_migrated_and_a_newer_one_refused(pg_dsn):
+    import psycopg
+    with psycopg.connect(pg_dsn, autocommit=True) as raw:
+        raw.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+        for statement in ledger_db.MIGRATIONS[1]:
+            raw.execute(PgLedgerDB._ddl(statement))
+        raw.execute("INSERT INTO schema_version VALUES (1)")
+        raw.execute("INSERT INTO chargers VALUES ('cp1', 'aa', 'bbbbbbbb', 'cp1', 1)")
+    with open_ledger(pg_dsn) as db:
+        assert db.kind == "postgresql"
+        assert db.schema_version() == ledger_db.SCHEMA_VERSION
+        assert db.charger("cp1")["pubkey_hex"] == "aa"
+        assert db.parked() == [] and db.cosignatures("cp1") == []
+    with psycopg.connect(pg_dsn, autocommit=True) as raw:
+        raw.execute("UPDATE schema_version SET version=99")
+    with pytest.raises(LedgerError, match="newer"):
+        open_ledger(pg_dsn)
+
+
+def test_two_postgres_connections_migrate_once(pg_dsn):
+    first, second = open_ledger(pg_dsn), open_ledger(pg_dsn)
+    assert first.schema_version() == second.schema_version() == ledger_db.SCHEMA_VERSION
+    first.close()
+    second.close()
+
+
+def test_open_ledger_picks_the_backend(tmp_path, pg_dsn):
+    assert isinstance(open_ledger(str(tmp_path / "x.sqlite")), LedgerDB)
+    assert isinstance(open_ledger(pg_dsn), PgLedgerDB)
+    assert ledger_db.is_postgres("postgresql://u@h/db") and not ledger_db.is_postgres("/var/x.sqlite")
+
+
+def test_parked_receipts_are_held_once_and_released_in_order(ledger_target):
+    with open_ledger(ledger_target) as db:
+        db.enroll("cp1", PUB_A)
+        with db.transaction() as tx:
+            db.lock_charger(tx, "cp1")
+            assert db.next_index(tx, "cp1") == 0
+            db.park(tx, "cp1", 2, "cp/cp1/receipt/3", b"third")
+            db.park(tx, "cp1", 1, "cp/cp1/receipt/2", b"second")
+            db.park(tx, "cp1", 1, "cp/cp1/receipt/2", b"second")        # a resend: held once
+        assert [(p["log_index"], p["payload"]) for p in db.parked("cp1")] == [(1, b"second"), (2, b"third")]
+        with db.transaction() as tx:
+            db.insert_receipt(tx, _receipt(0))
+            db.insert_receipt(tx, _receipt(1))
+            assert db.next_index(tx, "cp1") == 2
+            assert db.parked_at(tx, "cp1", 2) == [("cp/cp1/receipt/3", b"third")]
+            db.unpark(tx, "cp1", 2)
+        assert [p["log_index"] for p in db.parked()] == [2]
+
+
+def test_cosignatures_keep_the_newest_per_cosigner(ledger_target):
+    with open_ledger(ledger_target) as db:
+        db.enroll("cp1", PUB_A)
+        with db.transaction() as tx:
+            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 100, "— val-1 AAAA")
+            db.insert_cosignature(tx, "cp1", 3, "val-2", "05060708", b"r" * 32, 101, "— val-2 BBBB")
+            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 200, "— val-1 CCCC")
+        rows = db.cosignatures("cp1", 3)
+        assert [(r["cosigner"], r["timestamp"], r["line"]) for r in rows] == [
+            ("val-1", 200, "— val-1 CCCC"), ("val-2", 101, "— val-2 BBBB")]
+        assert rows[0]["root"] == b"r" * 32
+        assert db.cosignatures("cp1", 4) == []
