@@ -3,6 +3,7 @@
   python -m host_tools.lightclient --receipt BUNDLE.json --pubkey KEY_HEX_OR_FILE
                                    [--checkpoint CP.txt] [--proof PROOF.json] [--tariff T.json]
                                    [--consistency CONS.json]
+                                   [--witness VKEY_OR_FILE ... --quorum K]
 
 BUNDLE.json is the driver's receipt bundle (host_tools/verify/receipt.py). --checkpoint replaces the
 bundle's checkpoint (e.g. a newer one from a validator or a witness); --proof then supplies
@@ -10,11 +11,17 @@ the inclusion proof for that size: {"index": i, "tree_size": n, "inclusion_proof
 and --consistency an RFC 9162 proof that it extends the bundle's checkpoint:
 {"old_size": m, "new_size": n, "proof": [b64...]} (the proof server's /consistency answer).
 Two checkpoints of one size with different roots need no proof: they convict the log.
+--witness names a validator (witness) the driver trusts, as a C2SP vkey (`chargeproof witness-key`
+prints one); --quorum K then requires valid tlog-cosignatures from K distinct trusted witnesses on
+the checkpoint the receipt is proven against (the bundle carries them under "cosignatures", or as
+signature lines of its checkpoint note). A known witness's line that fails to verify fails the
+bundle; unknown lines are ignored.
 Prints "VALID: ..." (exit 0) or "INVALID: <reason>: <detail>" (exit 1). Reasons:
   malformed-bundle, bad-public-key, malformed-checkpoint, wrong-key, bad-checkpoint-signature,
   malformed-receipt, bad-receipt-signature, not-included, malformed-ocmf, bad-ocmf-signature,
   begin-after-end, charger-mismatch, pagination-mismatch, time-mismatch, energy-mismatch,
-  tariff-hash-mismatch, bad-tariff, price-mismatch, inconsistent-checkpoints
+  tariff-hash-mismatch, bad-tariff, price-mismatch, inconsistent-checkpoints, bad-witness-key,
+  bad-cosignature, missing-cosignatures
 """
 import argparse
 import base64
@@ -23,6 +30,7 @@ import os
 import sys
 
 from host_tools.verify import checkpoint as cpmod
+from host_tools.verify import cosignature as cosig
 from host_tools.verify import merkle
 from host_tools.verify import ocmf
 from host_tools.verify import sigcheck
@@ -51,8 +59,11 @@ def _b64_list(items):
     return [h if isinstance(h, bytes) else base64.b64decode(h, validate=True) for h in items]
 
 
-def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=None, consistency=None):
-    """Return a one-line summary if the receipt is valid; raise Invalid(reason, detail)."""
+def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=None, consistency=None,
+          witnesses=(), quorum=0):
+    """Return a one-line summary if the receipt is valid; raise Invalid(reason, detail).
+    witnesses: cosignature.Witness objects the caller trusts; quorum: how many of them must have
+    cosigned the checkpoint (0: cosignatures are not required)."""
     try:
         bundle = rcmod.read_bundle(bundle_text)
         note = checkpoint_note if checkpoint_note is not None else bundle["checkpoint"]
@@ -66,6 +77,7 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
                            "proof": _b64_list(consistency["proof"])}
         tariff_doc = tariff_doc if tariff_doc is not None else bundle["tariff"]
         record = bundle["receipt"]
+        cosig_lines = [str(line) for line in bundle.get("cosignatures", [])]
     except (rcmod.ReceiptError, KeyError, TypeError, ValueError) as exc:
         raise Invalid("malformed-bundle", str(exc))
     if not sigcheck.valid_public_key(pub_der):
@@ -84,6 +96,8 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
         raise Invalid("bad-checkpoint-signature", str(exc))
     if checkpoint_note is not None and bundle.get("checkpoint") not in (None, checkpoint_note):
         _check_history(bundle["checkpoint"], cp, pub_der, consistency)
+    # the bundle's cosignatures are for the bundle's checkpoint; a replacement brings its own lines
+    witnessed = _check_cosignatures(note, cosig_lines if checkpoint_note is None else [], witnesses, quorum)
 
     # 2. The receipt: signed by the same key, and a leaf of the log the checkpoint commits to.
     try:
@@ -130,9 +144,34 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
     if expected != (rc["net"], rc["tax"], rc["price"]):
         raise Invalid("price-mismatch", "receipt says net %d + tax %d = %d, tariff gives %d + %d = %d"
                       % ((rc["net"], rc["tax"], rc["price"]) + expected))
-    return ("receipt %d (session T%d) of %s: %s kWh, %d.%02d %s incl. tax, leaf %d of %d in %s"
+    return ("receipt %d (session T%d) of %s: %s kWh, %d.%02d %s incl. tax, leaf %d of %d in %s%s"
             % (rc["index"], rc["seq"], rc["charger"], _kwh(rc["energy_wh"]), rc["price"] // 100,
-               rc["price"] % 100, rc["currency"], rc["index"], cp.size, cp.origin))
+               rc["price"] % 100, rc["currency"], rc["index"], cp.size, cp.origin,
+               ", cosigned by %s" % ", ".join(sorted(witnessed)) if witnessed else ""))
+
+
+def _check_cosignatures(note, lines, witnesses, quorum):
+    """The trusted witnesses that validly cosigned the checkpoint; Invalid below the quorum."""
+    if not witnesses and not quorum:
+        return {}
+    if quorum > len(witnesses):
+        raise Invalid("missing-cosignatures", "quorum %d is more than the %d witness key(s) given"
+                      % (quorum, len(witnesses)))
+    try:
+        return cosig.verify_quorum(cosig.add_lines(note, lines), witnesses, quorum)
+    except cosig.QuorumError as exc:
+        raise Invalid("missing-cosignatures", str(exc))
+    except cosig.CosignatureError as exc:
+        raise Invalid("bad-cosignature", str(exc))
+
+
+def read_witness(value):
+    """A cosignature.Witness from a vkey string or a file holding one."""
+    text = open(value, encoding="utf-8").read() if os.path.exists(value) else value
+    try:
+        return cosig.parse_vkey(text)
+    except cosig.CosignatureError as exc:
+        raise Invalid("bad-witness-key", str(exc))
 
 
 def _check_history(old_note, cp, pub_der, consistency):
@@ -172,6 +211,11 @@ def main(argv=None):
     ap.add_argument("--proof", help="inclusion proof JSON for that checkpoint's size")
     ap.add_argument("--tariff", help="tariff document JSON (default: the bundle's)")
     ap.add_argument("--consistency", help="RFC 9162 consistency proof JSON: --checkpoint extends the bundle's")
+    ap.add_argument("--witness", action="append", default=[],
+                    help="a trusted witness's C2SP vkey (or a file holding it); repeat for several")
+    ap.add_argument("--quorum", type=int, default=None,
+                    help="cosignatures from this many distinct --witness keys are required "
+                         "(default: all given witnesses)")
     args = ap.parse_args(argv)
     try:
         try:
@@ -183,7 +227,11 @@ def main(argv=None):
         proof = json.load(open(args.proof)) if args.proof else None
         tariff_doc = json.load(open(args.tariff)) if args.tariff else None
         consistency = json.load(open(args.consistency)) if args.consistency else None
-        summary = check(bundle, pub, note, proof, tariff_doc, consistency)
+        witnesses = [read_witness(w) for w in args.witness]
+        quorum = len(witnesses) if args.quorum is None else args.quorum
+        if quorum < 0:
+            raise Invalid("missing-cosignatures", "quorum must be >= 0")
+        summary = check(bundle, pub, note, proof, tariff_doc, consistency, witnesses, quorum)
     except Invalid as exc:
         print("INVALID: %s" % exc)
         return 1
