@@ -41,7 +41,7 @@ class _Clock:
 
 class SimCharger:
     def __init__(self, dirpath, charger_id, tariff_doc=None, seed=1, start_wh=1000000, start_time=T0,
-                 prefix="cp"):
+                 prefix="cp", keys=None):
         self.dir = str(dirpath)
         os.makedirs(self.dir, exist_ok=True)
         self.charger_id = charger_id
@@ -49,7 +49,10 @@ class SimCharger:
         self.tariff_doc = tariff_doc or TARIFF
         self.tariff = fw_tariff.Tariff(self.tariff_doc)
         rng = random.Random(seed)
-        self.keys = KeyStore(self.dir + "/key", urandom=lambda n: bytes(rng.getrandbits(8) for _ in range(n)))
+        # keys: the firmware's KeyStore by default; a load generator may pass a faster signer with
+        # the same interface (sign -> DER, key_id, public_key_der), e.g. host_tools.sim.loadgen.HostKeys
+        self.keys = keys or KeyStore(self.dir + "/key",
+                                     urandom=lambda n: bytes(rng.getrandbits(8) for _ in range(n)))
         self.now = start_time
         self.meter_wh = start_wh
         self.log = ChargerLog(self.dir + "/log", self.keys, charger_id, self.origin, _Clock(self))
