@@ -126,6 +126,7 @@ MIGRATIONS = {
             root         BLOB NOT NULL,          -- the root it cosigned (for split-view checks)
             timestamp    INTEGER NOT NULL,       -- the cosignature's own time (seconds)
             line         TEXT NOT NULL,          -- the signature line, exactly as published
+            note         BLOB NOT NULL,          -- the charger-signed checkpoint it cosigns
             received_at  INTEGER NOT NULL,
             PRIMARY KEY (charger_id, size, cosigner))""",
         """CREATE TABLE parked (
@@ -222,13 +223,13 @@ class _Ledger:
         return [_blob_row(r, ("payload",)) for r in rows]
 
     # ---- witness cosignatures -------------------------------------------------------------
-    def insert_cosignature(self, tx, charger_id, size, cosigner, key_id, root, timestamp, line,
+    def insert_cosignature(self, tx, charger_id, size, cosigner, key_id, root, timestamp, line, note,
                            received_at=None):
         """Inside a transaction(): keep a cosignature (the newest per charger, size and cosigner)."""
         tx.execute("DELETE FROM cosignatures WHERE charger_id=? AND size=? AND cosigner=?",
                    (charger_id, size, cosigner))
-        tx.execute("INSERT INTO cosignatures VALUES (?,?,?,?,?,?,?,?)",
-                   (charger_id, size, cosigner, key_id, bytes(root), timestamp, line,
+        tx.execute("INSERT INTO cosignatures VALUES (?,?,?,?,?,?,?,?,?)",
+                   (charger_id, size, cosigner, key_id, bytes(root), timestamp, line, bytes(note),
                     received_at if received_at is not None else _now()))
 
     def cosignatures(self, charger_id, size=None):
@@ -238,7 +239,7 @@ class _Ledger:
         else:
             rows = self._query("SELECT * FROM cosignatures WHERE charger_id=? AND size=? ORDER BY cosigner",
                                (charger_id, size))
-        return [_blob_row(r, ("root",)) for r in rows]
+        return [_blob_row(r, ("root", "note")) for r in rows]
 
 
     # ---- chargers and tariffs --------------------------------------------------------------

@@ -206,11 +206,11 @@ def test_cosignatures_keep_the_newest_per_cosigner(ledger_target):
     with open_ledger(ledger_target) as db:
         db.enroll("cp1", PUB_A)
         with db.transaction() as tx:
-            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 100, "— val-1 AAAA")
-            db.insert_cosignature(tx, "cp1", 3, "val-2", "05060708", b"r" * 32, 101, "— val-2 BBBB")
-            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 200, "— val-1 CCCC")
+            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 100, "— val-1 AAAA", b"n")
+            db.insert_cosignature(tx, "cp1", 3, "val-2", "05060708", b"r" * 32, 101, "— val-2 BBBB", b"n")
+            db.insert_cosignature(tx, "cp1", 3, "val-1", "01020304", b"r" * 32, 200, "— val-1 CCCC", b"n")
         rows = db.cosignatures("cp1", 3)
         assert [(r["cosigner"], r["timestamp"], r["line"]) for r in rows] == [
             ("val-1", 200, "— val-1 CCCC"), ("val-2", 101, "— val-2 BBBB")]
-        assert rows[0]["root"] == b"r" * 32
+        assert rows[0]["root"] == b"r" * 32 and rows[0]["note"] == b"n"
         assert db.cosignatures("cp1", 4) == []
