@@ -196,7 +196,8 @@ class _Ledger:
 
     # ---- parked receipts (reached a worker before their predecessor) ------------------------
     def park(self, tx, charger_id, log_index, topic, payload, received_at=None):
-        """Inside a transaction(): hold an authentic early receipt. Idempotent per payload."""
+        """Inside a transaction(): hold an authentic message that came too early until the log
+        holds log_index receipts (a receipt's own index; a checkpoint's size). Idempotent."""
         digest = hashlib.sha256(bytes(payload)).hexdigest()
         if tx.execute("SELECT 1 FROM parked WHERE charger_id=? AND log_index=? AND digest=?",
                       (charger_id, log_index, digest)).fetchone() is None:
@@ -205,15 +206,15 @@ class _Ledger:
                        (charger_id, log_index, digest, topic, bytes(payload),
                         received_at if received_at is not None else _now()))
 
-    def parked_at(self, tx, charger_id, log_index):
-        """Inside a transaction(): the parked (topic, payload) pairs at that index."""
-        return [(r[0], bytes(r[1])) for r in tx.execute(
-            "SELECT topic, payload FROM parked WHERE charger_id=? AND log_index=? ORDER BY received_at",
-            (charger_id, log_index)).fetchall()]
-
-    def unpark(self, tx, charger_id, upto):
-        """Inside a transaction(): drop parked receipts below index upto (now stored or moot)."""
-        tx.execute("DELETE FROM parked WHERE charger_id=? AND log_index<?", (charger_id, upto))
+    def take_parked(self, tx, charger_id, log_size):
+        """Inside a transaction(): remove and return the parked (topic, payload) pairs that can
+        be processed once the log holds log_size receipts (receipts first, in index order)."""
+        rows = tx.execute("SELECT topic, payload, log_index, digest FROM parked WHERE charger_id=? AND log_index<=?"
+                          " ORDER BY log_index, topic", (charger_id, log_size)).fetchall()
+        if rows:
+            tx.execute("DELETE FROM parked WHERE charger_id=? AND log_index<=?", (charger_id, log_size))
+        return sorted(((r[0], bytes(r[1])) for r in rows),
+                      key=lambda tp: (0 if "/receipt/" in tp[0] else 1))
 
     def parked(self, charger_id=None):
         if charger_id is None:
@@ -226,9 +227,11 @@ class _Ledger:
     def insert_cosignature(self, tx, charger_id, size, cosigner, key_id, root, timestamp, line, note,
                            received_at=None):
         """Inside a transaction(): keep a cosignature (the newest per charger, size and cosigner)."""
-        tx.execute("DELETE FROM cosignatures WHERE charger_id=? AND size=? AND cosigner=?",
-                   (charger_id, size, cosigner))
-        tx.execute("INSERT INTO cosignatures VALUES (?,?,?,?,?,?,?,?,?)",
+        # an upsert: several workers may store the same peer's cosignature at once
+        tx.execute("INSERT INTO cosignatures VALUES (?,?,?,?,?,?,?,?,?)"
+                   " ON CONFLICT (charger_id, size, cosigner) DO UPDATE SET key_id_hex=excluded.key_id_hex,"
+                   " root=excluded.root, timestamp=excluded.timestamp, line=excluded.line,"
+                   " note=excluded.note, received_at=excluded.received_at",
                    (charger_id, size, cosigner, key_id, bytes(root), timestamp, line, bytes(note),
                     received_at if received_at is not None else _now()))
 
@@ -440,6 +443,7 @@ class LedgerDB(_Ledger):
     def __init__(self, path):
         self.path = self.where = str(path)
         self._lock = threading.RLock()
+        self._depth = 0                 # > 0 inside batch(): transaction() makes savepoints
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -472,14 +476,45 @@ class LedgerDB(_Ledger):
     @contextlib.contextmanager
     def transaction(self):
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception). When the block returns, the
-        writes are on disk: only then may the caller acknowledge them."""
+        writes are on disk: only then may the caller acknowledge them. Inside batch() it is a
+        savepoint: rolled back alone on an exception, durable only when the batch commits."""
         with self._lock:
+            if self._depth:
+                name = "sp%d" % self._depth
+                self._db.execute("SAVEPOINT " + name)
+                self._depth += 1
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK TO " + name)
+                    self._db.execute("RELEASE " + name)
+                    raise
+                finally:
+                    self._depth -= 1
+                self._db.execute("RELEASE " + name)
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Group commit: one transaction (one fsync) around many transaction() blocks. Nothing
+        inside may be acknowledged before the batch block has returned."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
             self._db.execute("COMMIT")
 
     def close(self):
@@ -572,7 +607,15 @@ class PgLedgerDB(_Ledger):
     @contextlib.contextmanager
     def transaction(self):
         """BEGIN ... COMMIT (ROLLBACK on any exception); committed (WAL flushed) when the block
-        returns."""
+        returns. Inside batch() psycopg makes it a savepoint."""
+        with self._lock:
+            with self._db.transaction():
+                with self._db.cursor() as cur:
+                    yield _PgTx(cur)
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Group commit: one transaction around many transaction() blocks (savepoints)."""
         with self._lock:
             with self._db.transaction():
                 with self._db.cursor() as cur:

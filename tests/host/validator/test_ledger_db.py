@@ -194,12 +194,14 @@ def test_parked_receipts_are_held_once_and_released_in_order(ledger_target):
             db.park(tx, "cp1", 1, "cp/cp1/receipt/2", b"second")        # a resend: held once
         assert [(p["log_index"], p["payload"]) for p in db.parked("cp1")] == [(1, b"second"), (2, b"third")]
         with db.transaction() as tx:
+            db.park(tx, "cp1", 2, "cp/cp1/checkpoint/4", b"cp-size-2")
             db.insert_receipt(tx, _receipt(0))
+            assert db.next_index(tx, "cp1") == 1
+            assert db.take_parked(tx, "cp1", 1) == [("cp/cp1/receipt/2", b"second")]
             db.insert_receipt(tx, _receipt(1))
-            assert db.next_index(tx, "cp1") == 2
-            assert db.parked_at(tx, "cp1", 2) == [("cp/cp1/receipt/3", b"third")]
-            db.unpark(tx, "cp1", 2)
-        assert [p["log_index"] for p in db.parked()] == [2]
+            assert db.take_parked(tx, "cp1", 2) == [("cp/cp1/receipt/3", b"third"),
+                                                     ("cp/cp1/checkpoint/4", b"cp-size-2")]
+        assert db.parked() == []
 
 
 def test_cosignatures_keep_the_newest_per_cosigner(ledger_target):
@@ -214,3 +216,28 @@ def test_cosignatures_keep_the_newest_per_cosigner(ledger_target):
             ("val-1", 200, "— val-1 CCCC"), ("val-2", 101, "— val-2 BBBB")]
         assert rows[0]["root"] == b"r" * 32 and rows[0]["note"] == b"n"
         assert db.cosignatures("cp1", 4) == []
+
+
+def test_a_batch_commits_once_and_a_failed_inner_transaction_rolls_back_alone(ledger_target):
+    with open_ledger(ledger_target) as db:
+        db.enroll("cp1", PUB_A)
+        with db.batch():
+            with db.transaction() as tx:
+                db.insert_receipt(tx, _receipt(0))
+            with pytest.raises(db.IntegrityError):
+                with db.transaction() as tx:
+                    db.insert_receipt(tx, _receipt(1))
+                    db.insert_receipt(tx, _receipt(0, receipt=b"other"))
+            with db.transaction() as tx:
+                db.insert_receipt(tx, _receipt(1, receipt=b"kept"))
+            assert db.log_size("cp1") == 2              # visible inside the batch
+            other = open_ledger(ledger_target)
+            assert other.log_size("cp1") == 0           # not yet committed
+        assert other.log_size("cp1") == 2 and other.receipt_at("cp1", 1)["receipt"] == b"kept"
+        with pytest.raises(RuntimeError):
+            with db.batch():
+                with db.transaction() as tx:
+                    db.insert_receipt(tx, _receipt(2))
+                raise RuntimeError("crash before commit")
+        assert other.log_size("cp1") == 2 and db.log_size("cp1") == 2
+        other.close()
