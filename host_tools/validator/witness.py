@@ -76,36 +76,38 @@ class Witnessing:
 
     # ---- our cosignatures --------------------------------------------------------------------
     def cosign_accepted(self, charger_id, size):
-        """Cosign the stored checkpoint (charger, size); returns the messages to publish: the
-        cosigned checkpoint (retained) if it is our newest for this charger, and evidence if a
-        peer cosigned another root for this size."""
+        """Cosign the stored checkpoint (charger, size) in a transaction of its own; returns the
+        messages to publish once it has committed (see cosign_in)."""
         cp = self.db.checkpoint(charger_id, size)
         if cp is None:
             return []
-        now = int(self.clock())
-        line = self.cosigner.cosign(cp["note"], now)
         with self.db.transaction() as tx:
-            row = tx.execute("SELECT MAX(size) FROM cosignatures WHERE charger_id=? AND cosigner=?",
-                             (charger_id, self.cosigner.name)).fetchone()
-            newest = row[0] is None or size >= row[0]
-            self.db.insert_cosignature(tx, charger_id, size, self.cosigner.name,
-                                       self.cosigner.witness.key_id.hex(), cp["root"], now, line,
-                                       cp["note"], now)
+            return self.cosign_in(tx, charger_id, size, cp["note"])
+
+    def cosign_in(self, tx, charger_id, size, note):
+        """Inside the transaction that stored the checkpoint `note` (charger, size): cosign and
+        store. Returns the messages to publish after commit: the cosigned checkpoint (retained)
+        if it is our newest for this charger, and evidence if a peer cosigned another root."""
+        note = bytes(note)
+        root = cpmod.parse(note).root
+        now = int(self.clock())
+        line = self.cosigner.cosign(note, now)
+        row = tx.execute("SELECT MAX(size) FROM cosignatures WHERE charger_id=? AND cosigner=?",
+                         (charger_id, self.cosigner.name)).fetchone()
+        newest = row[0] is None or size >= row[0]
+        self.db.insert_cosignature(tx, charger_id, size, self.cosigner.name,
+                                   self.cosigner.witness.key_id.hex(), root, now, line, note, now)
         self._count("cosigned")
         out = []
         if newest:
-            note = cs.add_lines(cp["note"].decode(), [line])
-            out.append((cosig_topic(charger_id, self.validator_id), note.encode(), True))
-        for peer in self.db.cosignatures(charger_id, size):
-            if peer["cosigner"] != self.cosigner.name and peer["root"] != cp["root"]:
-                out += self._split_view(charger_id, size, cp["note"], self._peer_note(charger_id, size, peer),
-                                        peer["cosigner"])
+            out.append((cosig_topic(charger_id, self.validator_id),
+                        cs.add_lines(note.decode(), [line]).encode(), True))
+        for peer in tx.execute("SELECT cosigner, root, line, note FROM cosignatures WHERE charger_id=?"
+                               " AND size=? AND cosigner<>?", (charger_id, size, self.cosigner.name)).fetchall():
+            if bytes(peer[1]) != root:
+                theirs = cs.add_lines(bytes(peer[3]).decode(), [peer[2]]).encode()
+                out += self._split_view(charger_id, size, note, theirs, peer[0], tx=tx)
         return out
-
-    @staticmethod
-    def _peer_note(charger_id, size, row):
-        """The charger-signed checkpoint the peer cosigned, with the peer's line under it."""
-        return cs.add_lines(row["note"].decode(), [row["line"]]).encode()
 
     # ---- the other validators' cosignatures -----------------------------------------------------
     def peer_message(self, topic, payload):
@@ -170,17 +172,19 @@ class Witnessing:
                  for n, k, s in cp.signatures if n == cp.origin]
         return (cp.text + "\n" + "".join(ln + "\n" for ln in lines)).encode()
 
-    def _split_view(self, charger_id, size, ours, theirs, peer_id, detail=None):
+    def _split_view(self, charger_id, size, ours, theirs, peer_id, detail=None, tx=None):
         """Store (once) and report two charger-signed roots for one size."""
         detail = detail or ("checkpoints of size %d with different roots: ours and %s's cosigned one"
                             % (size, peer_id))
-        with self.db.transaction() as tx:
-            seen = tx.execute("SELECT 1 FROM evidence WHERE charger_id=? AND kind='split-view' AND second=?",
-                              (charger_id, bytes(theirs))).fetchone()
-            if seen is not None:
-                return []
-            self.db.insert_evidence(tx, charger_id, "split-view", bytes(ours), bytes(theirs), detail,
-                                    int(self.clock()))
+        if tx is None:
+            with self.db.transaction() as tx:
+                return self._split_view(charger_id, size, ours, theirs, peer_id, detail, tx)
+        seen = tx.execute("SELECT 1 FROM evidence WHERE charger_id=? AND kind='split-view' AND second=?",
+                          (charger_id, bytes(theirs))).fetchone()
+        if seen is not None:
+            return []
+        self.db.insert_evidence(tx, charger_id, "split-view", bytes(ours), bytes(theirs), detail,
+                                int(self.clock()))
         self._count("split_views")
         doc = json.dumps({"kind": "split-view", "reason": "split-view", "detail": detail,
                                   "message": "checkpoint", "size": size, "peer": peer_id},
