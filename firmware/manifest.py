@@ -6,8 +6,8 @@ include("$(PORT_DIR)/boards/manifest.py")
 require("umqtt.simple")
 
 # The ESP32's hardware layer only: the simulated devices and the POSIX serial port stay out.
-package("hal", files=("__init__.py", "esp32.py", "esp32_uart.py", "esp32_spi.py", "pilot_levels.py",
-                      "net.py"))
+package("hal", files=("__init__.py", "clock.py", "compat.py", "esp32.py", "esp32_uart.py",
+                      "esp32_spi.py", "pilot_levels.py", "net.py"))
 for layer in ("store", "drivers", "ledger", "session", "uplink"):
     package(layer)
 package("app", files=("__init__.py", "board.py", "board_check.py", "config.py", "records.py",

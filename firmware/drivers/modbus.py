@@ -8,25 +8,8 @@
 # memoryview into the receive buffer that stays valid until the next call.
 from array import array
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-try:
-    from time import ticks_us, ticks_diff, sleep_us
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_us():
-        return int(_time.perf_counter() * 1000000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_us(us):
-        _time.sleep(us / 1000000)
+from hal import clock as _clock
+from hal.compat import const
 
 FC_READ_HOLDING = const(3)
 FC_READ_INPUT = const(4)
@@ -124,12 +107,16 @@ class ModbusRTU:
                     its hardware FIFO until a threshold or an idle timeout.
     retries         extra attempts after a failed transaction (timeouts, CRC, frame and echo
                     errors, "busy" exceptions); other exception responses are final.
+    clock           a real-time clock (hal/clock.py: ticks_us, ticks_diff, sleep_us) for the
+                    inter-frame gap; the host's or the board's real ticks by default.
     """
 
-    def __init__(self, port, timeout_ms=200, char_timeout_ms=20, retries=2, idle=None):
+    def __init__(self, port, timeout_ms=200, char_timeout_ms=20, retries=2, idle=None,
+                 clock=None):
         if retries < 0 or timeout_ms <= 0 or char_timeout_ms <= 0:
             raise ModbusArgError("bad timing parameters")
         self.port = port
+        self.clock = clock if clock is not None else _clock.REAL
         self.timeout_ms = timeout_ms
         self.char_timeout_ms = char_timeout_ms
         self.retries = retries
@@ -142,7 +129,7 @@ class ModbusRTU:
         self._txv = memoryview(self._tx)
         self._rx = bytearray(_BUF)
         self._rxv = memoryview(self._rx)
-        self._last_us = ticks_us()
+        self._last_us = self.clock.ticks_us()
         # Counters for diagnostics and tests: transactions sent (attempts), failed attempts.
         self.attempts = 0
         self.failures = 0
@@ -239,13 +226,14 @@ class ModbusRTU:
     def _transact(self, req, reply_len, count):
         port = self.port
         # The line must have been idle for t3.5 before a new frame starts.
-        wait = self.gap_us - ticks_diff(ticks_us(), self._last_us)
+        c = self.clock
+        wait = self.gap_us - c.ticks_diff(c.ticks_us(), self._last_us)
         if wait > 0:
-            sleep_us(wait)
+            c.sleep_us(wait)
         port.drain_input()          # a late reply to an earlier request must not be taken for ours
         port.write(req)
         got = self._receive(reply_len)
-        self._last_us = ticks_us()
+        self._last_us = self.clock.ticks_us()
         self._validate(req, got, reply_len, count)
 
     def _receive(self, reply_len):
@@ -313,6 +301,6 @@ class ModbusRTU:
 
     def _resync(self):
         """After a bad reply, wait until the line is quiet so the next reply starts clean."""
-        self._last_us = ticks_us()
+        self._last_us = self.clock.ticks_us()
         while self.port.readinto(self._rxv, _BUF, self.char_timeout_ms):
-            self._last_us = ticks_us()
+            self._last_us = self.clock.ticks_us()

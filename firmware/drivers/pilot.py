@@ -23,11 +23,7 @@
 # Debounce: a classification must be read in debounce_polls consecutive polls spanning at least
 # debounce_ms before it is reported. Keep debounce plus the poll period well inside Annex A's
 # reaction times (the contactor must open within 100 ms of the EV leaving state C).
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from hal.compat import const
 
 # Pilot high-level bands in mV at the EVSE's measuring point: nominal 12/9/6/3/0/-12 V, each
 # +-1 V (IEC 61851-1:2017 Annex A, Table A.4, the ranges the EV supply equipment detects; SAE

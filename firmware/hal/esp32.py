@@ -16,26 +16,7 @@ import time
 
 import machine
 
-try:
-    from time import ticks_us, ticks_ms, ticks_add, ticks_diff, sleep_ms
-except ImportError:         # CPython, where tests run this module against a machine stand-in
-    _PERIOD = 1 << 30
-
-    def ticks_us():
-        return int(time.monotonic() * 1000000) % _PERIOD
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000) % _PERIOD
-
-    def ticks_add(t, delta):
-        return (t + delta) % _PERIOD
-
-    def ticks_diff(a, b):
-        return (a - b + _PERIOD // 2) % _PERIOD - _PERIOD // 2
-
-    def sleep_ms(ms):
-        time.sleep(ms / 1000)
-
+from hal.clock import RealClock, ticks_diff, ticks_us
 from hal.pilot_levels import levels
 
 _PILOT_HZ = 1000            # IEC 61851-1 Annex A: 1 kHz pilot oscillator
@@ -191,19 +172,17 @@ class Watchdog:
         self._wdt.feed()
 
 
-class Clock:
-    """Wall clock from the RTC (Unix seconds, whichever epoch the port uses) and ticks.
-    status() is "U" (unknown) until set_time() is called with a synchronised time (NTP)."""
+class Clock(RealClock):
+    """Wall clock from the RTC (Unix seconds, whichever epoch the port uses) and the port's
+    ticks (hal/clock.py). status() is "U" (unknown) until set_time() is called with a
+    synchronised time (NTP)."""
 
     def __init__(self):
+        RealClock.__init__(self, "U")
         self._offset = _EPOCH_2000 if time.gmtime(0)[0] == 2000 else 0
-        self._status = "U"
 
     def time(self):
         return time.time() + self._offset
-
-    def status(self):
-        return self._status
 
     def set_time(self, epoch, status="S"):
         t = time.gmtime(epoch - self._offset)
@@ -214,18 +193,6 @@ class Clock:
     def mark_synced(self):
         """After ntptime.settime() (which sets the RTC itself)."""
         self._status = "S"
-
-    def ticks_ms(self):
-        return ticks_ms()
-
-    def ticks_add(self, t, delta):
-        return ticks_add(t, delta)
-
-    def ticks_diff(self, a, b):
-        return ticks_diff(a, b)
-
-    def sleep_ms(self, ms):
-        sleep_ms(ms)
 
 
 def urandom(n):

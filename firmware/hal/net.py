@@ -17,19 +17,7 @@
 import socket as _socket
 import sys
 
-try:
-    from time import ticks_ms, ticks_diff, ticks_add
-except ImportError:            # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
+from hal import clock as _clock
 
 _HAS_READ = hasattr(_socket.socket, "read")     # MicroPython sockets are streams
 ETIMEDOUT = 110
@@ -97,10 +85,11 @@ def _der_to_pem(der):
 
 
 class TimedSocket:
-    def __init__(self, sock, timeout_ms, tls=None):
+    def __init__(self, sock, timeout_ms, tls=None, clock=None):
         self.sock = sock
         self.raw = sock             # where timeouts are set (MicroPython's TLS socket has none)
         self.tls = tls
+        self.clock = clock if clock is not None else _clock.REAL     # real ticks: hal/clock.py
         self.timeout_ms = timeout_ms
         self.deadline = None       # ticks_ms value after which every call fails, or None
         self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
@@ -116,7 +105,8 @@ class TimedSocket:
     def _wait_ms(self):
         if self.deadline is None:
             return self.timeout_ms
-        left = ticks_diff(self.deadline, ticks_ms())
+        c = self.clock
+        left = c.ticks_diff(self.deadline, c.ticks_ms())
         if left <= 0:
             raise OSError(ETIMEDOUT)
         return left if left < self.timeout_ms else self.timeout_ms
@@ -262,7 +252,8 @@ class Net:
 
     # getaddrinfo has no timeout (on the ESP32 a lookup without a network can block for
     # seconds), so a name is looked up once and the answer reused for resolve_ms.
-    def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None):
+    def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None, clock=None):
+        self.clock = clock if clock is not None else _clock.REAL
         self.timeout_ms = timeout_ms
         self.resolve_ms = resolve_ms
         self.tls = tls              # a Tls, or None for plain TCP
@@ -271,16 +262,17 @@ class Net:
         self._addr = None           # (host, port, ticks looked up, result)
 
     def socket(self):
-        s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls)
+        s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls, self.clock)
         s.deadline = self.deadline
         self.last = s
         return s
 
     def getaddrinfo(self, host, port):
         a = self._addr
+        c = self.clock
         if a is not None and a[0] == host and a[1] == port and \
-                ticks_diff(ticks_ms(), a[2]) < self.resolve_ms:
+                c.ticks_diff(c.ticks_ms(), a[2]) < self.resolve_ms:
             return a[3]
         res = _socket.getaddrinfo(host, port)
-        self._addr = (host, port, ticks_ms(), res)
+        self._addr = (host, port, c.ticks_ms(), res)
         return res

@@ -1,9 +1,8 @@
 # Simulated hardware with the same interfaces as hal/esp32.py, for host tests, the fleet
 # simulator and MicroPython unix runs. Nothing here imports machine.
 #
-# Interfaces (shared with hal/esp32.py):
-#   clock:    time() -> int epoch s; ticks_ms(); ticks_add(t, ms); ticks_diff(a, b) -> a - b
-#             (wrap-safe); sleep_ms(ms); status() -> "S" synchronised / "U" unknown (OCMF TM)
+# Interfaces (shared with hal/esp32.py; declared in hal/contract.py):
+#   clock:    hal/clock.py
 #   out pin:  on(); off(); value([v]) -> 0/1 (logical: 1 = active / relay energised)
 #   in pin:   value() -> 0/1 (logical: 1 = active / auxiliary contact closed)
 #   pilot:    set_duty(permille 0..1000) (1000 = +12 V steady, 0 = -12 V steady);
@@ -19,7 +18,9 @@
 
 # MicroPython's ticks wrap at a power of two (2**30 ms on the ports that matter); the simulated
 # ticks wrap the same way so drivers that subtract ticks instead of using ticks_diff fail here.
-TICKS_PERIOD = 1 << 30
+# The host's real clock is hal/clock.py's RealClock.
+from hal.clock import TICKS_PERIOD
+
 _TICKS_HALF = TICKS_PERIOD >> 1
 _TICKS_MASK = TICKS_PERIOD - 1
 
@@ -67,44 +68,6 @@ class SimClock:
 
     def sleep_ms(self, ms):
         self.advance(ms)
-
-
-class RealClock:
-    """The host's own clock behind the clock interface (CPython or the MicroPython unix port),
-    for runs against real time (fleet simulator in real time, benches)."""
-
-    def __init__(self, status="S"):
-        import time
-        self._t = time
-        self._status = status
-        self._mp = hasattr(time, "ticks_ms")
-
-    def time(self):
-        return int(self._t.time())
-
-    def status(self):
-        return self._status
-
-    def ticks_ms(self):
-        if self._mp:
-            return self._t.ticks_ms()
-        return int(self._t.monotonic() * 1000) & _TICKS_MASK
-
-    def ticks_add(self, ticks, delta):
-        if self._mp:
-            return self._t.ticks_add(ticks, delta)
-        return (ticks + delta) & _TICKS_MASK
-
-    def ticks_diff(self, a, b):
-        if self._mp:
-            return self._t.ticks_diff(a, b)
-        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
-
-    def sleep_ms(self, ms):
-        if self._mp:
-            self._t.sleep_ms(ms)
-        else:
-            self._t.sleep(ms / 1000)
 
 
 class SimOutputPin:

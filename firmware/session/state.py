@@ -5,6 +5,18 @@ import json
 from store import atomic
 
 
+# The charger's states; a journalled session's "phase" is one of the session states.
+IDLE = "idle"
+CONNECTED = "connected"
+AUTHORISED = "authorised"
+CHARGING = "charging"
+SUSPENDED = "suspended"
+STOPPED = "stopped"
+FAULT = "fault"
+RECOVERING = "recovering"
+CLOSING = "closing"            # only in the journal: the end is fixed, the receipt not yet made
+
+
 class SessionStore:
     def __init__(self, dirpath):
         atomic.makedirs(dirpath)
@@ -41,3 +53,4 @@ class SessionStore:
         atomic.write(self._counters, json.dumps(
             {"last_seq": self.last_seq, "last_end_wh": self.last_end_wh}).encode())
         atomic.remove(self._current)
+

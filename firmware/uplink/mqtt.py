@@ -15,6 +15,7 @@
 # restarts at the first unacknowledged record. Validators dedupe by seq.
 import random
 
+from hal import clock as _clock
 from hal import net
 from uplink import commands
 from uplink.outbox import BadAck, parse_ack
@@ -32,9 +33,11 @@ class Link:
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
                  window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
                  prefix="cp", client_id=None, max_pending_cmds=4, user=None, password=None,
-                 tls=None):
+                 tls=None, clock=None):
         # user/password: the charger's broker login (the broker's ACL lets user <id> publish
         # only under cp/<id>/); tls: a hal.net.Tls (CA and name the broker must prove).
+        # Real ticks (hal/clock.py): socket timeouts and keepalives run on the wall's time.
+        self.clock = clock if clock is not None else _clock.REAL
         self.topics = Topics(charger_id, prefix)
         self.host = host
         self.port = port
@@ -54,11 +57,11 @@ class Link:
         self.max_pending_cmds = max_pending_cmds
         self.user = user
         self.password = password
-        self._net = net.Net(timeout_ms, tls=tls)
+        self._net = net.Net(timeout_ms, tls=tls, clock=self.clock)
         self.client = None
         self.cursor = outbox.acked          # highest seq sent on this connection
         self._cmds = []                     # raw commands waiting for verification
-        now = net.ticks_ms()
+        now = self.clock.ticks_ms()
         self._retry_at = now
         self._backoff = backoff_min_ms
         self._rx_seen = 0
@@ -85,16 +88,16 @@ class Link:
     def poll(self):
         """Do a bounded amount of network work; return the commands accepted in this call
         (a list, usually empty). The caller executes them and answers with reply()."""
-        now = net.ticks_ms()
-        deadline = net.ticks_add(now, self.budget_ms)
+        now = self.clock.ticks_ms()
+        deadline = self.clock.ticks_add(now, self.budget_ms)
         if self.client is None:
-            if net.ticks_diff(self._retry_at, now) > 0 or not self._connect(now, deadline):
+            if self.clock.ticks_diff(self._retry_at, now) > 0 or not self._connect(now, deadline):
                 return self._verify_one(deadline)
         try:
             self.client.sock.deadline = deadline
             self._receive()
-            self._keepalive(net.ticks_ms())
-            self._send(net.ticks_ms())
+            self._keepalive(self.clock.ticks_ms())
+            self._send(self.clock.ticks_ms())
             self.client.sock.flush()        # a ping may still sit in the write buffer
         except Exception as exc:    # umqtt raises OSError, MQTTException, AssertionError...
             self._drop(exc)
@@ -126,7 +129,7 @@ class Link:
         self._backoff = self.backoff_min_ms
         self.cursor = self.outbox.acked     # resend everything not yet acknowledged, in order
         self._rx_seen = c.sock.rx_bytes
-        now = net.ticks_ms()
+        now = self.clock.ticks_ms()
         self._rx_at = self._ping_at = self._progress_at = now
         return True
 
@@ -134,13 +137,13 @@ class Link:
         """Milliseconds until the next connect attempt (0 when connected or due)."""
         if self.client is not None:
             return 0
-        return max(0, net.ticks_diff(self._retry_at, net.ticks_ms()))
+        return max(0, self.clock.ticks_diff(self._retry_at, self.clock.ticks_ms()))
 
     def _schedule_retry(self, now):
         delay = self._backoff
         # Up to +25 % jitter, so a fleet does not reconnect in lockstep after a broker restart.
         delay += random.getrandbits(16) * (delay // 4) // 65536
-        self._retry_at = net.ticks_add(now, delay)
+        self._retry_at = self.clock.ticks_add(now, delay)
         self._backoff = min(self._backoff * 2, self.backoff_max_ms)
 
     def _drop(self, exc):
@@ -150,7 +153,7 @@ class Link:
         if self.client is not None and self.client.sock is not None:
             self.client.sock.close()
         self.client = None
-        self._schedule_retry(net.ticks_ms())
+        self._schedule_retry(self.clock.ticks_ms())
 
     def _receive(self):
         c = self.client
@@ -165,9 +168,9 @@ class Link:
         if rx != self._rx_seen:
             self._rx_seen = rx
             self._rx_at = now
-        if net.ticks_diff(now, self._rx_at) > self.keepalive_ms:
+        if self.clock.ticks_diff(now, self._rx_at) > self.keepalive_ms:
             raise OSError(net.ETIMEDOUT)     # half-dead link: nothing heard for a keepalive
-        if net.ticks_diff(now, self._ping_at) >= self.keepalive_ms // 2:
+        if self.clock.ticks_diff(now, self._ping_at) >= self.keepalive_ms // 2:
             self.client.ping()
             self._ping_at = now
 
@@ -175,7 +178,7 @@ class Link:
         box = self.outbox
         if self.cursor < box.acked:
             self.cursor = box.acked
-        if self.cursor > box.acked and net.ticks_diff(now, self._progress_at) > self.resend_ms:
+        if self.cursor > box.acked and self.clock.ticks_diff(now, self._progress_at) > self.resend_ms:
             self.cursor = box.acked             # no ack for a while: validators may have missed them
             self._progress_at = now
             self.resends += 1
@@ -204,7 +207,7 @@ class Link:
             if self.outbox.ack(seq, validator, digest):
                 self.acks += 1
             if self.outbox.acked != before:
-                self._progress_at = net.ticks_ms()
+                self._progress_at = self.clock.ticks_ms()
         except BadAck:
             self.bad_acks += 1
 
@@ -233,9 +236,9 @@ class Link:
     def telemetry(self, power_w, energy_wh, price, force=False):
         """Publish live values (integers: W, Wh so far, price so far in minor units) if the
         telemetry interval has passed. QoS 0: telemetry is not billing data."""
-        now = net.ticks_ms()
+        now = self.clock.ticks_ms()
         if not force and self._telemetry_at is not None and \
-                net.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
+                self.clock.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
             return False
         payload = b'{"w":%d,"wh":%d,"price":%d}' % (power_w, energy_wh, price)
         if self._publish(self.topics.telemetry, payload):
@@ -252,7 +255,8 @@ class Link:
         if self.client is None:
             return False
         try:
-            self.client.sock.deadline = deadline or net.ticks_add(net.ticks_ms(), self.budget_ms)
+            c = self.clock
+            self.client.sock.deadline = deadline or c.ticks_add(c.ticks_ms(), self.budget_ms)
             self.client.publish(topic, payload, retain=retain, qos=0)
             self.client.sock.flush()
             return True
@@ -267,7 +271,7 @@ class Link:
         if self.client is None:
             return
         try:
-            self.client.sock.deadline = net.ticks_add(net.ticks_ms(), self.budget_ms)
+            self.client.sock.deadline = self.clock.ticks_add(self.clock.ticks_ms(), self.budget_ms)
             self.client.publish(self.topics.status, OFFLINE, retain=True, qos=1)
             self.client.disconnect()
         except Exception as exc:

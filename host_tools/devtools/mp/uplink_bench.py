@@ -14,12 +14,12 @@ from store import journal                # noqa: E402,F401
 gc.collect()
 heap0 = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
 
-from hal import net                      # noqa: E402
+from hal import clock                    # noqa: E402
 from uplink.outbox import Outbox         # noqa: E402
 from uplink.mqtt import Link             # noqa: E402
 from uplink.commands import Verifier     # noqa: E402
 
-ticks_ms, ticks_diff = net.ticks_ms, net.ticks_diff
+ticks_ms, ticks_diff = clock.ticks_ms, clock.ticks_diff
 try:
     from time import ticks_us
 except ImportError:

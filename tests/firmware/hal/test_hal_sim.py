@@ -1,6 +1,7 @@
 # The simulated hal: the devices behave as the hardware they stand in for.
 from support.fwtest import raises
-from hal.sim import (SimClock, RealClock, SimRelay, SimEV, SimPilot, SimWatchdog,
+from hal.clock import RealClock
+from hal.sim import (SimClock, SimRelay, SimEV, SimPilot, SimWatchdog,
                      SimOutputPin, SimError, TICKS_PERIOD)
 
 

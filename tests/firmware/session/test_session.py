@@ -313,7 +313,7 @@ def test_ev_leaving_c_opens_the_contactor_during_a_slow_meter_read(charger_env):
     # pilot is watched between the slices of that wait, so the coil drops within the debounce,
     # not after the read.
     import time
-    from hal.sim import RealClock
+    from hal.clock import RealClock
     clock = RealClock()
 
     def steps(seconds):

@@ -3,7 +3,7 @@
 import socket
 import time
 
-from hal import net
+from hal import clock, net
 
 net.install_umqtt_aliases()
 from umqtt import simple  # noqa: E402
@@ -69,9 +69,9 @@ class Peer:
 
 def wait_for(cond, step, timeout_ms=10000):
     """Call step() until cond() holds; fail after timeout_ms (a liveness bound, not a speed test)."""
-    t0 = net.ticks_ms()
+    t0 = clock.ticks_ms()
     while not cond():
-        if net.ticks_diff(net.ticks_ms(), t0) > timeout_ms:
+        if clock.ticks_diff(clock.ticks_ms(), t0) > timeout_ms:
             raise AssertionError("condition not reached within %d ms" % timeout_ms)
         step()
         sleep_ms(5)
