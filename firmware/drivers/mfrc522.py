@@ -9,11 +9,7 @@
 #
 # One read_uid() costs a few dozen short SPI transfers plus up to three card round trips, each
 # bounded by the chip's own timer (25 ms); it allocates only the returned UID string.
-try:
-    from micropython import const
-except ImportError:         # CPython
-    def const(x):
-        return x
+from hal.compat import const
 
 # Registers (datasheet table 20)
 _COMMAND = const(0x01)
