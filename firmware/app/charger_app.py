@@ -2,9 +2,9 @@
 # loop's single pass. The same code runs on the ESP32 (app/main.py passes hal.esp32 devices)
 # and in simulation (hal.sim devices, a pty to the pymodbus meter).
 #
-#   hw = {"clock", "relay", "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom",
-#         "watchdog", and "rcd_fault", "rcd_test" where the board has a residual-current monitor,
-#         "rfid_spi" where it has an RFID reader}
+#   hw: the board's devices by name, as declared in hal/contract.py ("clock", "relay",
+#       "feedback", "pilot_pwm", "pilot_adc", "uart", "urandom", "watchdog", and the optional
+#       "rcd_fault", "rcd_test", "rfid_spi")
 import gc
 import json
 

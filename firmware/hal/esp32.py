@@ -1,5 +1,6 @@
-# The ESP32 hardware behind the hal interfaces (see hal/sim.py for the interfaces and their
-# simulated twins). The only firmware module, with hal/esp32_uart.py, that imports machine.
+# The ESP32 hardware behind the hal interfaces (the device set is declared in hal/contract.py;
+# hal/sim.py has the simulated twins). With hal/esp32_uart.py and hal/esp32_spi.py the only
+# firmware modules that import machine.
 # Written against MicroPython >= 1.20's ESP32 port (machine.PWM(duty_u16=), ADC.read_uv(),
 # ADC(atten=)); the UART with the RS-485 direction pin is hal/esp32_uart.py.
 #

@@ -1,15 +1,8 @@
 # Simulated hardware with the same interfaces as hal/esp32.py, for host tests, the fleet
 # simulator and MicroPython unix runs. Nothing here imports machine.
 #
-# Interfaces (shared with hal/esp32.py; declared in hal/contract.py):
-#   clock:    hal/clock.py
-#   out pin:  on(); off(); value([v]) -> 0/1 (logical: 1 = active / relay energised)
-#   in pin:   value() -> 0/1 (logical: 1 = active / auxiliary contact closed)
-#   pilot:    set_duty(permille 0..1000) (1000 = +12 V steady, 0 = -12 V steady);
-#             duty() -> permille; measure() samples the pilot line and leaves its levels in
-#             the attributes high_mv / low_mv (ints; no allocation per poll)
-#   watchdog: feed()
-#   rcd:      fault input (value(), 1 = tripped) and test output (on()/off()): SimRcd
+# The devices and their interfaces (names, methods, units) are declared once in
+# hal/contract.py; app/simulated.py wires these as that device set. Clock: hal/clock.py.
 #
 # Sim-only controls: SimClock.advance(ms)/set_time(s); SimRelay.fault = None | "stuck_open" |
 # "welded"; SimEV.set_state("A".."F"), SimEV.diode, or SimEV.plug(need_wh) and
