@@ -10,5 +10,5 @@ package("hal", files=("__init__.py", "clock.py", "compat.py", "esp32.py", "esp32
                       "esp32_spi.py", "pilot_levels.py", "net.py"))
 for layer in ("store", "drivers", "ledger", "session", "uplink"):
     package(layer)
-package("app", files=("__init__.py", "board.py", "board_check.py", "config.py", "records.py",
-                      "charger_app.py", "main.py", "selftest.py"))
+package("app", files=("__init__.py", "board.py", "board_check.py", "board_schema.py", "config.py",
+                      "records.py", "charger_app.py", "main.py", "selftest.py"))

@@ -14,14 +14,7 @@
 import json
 import sys
 
-# Pins that drive something (must be able to output) and pins that are read.
-OUTPUT_PINS = ("rs485.tx", "rs485.de", "contactor.relay", "pilot.pwm", "rcd.test",
-               "rfid.sck", "rfid.mosi", "rfid.cs", "rfid.rst")
-INPUT_PINS = ("rs485.rx", "contactor.feedback", "pilot.adc", "rcd.fault", "rfid.miso")
-
-
-class BoardError(ValueError):
-    pass
+from app.board_schema import BoardError, INPUT_PINS, OUTPUT_PINS   # BoardError: for callers
 
 
 class Board:

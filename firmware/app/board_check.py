@@ -1,6 +1,6 @@
 # The checks behind app.board.load_board: every field of a board file, against the chip's pin
 # rules. Imported only while a board file is loaded (see app/board.py).
-from app.board import BoardError, OUTPUT_PINS, INPUT_PINS
+from app.board_schema import BoardError, OUTPUT_PINS, INPUT_PINS
 
 SCHEMA = 1
 
