@@ -128,7 +128,7 @@ def test_half_dead_link_is_found_by_silence_and_no_poll_blocks(tmp_path, amqtt_b
     link = _link(b, box, keepalive_s=2, timeout_ms=300)
     wait_for(lambda: link.connected, link.poll)
     control(b, "proxy blackhole")             # TCP stays up, nothing gets through
-    from hal.net import ticks_ms, ticks_diff
+    from hal.clock import ticks_ms, ticks_diff
     worst = 0
     t0 = ticks_ms()
     while link.drops == 0:                    # nothing to send: only the keepalive can tell
