@@ -49,38 +49,42 @@ class Reading:
             self.energy_wh, self.power_w, self.voltage_dv, self.current_ma)
 
 
+# On the ESP32 a small integer has 31 bits (-2**30 .. 2**30 - 1): anything larger is a heap
+# object. A meter is read every second of every session, so the decoding below keeps every
+# intermediate value under _SMALL for every plausible reading (it allocates nothing), and
+# takes the exact big-integer path only for values far beyond what a charger's meter shows.
+_SMALL = 1 << 29
+
+
 def _round_div(num, den):
-    """num / den rounded half away from zero, den > 0."""
+    """num / den rounded half away from zero, den > 0 (no 2 * num: it would leave the small
+    integers for num >= 2**29)."""
     if num >= 0:
-        return (2 * num + den) // (2 * den)
-    return -((-2 * num + den) // (2 * den))
+        q = num // den
+        return q + 1 if 2 * (num - q * den) >= den else q
+    num = -num
+    q = num // den
+    return -(q + 1) if 2 * (num - q * den) >= den else -q
 
 
-def decode(buf, off, kind, low_first, mul, div):
-    """One value from register bytes buf[off:], scaled by mul/div to an integer."""
-    if kind == 0 or kind == 1:                       # u16 / s16
-        v = (buf[off] << 8) | buf[off + 1]
-        if kind == 1 and v & 0x8000:
-            v -= 0x10000
-        return _round_div(v * mul, div)
-    if kind == 4:                                    # u64: four words
-        v = 0
-        for i in range(4):
-            w = (3 - i) if low_first else i
-            v = (v << 16) | (buf[off + 2 * w] << 8) | buf[off + 2 * w + 1]
-        return _round_div(v * mul, div)
-    hi = off + 2 if low_first else off
-    lo = off if low_first else off + 2
-    v = (buf[hi] << 24) | (buf[hi + 1] << 16) | (buf[lo] << 8) | buf[lo + 1]
-    if kind == 2:                                    # u32
-        return _round_div(v * mul, div)
-    if kind == 3:                                    # s32
-        if v & 0x80000000:
-            v -= 0x100000000
-        return _round_div(v * mul, div)
-    # IEEE 754 binary32: sign, 8-bit biased exponent, 23-bit fraction.
-    exp = (v >> 23) & 0xFF
-    frac = v & 0x7FFFFF
+def _f32_exact(frac, exp, neg, mul, div):
+    """frac * 2**exp * mul / div rounded, in big integers (the rare large values)."""
+    num = frac * mul
+    den = div
+    if exp >= 0:
+        num <<= exp
+    else:
+        den <<= -exp
+    return _round_div(-num if neg else num, den)
+
+
+def _f32(b0, b1, b2, b3, mul, div):
+    """IEEE 754 binary32 from its bytes (sign, 8-bit biased exponent, 23-bit fraction) times
+    mul / div, rounded half away from zero, as an exact rational: the same result on CPython
+    and on the ESP32 whose floats are single precision (and heap objects)."""
+    neg = b0 & 0x80
+    exp = ((b0 & 0x7F) << 1) | (b1 >> 7)
+    frac = ((b1 & 0x7F) << 16) | (b2 << 8) | b3
     if exp == 0xFF:
         raise MeterError("meter sent NaN or infinity")
     if exp:
@@ -90,17 +94,51 @@ def decode(buf, off, kind, low_first, mul, div):
         return 0                                     # +0.0 and -0.0 (idle currents, power)
     else:
         exp = -149                                   # subnormal
-    num = frac * mul
-    den = div
-    if exp >= 0:
-        num <<= exp
-    elif exp < -62:
-        return 0        # below 2**24 * mul / 2**62: rounds to 0 (mul < 2**37 in every map)
+    if exp >= 0 or mul >> 16:
+        return _f32_exact(frac, exp, neg, mul, div)
+    # A = frac * mul as H * 2**12 + L (L < 2**12, H < 2**29); x = A / 2**s, s = -exp >= 1.
+    # q = floor(x) and b = its first bit after the point decide the rounding of x / div:
+    # round(x / div) = floor((2q + b + div) / (2 div)) (the lower bits cannot carry).
+    s = -exp
+    lo = (frac & 0xFFF) * mul
+    h = (frac >> 12) * mul + (lo >> 12)
+    lo &= 0xFFF
+    if s >= 12:
+        q = h >> (s - 12)
+        b = (h >> (s - 13)) & 1 if s > 12 else lo >> 11
+    elif h >> (17 + s):
+        return _f32_exact(frac, exp, neg, mul, div)
     else:
-        den <<= -exp
-    if v & 0x80000000:
-        num = -num
-    return _round_div(num, den)
+        q = (h << (12 - s)) | (lo >> s)
+        b = (lo >> (s - 1)) & 1
+    if q >= _SMALL - div:
+        return _f32_exact(frac, exp, neg, mul, div)
+    r = (2 * q + b + div) // (2 * div)
+    return -r if neg else r
+
+
+def decode(buf, off, kind, low_first, mul, div):
+    """One value from register bytes buf[off:], scaled by mul/div to an integer."""
+    if kind == 0 or kind == 1:                       # u16 / s16
+        v = (buf[off] << 8) | buf[off + 1]
+        if kind == 1 and v & 0x8000:
+            v -= 0x10000
+        return _round_div(v * mul, div)
+    if kind == 4:                                    # u64: four words, most significant first
+        v = 0
+        for i in range(4):
+            w = (3 - i) if low_first else i
+            v = (v << 16) + ((buf[off + 2 * w] << 8) | buf[off + 2 * w + 1])
+        return _round_div(v * mul, div)
+    hi = off + 2 if low_first else off
+    lo = off if low_first else off + 2
+    if kind == 5:
+        return _f32(buf[hi], buf[hi + 1], buf[lo], buf[lo + 1], mul, div)
+    b0 = buf[hi]
+    if kind == 3 and b0 & 0x80:                      # s32: the sign is in the top byte
+        b0 -= 0x100
+    v = (b0 << 24) + (buf[hi + 1] << 16) + (buf[lo] << 8) + buf[lo + 1]
+    return _round_div(v * mul, div)
 
 
 def check(values):

@@ -294,11 +294,15 @@ def _point_comb(px, py, w):
     from entry idx without its lowest set bit i by adding 2*B(i)."""
     d = -(-256 // w)
     m = 1 << (w - 1)
-    # Every buffer is allocated before the arithmetic: the big-int garbage that follows leaves
-    # the heap too fragmented for a later multi-KiB block (seen at 192 KiB with w = 7).
+    # Entries are made _CHUNK at a time, turned affine with one shared inversion and written
+    # into the table; an earlier entry is read back from the table. All 128 entries of an
+    # 8-tooth comb alive at once as Jacobian big-int triples needed over 75 KiB on a 32-bit
+    # heap; a chunk needs a few KiB. Every buffer is allocated before the arithmetic: the
+    # big-int garbage that follows leaves the heap too fragmented for a later multi-KiB block.
+    chunk = m if m < _CHUNK else _CHUNK
     table = bytearray(m << 6)
-    entries = [None] * m
-    pre = [0] * (m + 1)
+    jac = [None] * chunk
+    pre = [0] * (chunk + 1)
     base = []                   # B(i) and 2*B(i), from one chain of doublings
     x, y, z = px, py, 1
     for j in range((w - 1) * d + 1):
@@ -306,25 +310,38 @@ def _point_comb(px, py, w):
             base.append((x, y, z))
         x, y, z = _dbl(x, y, z)
     aff = _batch_affine(base)
+    base = None
     b = [aff[2 * i] for i in range(w)]
     b2 = [aff[2 * i + 1] for i in range(w - 1)]
+    aff = None
     x, y, z = b[w - 1][0], b[w - 1][1], 1
     for i in range(w - 1):
         x, y, z = _madd(x, y, z, b[i][0], P - b[i][1])
-    entries[0] = (x, y, z)
-    for idx in range(1, m):
-        i = 0
-        while not idx >> i & 1:
-            i += 1
-        e = entries[idx ^ (1 << i)]
-        entries[idx] = _madd(e[0], e[1], e[2], b2[i][0], b2[i][1])
-    _batch_affine(entries, pre, entries)
-    o = 0
-    for ex, ey in entries:
-        table[o:o + 32] = ex.to_bytes(32, "big")
-        table[o + 32:o + 64] = ey.to_bytes(32, "big")
-        o += 64
+    jac[0] = (x, y, z)
+    fb = int.from_bytes
+    for start in range(0, m, chunk):
+        for k in range(1 if start == 0 else 0, chunk):
+            idx = start + k
+            i = 0
+            while not idx >> i & 1:
+                i += 1
+            src = idx ^ (1 << i)
+            if src >= start:
+                e = jac[src - start]
+            else:
+                o = src << 6
+                e = (fb(table[o:o + 32], "big"), fb(table[o + 32:o + 64], "big"), 1)
+            jac[k] = _madd(e[0], e[1], e[2], b2[i][0], b2[i][1])
+        _batch_affine(jac, pre, jac)
+        o = start << 6
+        for ex, ey in jac:
+            table[o:o + 32] = ex.to_bytes(32, "big")
+            table[o + 32:o + 64] = ey.to_bytes(32, "big")
+            o += 64
     return _Comb(table, w, 1, d)
+
+
+_CHUNK = 16                     # comb entries made per shared inversion
 
 
 _WNAF = 5                       # window for arbitrary points: digits +-1, +-3, .., +-15
@@ -505,8 +522,8 @@ def verify_digest(pub, digest, r, s):
 
 class Verifier:
     """Verifier(pub, teeth=6): verification for one key that is used again and again (the
-    operator's command key). A signed comb table for the key is built once (about 2 KiB of
-    heap for teeth=6, 8 KiB for 8), which makes each verification about 2-3x faster than
+    operator's command key). A signed comb table for the key is built once (2 KiB of heap
+    for teeth=6, 8 KiB for 8; building it needs a few KiB more, chunk by chunk), which makes each verification about 2-3x faster than
     verify_digest."""
 
     def __init__(self, pub, teeth=6):

@@ -2,6 +2,7 @@
 # Sets up everything `make test`, `make bench` and `make demo` need, on a fresh machine:
 #   - Debian packages: socat (serial ptys for the Modbus wire), mosquitto (the real broker),
 #     postgresql (the validators' shared store; tests run their own server)
+#     make and gcc-multilib (the 32-bit "virtual ESP32" MicroPython, host_tools/devtools/mp32.py)
 #   - a virtualenv at .venv with the host packages of requirements.txt and this project's CLI
 #   - umqtt.simple for the firmware, unpacked from PyPI's sdist into .venv/mplib
 # Idempotent: each step is skipped when its result is already there.
@@ -16,6 +17,9 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # PostgreSQL: the validators' shared store at scale (tests start a throw-away server with initdb).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+# gcc -m32 needs the i386 C library and libgcc: Debian's gcc-multilib brings both (and gcc).
+dpkg -s gcc-multilib >/dev/null 2>&1 || need_apt+=(gcc-multilib)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1,5 +1,5 @@
-# Every firmware module imports on this interpreter (on MicroPython: from its .mpy, in the
-# ESP32's heap budget). Left out: the ESP32 hal (needs `machine`; tests/firmware/hal/test_hal_esp32.py
+# Every firmware module imports on this interpreter (on MicroPython: frozen into the 32-bit
+# image, in the ESP32's heap budget). Left out: the ESP32 hal (needs `machine`; tests/firmware/hal/test_hal_esp32.py
 # runs it on a stand-in) and the entry scripts, which run when imported.
 import os
 
@@ -10,6 +10,8 @@ LAYERS = ("hal", "store", "drivers", "ledger", "session", "uplink", "app")
 def _firmware_dir():
     import store
     path = store.__file__
+    if not path.startswith("/"):        # frozen into the image: list the source tree instead
+        return os.getenv("CP_ROOT") + "/firmware"
     return path[:path.rfind("/store/")]
 
 
