@@ -26,19 +26,32 @@ class SimClock:
     """Time that moves only when told to: advance(ms), sleep_ms(ms) or set_time(epoch)."""
 
     def __init__(self, epoch=1767225600, ticks=0, status="S"):   # 2026-01-01T00:00:00Z
-        self._ms = epoch * 1000          # wall clock in ms since 1970
+        # The wall clock is epoch + elapsed seconds + ms: an epoch in seconds (let alone in
+        # ms) is beyond the ESP32's 31-bit small integers, so advancing it would make a new
+        # heap object every pass. Only the small parts move; time() builds the sum once per
+        # second and hands out the same object until the next second.
+        self._epoch = int(epoch)
+        self._s = 0
+        self._ms = 0
         self._ticks = ticks & _TICKS_MASK
         self._status = status
+        self._t_s = -1
+        self._t = 0
 
     def time(self):
-        return self._ms // 1000
+        if self._s != self._t_s:
+            self._t = self._epoch + self._s
+            self._t_s = self._s
+        return self._t
 
     def time_ms(self):
-        return self._ms
+        return (self._epoch + self._s) * 1000 + self._ms
 
     def set_time(self, epoch, status="S"):
         """Set the wall clock (as NTP would); ticks keep running unchanged."""
-        self._ms = int(epoch) * 1000
+        self._epoch = int(epoch)
+        self._s = self._ms = 0
+        self._t_s = -1
         self._status = status
 
     def status(self):
@@ -56,8 +69,12 @@ class SimClock:
     def advance(self, ms):
         if ms < 0:
             raise SimError("time only moves forward")
-        self._ms += ms
         self._ticks = (self._ticks + ms) & _TICKS_MASK
+        ms += self._ms
+        if ms >= 1000:
+            self._s += ms // 1000
+            ms %= 1000
+        self._ms = ms
 
     def sleep_ms(self, ms):
         self.advance(ms)

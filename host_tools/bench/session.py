@@ -1,11 +1,13 @@
 """Bench rows for the charging session and the whole pipeline.
 
-session_heap_peak_bytes  the smallest free heap (bytes, 64-bit unix port, firmware bytecode
-                         loaded beside it as on a board with frozen modules) with which a whole
-                         simulated session completes: plug in, card, charge against the pymodbus
-                         meter, unplug, receipt signed and logged. Found by bisection.
-session_code_bytes       heap the firmware's bytecode takes when loaded from .mpy (in flash,
-                         not heap, when frozen into the ESP32 image).
+session_heap_peak_bytes_32  the smallest `-X heapsize` (bytes) of the 32-bit build with the
+                         firmware frozen in (the virtual ESP32, devtools/mp32.py) with which a
+                         whole simulated session completes: plug in, card, charge against the
+                         pymodbus meter, unplug, receipt signed and logged. Found by bisection.
+session_heap_peak_bytes  the same on the 64-bit port: the smallest free heap beside the
+                         firmware's .mpy bytecode.
+session_code_bytes       heap the firmware's bytecode takes on the 64-bit port when loaded from
+                         .mpy (in flash, not heap, when frozen into the ESP32 image).
 e2e_ack_ms               median time from a session's end (the EV unplugged) on a MicroPython
                          charger to the validator's ack of its receipt arriving at a subscriber
                          on the broker, on loopback with amqtt: meter read, three signatures,
@@ -20,46 +22,53 @@ import time
 import paho.mqtt.client as mqtt
 
 from host_tools.devtools import build_mpy
-from host_tools.devtools import mprun
+from host_tools.devtools import mp32, mprun
 from host_tools.sim.broker import AmqttBroker
 from host_tools.demo import CARDS, default_tariff
 from host_tools.sim.fleet import DEFAULT_BOARD, Device, start_meter, stop
 from host_tools.validator.service import Validator
 
 
-def _session_ok(meter, data_heap):
-    """True if a whole session passes in data_heap bytes, False if it runs out of memory;
-    any other failure is an error (it must not pass for 'too small')."""
+def _session_ok(meter, heap, interp):
+    """True if a whole session passes with heap bytes, False if it runs out of memory; any
+    other failure is an error (it must not pass for 'too small')."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"meter": meter, "data": tmp + "/flash", "board": str(DEFAULT_BOARD)}
         proc = mprun.run_firmware_test("test_session", "test_whole_session_energy_is_register_difference",
-                                       {"charger_env": env}, data_heap=data_heap)
+                                       {"charger_env": env}, heap=heap, interp=interp)
     # Out of memory shows as MemoryError, or as the fault the charger records when it catches
     # one (it keeps the session and stays safe, so the test sees a fault).
     if not mprun.passed(proc) and "MemoryError" not in proc.stdout \
             and "memory allocation failed" not in proc.stdout:
-        raise RuntimeError("session failed at %d bytes, not for memory:\n%s" % (data_heap, proc.stdout[-2000:]))
+        raise RuntimeError("session failed at %d bytes, not for memory:\n%s" % (heap, proc.stdout[-2000:]))
     return mprun.passed(proc), mprun.code_bytes(proc)
+
+
+def _bisect(meter, interp, top):
+    ok, code = _session_ok(meter, top, interp)
+    if not ok:
+        raise RuntimeError("a whole session fails at the %d-byte budget" % top)
+    lo, hi = 8 * 1024, top          # lo fails (checked), hi works
+    if _session_ok(meter, lo, interp)[0]:
+        raise RuntimeError("a whole session fits in %d bytes: lower the bisection floor" % lo)
+    while hi - lo > 1024:
+        mid = (lo + hi) // 2
+        if _session_ok(meter, mid, interp)[0]:
+            hi = mid
+        else:
+            lo = mid
+    return hi, code
 
 
 def heap_rows():
     proc, meter = start_meter()
     try:
-        ok, code = _session_ok(meter, mprun.DATA_HEAP)
-        if not ok:
-            raise RuntimeError("a whole session fails at the %d-byte budget" % mprun.DATA_HEAP)
-        lo, hi = 8 * 1024, mprun.DATA_HEAP          # lo fails (checked), hi works
-        if _session_ok(meter, lo)[0]:
-            raise RuntimeError("a whole session fits in %d bytes: lower the bisection floor" % lo)
-        while hi - lo > 1024:
-            mid = (lo + hi) // 2
-            if _session_ok(meter, mid)[0]:
-                hi = mid
-            else:
-                lo = mid
+        peak64, code64 = _bisect(meter, "64", mprun.DATA_HEAP)
+        peak32, _ = _bisect(meter, "32", mprun.HEAP_32)
     finally:
         stop(proc)
-    return {"session_heap_peak_bytes": hi, "session_code_bytes": code}
+    return {"session_heap_peak_bytes": peak64, "session_code_bytes": code64,
+            "session_heap_peak_bytes_32": peak32}
 
 
 def ack_rows(sessions=8):
@@ -106,6 +115,7 @@ def ack_rows(sessions=8):
 
 def run():
     build_mpy.build()
+    mp32.build()
     rows = heap_rows()
     rows.update(ack_rows())
     return rows

@@ -6,12 +6,12 @@ from host_tools.devtools import mprun
 
 # The simulated flash chip (up to 128 KiB, plus copies of it for the power-cut replays) lives
 # in the MicroPython heap here; on the board it is flash. It gets its own room beside the
-# charger's 192 KiB.
+# ESP32's 112 KiB.
 FLASH_ROOM = 3 * 128 * 1024
 
 
 def _run(func):
-    proc = mprun.run_firmware_test("support.lfs_scenarios", func, {}, data_heap=mprun.DATA_HEAP + FLASH_ROOM)
+    proc = mprun.run_firmware_test("support.lfs_scenarios", func, {}, heap=mprun.HEAP_32 + FLASH_ROOM)
     assert mprun.passed(proc), proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
