@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything `make test`, `make bench` and `make demo` need, on a fresh machine:
 #   - Debian packages: socat (serial ptys for the Modbus wire), mosquitto (the real broker),
-#     postgresql (the validators' shared store; tests run their own server)
+#     postgresql (the validators' shared store; tests run their own server),
 #     make and gcc-multilib (the 32-bit "virtual ESP32" MicroPython, host_tools/devtools/mp32.py)
 #   - a virtualenv at .venv with the host packages of requirements.txt and this project's CLI
 #   - umqtt.simple for the firmware, unpacked from PyPI's sdist into .venv/mplib

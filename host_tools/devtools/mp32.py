@@ -125,6 +125,12 @@ def _board_modules(port, lib):
     return out
 
 
+def board_modules():
+    """The firmware files the board's image freezes (paths relative to firmware/)."""
+    _extract(tarball(), print)
+    return _board_modules(*_libraries())
+
+
 def _manifests(port, lib):
     plain = OUT / "manifest-32.py"
     plain.write_text(
