@@ -24,7 +24,7 @@ bench: $(STAMP)
 
 ## the main job: a simulated charger fleet with its validator, on embedded defaults
 demo: $(STAMP)
-	$(PY) -m host_tools.demo
+	$(PY) -m host_tools.demo $(if $(OCPP),--ocpp $(OCPP))
 
 ## compile every firmware file with mpy-cross into build/mpy (what goes onto the board)
 mpy: $(STAMP)

@@ -10,7 +10,6 @@ printed. The first validator's ledger stays at demo-out/ledger.sqlite.
 """
 import argparse
 import json
-import pathlib
 import shutil
 import sys
 import time
@@ -94,10 +93,42 @@ def driver_check(db_path, dev):
     return valid and caught
 
 
+def start_ocpp_bridge(url, devices, broker):
+    """Each demo charger also appears to the CSMS at url as an OCPP 1.6J charge point."""
+    import paho.mqtt.client as mqtt
+
+    from host_tools.operate.ocpp_bridge import OcppBridge
+    from host_tools.provision import operator_cmd
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-ocpp-bridge")
+    chargers = {d.charger_id: {"pubkey": d.pubkey_hex} for d in devices}
+    bridge = OcppBridge(url, chargers, operator_cmd.generate_key(), client,
+                        str(OUT / "ocpp-bridge"))
+    client.on_message = bridge.on_message
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    bridge.subscribe()
+    bridge.client = client
+    print("OCPP bridge: %d chargers connecting to %s<charger id>" % (len(chargers), url))
+    return bridge.start()
+
+
+def stop_ocpp_bridge(bridge):
+    deadline = time.time() + 20            # let queued StopTransactions reach the CSMS
+    while time.time() < deadline and any(ch.state.queue for ch in bridge.chargers.values()):
+        time.sleep(0.2)
+    bridge.stop()
+    bridge.client.loop_stop()
+    bridge.client.disconnect()
+    return {"StopTransaction": sum(ch.stops_sent for ch in bridge.chargers.values()),
+            "receipts_refused": bridge.receipts_refused}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chargers", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=3)
+    ap.add_argument("--ocpp", default=None, help="ws://HOST:PORT/path/: also run the fleet "
+                    "through the OCPP 1.6J bridge to that central system")
     args = ap.parse_args(argv)
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -111,6 +142,7 @@ def main(argv=None):
     validators = [Validator(str(path), vid, tariffs=[tariff]).start(broker.host, broker.port)
                   for path, vid in zip(ledgers, ("val-a", "val-b"))]
     devices = []
+    bridge = bridge_stats = None
     drained = True
     start_time = int(time.time()) - 3 * 86400
     try:
@@ -128,6 +160,8 @@ def main(argv=None):
         for v in validators:
             if not v.subscribed.wait(10):
                 raise RuntimeError("validator %s did not subscribe" % v.validator_id)
+        if args.ocpp:
+            bridge = start_ocpp_bridge(args.ocpp, devices, broker)
         for dev in devices:
             dev.go()
         for dev in devices:
@@ -138,6 +172,8 @@ def main(argv=None):
                 dev.charger_id, len(done), pending))
         time.sleep(0.5)
     finally:
+        if bridge is not None:
+            bridge_stats = stop_ocpp_bridge(bridge)
         for dev in devices:
             dev.close()
         for v in validators:
@@ -147,6 +183,9 @@ def main(argv=None):
     ok = (len(rows) == args.chargers * args.sessions and consistent and drained
           and all(r["status"] == "accepted" for r in rows))
     ok = driver_check(ledgers[0], devices[0]) and ok
+    if bridge_stats is not None:
+        print("OCPP bridge to %s: %s" % (args.ocpp, bridge_stats))
+        ok = ok and bridge_stats["StopTransaction"] == args.chargers * args.sessions
     print("demo %s" % ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 

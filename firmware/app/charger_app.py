@@ -113,7 +113,9 @@ class ChargerApp:
                 # The status (a dict and a price) is built only when telemetry is due.
                 if self.clock.ticks_diff(now, self._telemetry_due) >= 0:
                     st = self.charger.status()
-                    if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True):
+                    reg = self.charger.session["last_wh"]   # the meter register (OCPP bridge)
+                    if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True,
+                                      register_wh=reg):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
             now = self.clock.ticks_ms()
             if self.clock.ticks_diff(now, self._health_due) >= 0:

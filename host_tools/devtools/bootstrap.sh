@@ -27,8 +27,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-"$PYTHON" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 13), sys.version' || {
-    echo "bootstrap: the MicroPython unix port's wheels need CPython 3.10-3.13 (set PYTHON=...)" >&2
+"$PYTHON" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), sys.version' || {
+    echo "bootstrap: needs CPython 3.11-3.13 (ocpp needs 3.11; the MicroPython unix port's wheels stop at 3.13; set PYTHON=...)" >&2
     exit 1; }
 if [ ! -x .venv/bin/pip ]; then          # also repairs a venv left half-made by a failed run
     echo "bootstrap: creating .venv"

@@ -192,9 +192,11 @@ def test_telemetry_follows_its_interval(tmp_path, amqtt_broker):
     assert link.telemetry(7200, 1500, 59) is True
     assert link.telemetry(7300, 1510, 60) is False      # inside the interval
     assert link.telemetry(7300, 1512, 60, force=True) is True
-    wait_for(lambda: len(obs.msgs) >= 2, obs.pump)
+    assert link.telemetry(7300, 1513, 60, force=True, register_wh=1001513) is True
+    wait_for(lambda: len(obs.msgs) >= 3, obs.pump)
     vals = [json.loads(p) for _, p in obs.take()]
-    assert vals == [{"w": 7200, "wh": 1500, "price": 59}, {"w": 7300, "wh": 1512, "price": 60}]
+    assert vals == [{"w": 7200, "wh": 1500, "price": 59}, {"w": 7300, "wh": 1512, "price": 60},
+                    {"w": 7300, "wh": 1513, "price": 60, "reg": 1001513}]
     link.close()
     obs.close()
 
