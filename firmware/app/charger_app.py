@@ -154,7 +154,7 @@ class ChargerApp:
                 if not charger.stop("remote"):
                     return "rejected", "no session"
             elif name == "current_limit":
-                charger.set_current_limit(args["ma"])
+                charger.set_current_limit(args["ma"], args.get("ttl_s"))
             elif name == "tariff":
                 running = charger.session["tariff"] if charger.session else None
                 self.billing.set_tariff(args["tariff"], keep=running)

@@ -10,8 +10,11 @@ DEFAULTS = {
     "max_meter_failures": 5,       # consecutive failed reads before the meter is a fault
     "journal_interval_s": 60,      # running-session readings to flash at most this often
     "recover_settle_ms": 2000,     # after boot, let the pilot settle before resuming
-    "fault_hold_ms": 3000,
-    "pwm_off_grace_ms": 6000,      # an EV still drawing this long after the PWM went: open         # state F shown this long after a fault before looking again
+    "fault_hold_ms": 3000,         # state F shown this long after a fault before looking again
+    "pwm_off_grace_ms": 6000,      # an EV still drawing this long after the PWM went: open
+    # The safe current when a site controller's limit lease runs out (it went silent): the
+    # site's share for this charger if all of them fall back at once (0: pause).
+    "fallback_current_ma": 6000,
     "meter_serial": None,          # required: the meter's serial number (OCMF MS)
     "meter_timeout_ms": 200,
     "meter_retries": 2,
@@ -98,6 +101,10 @@ def load(board, path=None, overrides=None):
         if not cfg[field] or not isinstance(cfg[field], str):
             raise ConfigError("config: field '%s' is required (a string)" % field)
     _check_mqtt(cfg)
+    fb = cfg["fallback_current_ma"]
+    if not isinstance(fb, int) or not (fb == 0 or 6000 <= fb <= cfg["rated_current_a"] * 1000):
+        raise ConfigError("config: fallback_current_ma must be 0 or 6000..%d"
+                          % (cfg["rated_current_a"] * 1000))
     if not cfg["log_origin"]:
         cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
     return cfg

@@ -14,6 +14,7 @@
 from drivers.contactor import ContactorFault
 from drivers.meter import MeterError
 from session import faults as fault_codes
+from session.limit import LimitLease
 from session.books import Books
 from session.fault_state import FaultState
 from session.plausibility import MeterWatch
@@ -55,6 +56,7 @@ class Charger:
         self.state = IDLE
         self.fault = None
         self.current_limit_ma = config["rated_current_a"] * 1000
+        self.lease = LimitLease(clock)         # a site controller's limit runs out unless renewed
         self._next_meter_ms = clock.ticks_ms()
         self._limit0_ms = clock.ticks_ms()     # when the current limit last changed
         self.since_ms = clock.ticks_ms()       # when the current state was entered
@@ -101,10 +103,12 @@ class Charger:
         self.end_charging(reason)
         return True
 
-    def set_current_limit(self, milliamps):
+    def set_current_limit(self, milliamps, ttl_s=None):
+        """ttl_s: the limit holds that long unless set again, then fallback_current_ma applies."""
         rated = self.cfg["rated_current_a"] * 1000
         if milliamps != 0 and (milliamps < 6000 or milliamps > rated):
             raise ValueError("current limit %d mA: 0 or 6000..%d" % (milliamps, rated))
+        self.lease.start(ttl_s)
         self.current_limit_ma = milliamps
         self._limit0_ms = self.clock.ticks_ms()
         if self.state in (AUTHORISED, CHARGING, SUSPENDED):
@@ -120,6 +124,9 @@ class Charger:
         """One pass of the control loop: bounded work, at most one meter read."""
         if self._faulted(self.safety.check()):
             return
+        if self.lease.ran_out():              # the site controller went silent
+            self.set_current_limit(min(self.cfg["fallback_current_ma"],
+                                       self.cfg["rated_current_a"] * 1000))
         state = self.state
         if state == IDLE:
             self._step_idle()

@@ -32,7 +32,8 @@ SCHEMA = {
     "start": (("id_tag", str, True), ("connector", int, False)),
     "stop": (("reason", str, False), ("connector", int, False)),
     # Charging current limit in mA: 0 pauses charging, else IEC 61851-1's 6..80 A PWM range.
-    "current_limit": (("ma", int, True), ("connector", int, False)),
+    # ttl_s: a site controller's lease; unless renewed, fallback_current_ma applies after it.
+    "current_limit": (("ma", int, True), ("connector", int, False), ("ttl_s", int, False)),
     # The tariff document as a string: its exact bytes are hashed into receipts.
     "tariff": (("tariff", str, True),),
     "reserve": (("id_tag", str, True), ("until", int, True), ("connector", int, False)),
@@ -109,6 +110,8 @@ def _check_args(name, args):
         raise ValueError("connector out of range")
     if name == "current_limit" and not (args["ma"] == 0 or 6000 <= args["ma"] <= 80000):
         raise ValueError("ma must be 0 or 6000..80000")
+    if name == "current_limit" and "ttl_s" in args and not 1 <= args["ttl_s"] <= 86400:
+        raise ValueError("ttl_s must be 1..86400")
     if name == "reserve" and args["until"] <= 0:
         raise ValueError("until must be a unix time")
     for arg in ("id_tag", "reason"):

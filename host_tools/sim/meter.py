@@ -341,6 +341,36 @@ class MeterSim:
                 os.unlink(link)
 
 
+def spawn(model="SDM630", address=1, baud=115200, link=None):
+    """Run this simulator in a process of its own; (process, info dict: port, baud, control).
+    The caller stops it with stop()."""
+    import subprocess
+    from host_tools.paths import ROOT
+    cmd = [sys.executable, "-m", "host_tools.sim.meter", "--model", model,
+           "--address", str(address), "--baud", str(baud)]
+    if link:
+        cmd += ["--link", str(link)]
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise RuntimeError("meter simulator for %s did not start" % model)
+    return proc, json.loads(line)
+
+
+def stop(proc):
+    import subprocess
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="SDM630", choices=sorted(SIM_MODELS))

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 from host_tools.provision import operator_cmd as op
 from host_tools.sim.broker import free_port, wait_listening
 from host_tools.sim.netfault import FaultProxy
-from test_uplink_process import ChargerProcess
+from fixtures.charger_process import ChargerProcess
 
 
 def test_standalone_broker_serves_paho(tmp_path):
