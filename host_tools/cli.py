@@ -74,7 +74,7 @@ def cmd_validate(args):
     except KeyboardInterrupt:
         pass
     finally:
-        v.db.close()
+        v.close()
     return 0
 
 

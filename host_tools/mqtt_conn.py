@@ -65,10 +65,12 @@ def configure(c: Any, spec: BrokerSpec) -> Any:
     return c
 
 
-def client(spec: BrokerSpec, client_id: str = "", clean_session: bool | None = None) -> Any:
-    """A paho-mqtt 2.x client (callback API version 2) with spec's login and TLS set."""
+def client(spec: BrokerSpec, client_id: str = "", clean_session: bool | None = None,
+           manual_ack: bool = False) -> Any:
+    """A paho-mqtt 2.x client (callback API version 2) with spec's login and TLS set
+    (manual_ack: QoS 1 messages are acknowledged by client.ack(), not on receipt)."""
     import paho.mqtt.client as mqtt
-    kwargs: dict[str, Any] = {"client_id": client_id}
+    kwargs: dict[str, Any] = {"client_id": client_id, "manual_ack": manual_ack}
     if clean_session is not None:
         kwargs["clean_session"] = clean_session
     return configure(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs), spec)

@@ -46,7 +46,7 @@ import sqlite3
 import threading
 import time
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class LedgerError(Exception):
@@ -137,6 +137,18 @@ MIGRATIONS = {
             payload      BLOB NOT NULL,
             received_at  INTEGER NOT NULL,
             PRIMARY KEY (charger_id, log_index, digest))""",
+    ],
+    4: [
+        # Refused junk is stored bounded (host_tools/validator/rejections.py): its hash, size
+        # and a prefix, at most a cap per charger and hour; beyond it only a counter grows.
+        "ALTER TABLE rejections ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE rejections ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX rejections_time ON rejections (charger_id, received_at)",
+        """CREATE TABLE rejection_drops (
+            charger_id   TEXT NOT NULL,          -- '*': chargers that are not enrolled
+            hour         INTEGER NOT NULL,       -- epoch seconds // 3600
+            dropped      INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, hour))""",
     ],
 }
 
@@ -407,11 +419,32 @@ class _Ledger:
                     received_at if received_at is not None else _now()))
 
     # ---- rejections and evidence -----------------------------------------------------------
-    def insert_rejection(self, db, charger_id, kind, reason, detail, topic, raw, received_at=None):
-        db.execute("INSERT INTO rejections (charger_id, kind, reason, detail, topic, raw, received_at)"
-                   " VALUES (?,?,?,?,?,?,?)",
+    def insert_rejection(self, db, charger_id, kind, reason, detail, topic, raw, received_at=None,
+                         sha256="", size=None):
+        """raw is what is kept of the message (a prefix for junk); sha256 and size describe
+        the whole message."""
+        db.execute("INSERT INTO rejections (charger_id, kind, reason, detail, topic, raw, received_at,"
+                   " sha256, size) VALUES (?,?,?,?,?,?,?,?,?)",
                    (charger_id, kind, reason, detail or "", topic or "", bytes(raw),
-                    received_at if received_at is not None else _now()))
+                    received_at if received_at is not None else _now(), sha256 or "",
+                    len(raw) if size is None else size))
+
+    def count_rejections(self, charger_id, since, until):
+        """Refusals stored for charger_id (None: chargers not enrolled) received in [since, until)."""
+        return self._query("SELECT COUNT(*) FROM rejections WHERE charger_id IS ? AND received_at>=?"
+                           " AND received_at<?", (charger_id, since, until)).fetchone()[0]
+
+    def add_rejection_drops(self, db, bucket, hour, n):
+        """Inside a transaction(): n more refusals of bucket in that hour were not stored."""
+        db.execute("INSERT INTO rejection_drops VALUES (?,?,?) ON CONFLICT (charger_id, hour)"
+                   " DO UPDATE SET dropped = rejection_drops.dropped + excluded.dropped", (bucket, hour, n))
+
+    def rejection_drops(self):
+        return [dict(r) for r in self._query("SELECT * FROM rejection_drops ORDER BY hour, charger_id")]
+
+    def has_evidence(self, charger_id, kind, first):
+        return self._query("SELECT 1 FROM evidence WHERE charger_id=? AND kind=? AND first=? LIMIT 1",
+                           (charger_id, kind, bytes(first))).fetchone() is not None
 
     def insert_evidence(self, db, charger_id, kind, first, second, detail, received_at=None):
         db.execute("INSERT INTO evidence (charger_id, kind, first, second, detail, received_at)"

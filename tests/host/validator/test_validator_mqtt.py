@@ -121,13 +121,12 @@ def test_forged_messages_on_the_broker_are_not_acked(fleet):
         forged = body.replace(b'"energy_wh":', b'"energy_wh":9', 1) + b"|" + sig
         spy.publish("cp/%s/receipt/3" % c.charger_id, forged, qos=1).wait_for_publish(5)
         assert wait_for(lambda: all(v.counts.get("receipt_rejected") == 1 for v in validators))
-        assert wait_for(lambda: len(acks) >= 2)
-        time.sleep(0.3)
-        # no ack: only the two validators' evidence reports
-        assert sorted(acks) == ["cp/%s/evidence/val-1" % c.charger_id, "cp/%s/evidence/val-2" % c.charger_id]
+        time.sleep(0.5)
+        # no ack, and no evidence report: an unauthenticated copy accuses nobody (issue 8)
+        assert acks == []
         for v in validators:
             assert [r["reason"] for r in v.db.rejections()] == ["bad-signature"]
-            assert [e["kind"] for e in v.db.evidence()] == ["forged-signature"]
+            assert v.db.evidence() == []
     finally:
         spy.loop_stop()
         spy.disconnect()

@@ -1,0 +1,232 @@
+"""The validator's decision loop for one message: route it, run the checks
+(host_tools.validator.checks) in order, record the verdict in the store, and say what to
+acknowledge. No MQTT here (host_tools.validator.service), no proof building
+(host_tools.validator.proofs).
+
+Order of checks for a receipt (the first failure decides the reason):
+  size, envelope, parse ..... malformed (numbers, nesting and sizes are bounded before any
+                              conversion: host_tools.verify.strictjson)
+  charger enrolled .......... unknown-charger
+  receipt + OCMF signatures . bad-signature / bad-ocmf-signature / unknown-key (when both
+                              signatures recover to one key that is not the enrolled one)
+  -- nothing before this line is evidence: only the charger's valid signature can accuse it --
+  log position .............. duplicate (same bytes: ack again, count once)
+                              fork (other bytes at a stored index: evidence)
+                              gap (index beyond our log: evidence, not stored, not acked)
+  -- from here the receipt is authentic and part of the charger's log: it is stored whatever
+     the verdict, because later leaves and checkpoints build on it --
+  receipt vs its OCMF ....... energy-mismatch, begin-after-end, time-mismatch, charger-mismatch,
+                              pagination-mismatch, inconsistent  (evidence: self-contradiction)
+  seq continuity ............ pagination-gap (evidence)
+  time sanity ............... time-order / time-future / time-overlap
+  meter continuity .......... meter-backwards (evidence); energy between sessions -> flagged
+  tariff .................... unknown-tariff / price-mismatch
+A receipt failing a check after the log position is stored with status 'disputed' and a
+rejection row; it is acknowledged (the verdict is final, resending cannot change it).
+
+For a checkpoint: parse, charger, origin, key id, signature; then split-view (evidence),
+gap (not stored, not acked), fork (evidence), time-future, RFC 9162 proofs against the
+stored checkpoints.
+
+Never acknowledged: anything whose signature does not verify against the enrolled key.
+Any unexpected failure inside a check is a `malformed` rejection, never an exception out of
+process(); rejections of unauthenticated messages are stored bounded
+(host_tools.validator.rejections).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, Optional, Union
+
+from host_tools.verify import formats, merkle, sigcheck
+from host_tools.validator import checks
+from host_tools.validator.checks import Reject, Result
+from host_tools.validator.proofs import proof_bundle
+from host_tools.validator.registry import Registry
+from host_tools.validator.rejections import RejectionLog
+from host_tools.validator.store import open_ledger
+
+DEFAULT_SKEW_S = 300          # a charger clock may run this far ahead of ours
+MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.py RECEIPT_MAX)
+
+# Failures of the infrastructure (disk, database), not of the message: they propagate, the
+# message is not acknowledged, and the charger resends it later.
+INFRASTRUCTURE_ERRORS: tuple = (OSError, MemoryError)
+
+_log = logging.getLogger("chargeproof.validator")
+
+
+def _check_validator_id(validator_id: str) -> None:
+    if not validator_id or any(c in validator_id for c in "/+#"):
+        raise ValueError("validator id must be a plain MQTT topic level: %r" % (validator_id,))
+
+
+class Engine:
+    """Checks and records messages one at a time (the log position checks read, then write)."""
+
+    def __init__(self, db_path: str, validator_id: str, tariffs: Iterable[Any] = (),
+                 backend: str = "fast", skew_s: int = DEFAULT_SKEW_S,
+                 clock: Callable[[], float] = time.time, store: Optional[Any] = None) -> None:
+        _check_validator_id(validator_id)
+        if backend not in sigcheck.BACKENDS:
+            raise ValueError("backend must be one of %s" % (sigcheck.BACKENDS,))
+        self.db = store if store is not None else open_ledger(db_path)
+        self.registry = Registry(self.db)
+        self.validator_id = validator_id
+        self.backend = backend
+        self.skew_s = skew_s
+        self.clock = clock
+        self.rejections = RejectionLog(self.db, clock)
+        self._lock = threading.RLock()
+        self.counts: Dict[str, int] = {}
+        for doc in tariffs:
+            self.publish_tariff(doc)
+
+    # ---- registry --------------------------------------------------------------------------
+    def enroll(self, charger_id: str, pubkey_der: bytes, origin: Optional[str] = None) -> str:
+        return self.registry.enroll(charger_id, pubkey_der, origin)
+
+    def publish_tariff(self, document: Union[str, bytes, dict]) -> str:
+        return self.registry.publish_tariff(document)
+
+    def proof_bundle(self, charger_id: str, seq: Optional[int] = None, index: Optional[int] = None) -> dict:
+        return proof_bundle(self.db, charger_id, seq=seq, index=index, tree=self.registry.tree(charger_id))
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    # ---- the entry point -------------------------------------------------------------------
+    def process(self, topic: Union[str, bytes], payload: bytes) -> Result:
+        """Check one MQTT message and record the verdict. The store has committed before this
+        returns; the caller publishes result.ack (if any) afterwards."""
+        with self._lock:
+            result = self._process(topic, bytes(payload))
+        self.count("%s_%s" % (result.kind, result.status))
+        return result
+
+    def _process(self, topic: Union[str, bytes], payload: bytes) -> Result:
+        route = formats.route(topic)
+        if route is None:
+            return Result("unknown", None, "ignored", "not-our-topic", str(topic)[:200])
+        charger_id, kind = route
+        state = {"authenticated": False}
+        try:
+            if len(payload) > MAX_MESSAGE:
+                raise Reject("malformed", "%d bytes, more than %d" % (len(payload), MAX_MESSAGE))
+            envelope = formats.unwrap(kind, payload, topic)
+            if kind == "receipt":
+                return self._receipt(charger_id, topic, payload, envelope, state)
+            return self._checkpoint(charger_id, payload, envelope, state)
+        except formats.FormatError as exc:
+            rej = Reject("malformed", str(exc))
+        except Reject as exc:
+            rej = exc
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:               # a check failed in a way nobody foresaw
+            _log.warning("check failed on %s: %r", topic, exc)
+            self.count("check_errors")
+            rej = Reject("malformed", "unreadable: %s: %s" % (type(exc).__name__, str(exc)[:200]))
+        return self._rejected(kind, charger_id, str(topic), payload, rej, state["authenticated"])
+
+    def _ack(self, result: Result, envelope: dict) -> Result:
+        result.ack_topic = formats.ack_topic(result.charger_id, self.validator_id)
+        result.ack = formats.ack_payload(envelope, result)
+        return result
+
+    def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Reject,
+                  authenticated: bool) -> Result:
+        """Record a refusal (no ack). Evidence only if the charger's signature verified."""
+        evidence = rej.evidence if authenticated else None
+        enrolled = authenticated or self.db.charger(charger_id) is not None
+        stored = self.rejections.record(charger_id, enrolled, kind, rej.reason, rej.detail, topic,
+                                        payload, evidence, authenticated)
+        result = Result(kind, charger_id, "rejected", rej.reason, rej.detail)
+        result.evidence = evidence[0] if evidence and stored == "evidence" else None
+        result.digest = hashlib.sha256(payload).hexdigest()
+        return result
+
+    # ---- receipts --------------------------------------------------------------------------
+    def _enrolled(self, charger_id: str) -> dict:
+        charger = self.registry.charger(charger_id)
+        if charger is None:
+            raise Reject("unknown-charger", "charger %s is not enrolled" % charger_id)
+        return charger
+
+    def _verify(self, pub_der: bytes, message: bytes, sig_der: bytes) -> bool:
+        return sigcheck.verify(pub_der, message, sig_der, self.backend)
+
+    def _receipt(self, charger_id: str, topic: Union[str, bytes], payload: bytes, envelope: dict,
+                 state: dict) -> Result:
+        body = envelope["body"]
+        rc = checks.parse_receipt(body, charger_id)
+        pub = self._enrolled(charger_id)["pubkey_der"]
+        checks.receipt_signatures(rc, pub, charger_id, self._verify)
+        state["authenticated"] = True
+        index = rc["index"]
+        tree = self.registry.tree(charger_id)
+        if checks.log_position(self.db, tree, charger_id, index, body):
+            result = Result("receipt", charger_id, "duplicate", "", "index %d already stored" % index, index)
+            return self._ack(result, envelope)
+        return self._store_receipt(charger_id, str(topic), payload, envelope, rc, tree)
+
+    def _store_receipt(self, charger_id: str, topic: str, payload: bytes, envelope: dict, rc: dict,
+                       tree: merkle.Tree) -> Result:
+        """An authentic receipt, next in the log: stored whatever the billing verdict."""
+        now = int(self.clock())
+        index, body = rc["index"], envelope["body"]
+        status, reason, detail, evidence = "accepted", "", "", None
+        try:
+            note = self._billing(charger_id, rc, now)
+            if note:
+                status, detail = "flagged", note
+        except Reject as rej:
+            status, reason, detail, evidence = "disputed", rej.reason, rej.detail, rej.evidence
+        leaf = merkle.leaf_hash(body)
+        row = dict(rc)
+        row.update(charger_id=charger_id, log_index=index, leaf_hash=leaf, receipt=body,
+                   status=status, note=(reason + ": " + detail) if reason else detail, received_at=now)
+        with self.db.transaction() as tx:
+            self.db.insert_receipt(tx, row)
+            if reason:
+                self.rejections.insert_authentic(tx, charger_id, "receipt", reason, detail, topic, payload, now)
+            if evidence:
+                self.db.insert_evidence(tx, charger_id, evidence[0], evidence[1], evidence[2], detail, now)
+        tree.append_hash(leaf)
+        result = Result("receipt", charger_id, "rejected" if reason else status, reason, detail, index)
+        result.evidence = evidence[0] if evidence else None
+        result.digest = hashlib.sha256(payload).hexdigest()
+        return self._ack(result, envelope)
+
+    def _billing(self, charger_id: str, rc: dict, now: int) -> str:
+        try:
+            return checks.billing(self.db, charger_id, rc, now, self.skew_s)
+        except (Reject,) + INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:               # authentic but unreadable for billing: disputed
+            self.count("check_errors")
+            raise Reject("malformed", "billing check failed: %s: %s" % (type(exc).__name__, str(exc)[:200]))
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _checkpoint(self, charger_id: str, payload: bytes, envelope: dict, state: dict) -> Result:
+        note = envelope["body"]
+        checks.parse_checkpoint(note)
+        charger = self._enrolled(charger_id)
+        cp = checks.parse_checkpoint(note, charger["key_id_hex"])
+        checks.checkpoint_signature(cp, charger, self._verify)
+        state["authenticated"] = True
+        size = cp["size"]
+        now = int(self.clock())
+        tree = self.registry.tree(charger_id)
+        if checks.checkpoint_position(self.db, tree, charger_id, cp, note, now, self.skew_s):
+            return self._ack(Result("checkpoint", charger_id, "duplicate", "", "size %d" % size, size), envelope)
+        with self.db.transaction() as tx:
+            self.db.insert_checkpoint(tx, charger_id, size, cp["root"], note, now)
+        return self._ack(Result("checkpoint", charger_id, "accepted", "", "size %d" % size, size), envelope)
+
+    def close(self) -> None:
+        self.rejections.flush()
+        self.db.close()
