@@ -144,7 +144,7 @@ def receipt_inconsistency(rc):
     return None
 
 
-_tariffs = {}            # canonical text -> host_tools.verify.tariff.Tariff (parsed once)
+_tariffs: dict = {}          # canonical text -> host_tools.verify.tariff.Tariff (parsed once)
 
 
 def recompute_price(tariff_text, rc):

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 BACKENDS = ("fast", "reference", "both")
 
-_ref_keys = {}
-_fast_keys = {}
+_ref_keys: dict = {}
+_fast_keys: dict = {}
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
