@@ -8,6 +8,7 @@ import re
 from host_tools.verify import sigcheck
 
 DASH = "\u2014"
+MAX_NOTE = 8192
 
 
 class CheckpointError(ValueError):
@@ -28,8 +29,13 @@ def key_id(pub_der: bytes) -> bytes:
 
 class Checkpoint:
     def __init__(self, note):
-        if isinstance(note, bytes):
-            note = note.decode("utf-8")
+        if isinstance(note, (bytes, bytearray)):
+            try:
+                note = bytes(note).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CheckpointError("note is not UTF-8: %s" % exc)
+        if not isinstance(note, str) or len(note) > MAX_NOTE:
+            raise CheckpointError("a checkpoint note is text of at most %d characters" % MAX_NOTE)
         if any(c < " " and c != "\n" for c in note):
             raise CheckpointError("control character in note")
         cut = note.rfind("\n\n")
@@ -41,7 +47,7 @@ class Checkpoint:
         if len(lines) < 3 or not lines[0]:
             raise CheckpointError("checkpoint needs origin, size and root lines")
         self.origin = lines[0]
-        if not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
+        if not re.fullmatch(r"0|[1-9][0-9]{0,18}", lines[1]):
             raise CheckpointError("tree size %r is not a decimal without leading zeros" % lines[1])
         self.size = int(lines[1])
         try:
@@ -53,14 +59,17 @@ class Checkpoint:
         self.extensions = lines[3:]
         self.time = None
         for ext in self.extensions:
-            if re.fullmatch(r"time [0-9]+", ext):
+            if re.fullmatch(r"time [0-9]{1,12}", ext):
                 self.time = int(ext[5:])
         self.signatures = []
         for line in note[cut + 2:-1].split("\n"):
             m = re.fullmatch(DASH + r" (\S+) ([A-Za-z0-9+/=]+)", line)
             if not m:
                 raise CheckpointError("bad signature line %r" % line)
-            raw = base64.b64decode(m.group(2))
+            try:
+                raw = base64.b64decode(m.group(2), validate=True)
+            except binascii.Error:
+                raise CheckpointError("signature is not base64")
             if len(raw) < 5:
                 raise CheckpointError("signature too short")
             self.signatures.append((m.group(1), raw[:4], raw[4:]))

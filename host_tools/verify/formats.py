@@ -13,6 +13,7 @@ from host_tools.verify import checkpoint as checkpoint_mod
 from host_tools.verify import ocmf as ocmf_mod
 from host_tools.verify import receipt as receipt_mod
 from host_tools.verify import tariff as tariff_mod
+from host_tools.verify import strictjson
 
 PREFIX = "cp"
 KINDS = ("receipt", "checkpoint")
@@ -88,7 +89,7 @@ def tariff_canonical(document):
         document = document.decode()
     if isinstance(document, str):
         try:
-            document = json.loads(document)
+            document = strictjson.loads(document)
         except ValueError as exc:
             raise FormatError("tariff is not JSON: %s" % exc)
     try:
@@ -155,7 +156,7 @@ def recompute_price(tariff_text, rc):
             t = _tariffs[tariff_text] = tariff_mod.Tariff.load(tariff_text)
         segments = [(int(a), int(b)) for a, b in rc["segments"]]
         net, tax, total = t.price(segments, rc["begin_time"], rc["charge_end"], rc["end_time"])
-    except (tariff_mod.TariffError, TypeError, ValueError) as exc:
+    except (tariff_mod.TariffError, TypeError, ValueError, ArithmeticError, OSError) as exc:
         raise FormatError(str(exc))
     if t.currency != rc["currency"]:
         raise FormatError("tariff currency %s, receipt currency %s" % (t.currency, rc["currency"]))

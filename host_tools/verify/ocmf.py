@@ -2,16 +2,18 @@
 ECDSA-secp256r1-SHA256 signature over the payload bytes exactly as transmitted, and read the
 begin/end readings as exact decimals. Independent of firmware/ledger/ocmf.py."""
 import datetime
-import json
 import re
 from decimal import Decimal
 
 from host_tools.verify import sigcheck
+from host_tools.verify import strictjson
 
 SIG_ALGORITHM = "ECDSA-secp256r1-SHA256"
 _TM = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d),(\d{3})([+-])(\d\d)(\d\d) ([UIRS])$")
 _PG = re.compile(r"^[TF][1-9][0-9]*$|^[TF]0$")
 END_TX = "ELRAP"
+MAX_RECORD = 4096                 # OCPP carries at most 2500 characters of base64
+MAX_READINGS = 64
 
 
 class OcmfError(ValueError):
@@ -40,14 +42,18 @@ class Record:
     def __init__(self, text):
         if not isinstance(text, str):
             raise OcmfError("an OCMF record is text")
+        if len(text) > MAX_RECORD:
+            raise OcmfError("an OCMF record is at most %d characters" % MAX_RECORD)
         parts = text.split("|")
         if len(parts) != 3 or parts[0] != "OCMF":
             raise OcmfError("not 'OCMF|<payload>|<signature>'")
         self.text = text
         self.payload_text = parts[1]
         try:
-            self.payload = json.loads(parts[1], parse_float=Decimal)
-            self.signature = json.loads(parts[2])
+            # Bounded depth and number syntax before any conversion ("RV":1e999999 is refused
+            # here, not turned into a million-digit integer later).
+            self.payload = strictjson.loads(parts[1])
+            self.signature = strictjson.loads(parts[2])
         except ValueError as exc:
             raise OcmfError("section is not JSON: %s" % exc)
         if not isinstance(self.payload, dict) or not isinstance(self.signature, dict):
@@ -70,8 +76,8 @@ class Record:
             if "IF" in p and (not isinstance(p["IF"], list) or len(p["IF"]) > 4):
                 raise OcmfError("IF must be an array of at most 4 strings")
         rd = p.get("RD")
-        if not isinstance(rd, list) or not rd:
-            raise OcmfError("RD must be a non-empty array of readings")
+        if not isinstance(rd, list) or not 0 < len(rd) <= MAX_READINGS:
+            raise OcmfError("RD must be a non-empty array of at most %d readings" % MAX_READINGS)
         inherited = {}
         self.readings = []
         for i, r in enumerate(rd):
@@ -87,6 +93,9 @@ class Record:
                 raise OcmfError("reading %d: RV must be a JSON number" % i)
             if full["RU"] not in ("kWh", "Wh"):
                 raise OcmfError("reading %d: unit %r is not energy" % (i, full["RU"]))
+            for key in ("TX", "RI", "ST", "EF"):
+                if key in full and not isinstance(full[key], str):
+                    raise OcmfError("reading %d: %s must be a string" % (i, key))
             t, status = parse_time(full["TM"])
             self.readings.append({"time": t, "clock": status, "tx": full.get("TX"),
                                   "wh": Decimal(full["RV"]) * (1000 if full["RU"] == "kWh" else 1),

@@ -18,10 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from host_tools.verify import ocmf
 from host_tools.verify import sigcheck
+from host_tools.verify import strictjson
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 BUNDLE_FORMAT = "chargeproof-receipt-bundle/1"
+MAX_RECORD = 8192                 # bytes; the firmware's RECEIPT_MAX is 2048
+MAX_TIME = 4102444800             # 2100-01-01: times beyond are not a charger's clock
+MAX_INT = 10 ** 15                # energy, money, counters: far above any real session
+MAX_SEGMENTS = 64
 FIELDS = ("v", "charger", "seq", "index", "begin", "end", "charge_end", "energy_wh", "segments",
           "tariff", "currency", "net", "tax", "price", "reason", "ocmf")
 
@@ -42,24 +47,35 @@ class Receipt:
     def __init__(self, record):
         if isinstance(record, str):
             record = record.encode("utf-8")
+        if not isinstance(record, (bytes, bytearray)) or len(record) > MAX_RECORD:
+            raise ReceiptError("a receipt record is at most %d bytes" % MAX_RECORD)
         body, sep, sig_hex = bytes(record).rpartition(b"|")
-        if not sep or not body.startswith(b"{"):
+        if not sep or not body.startswith(b"{") or len(sig_hex) > 160:
             raise ReceiptError("not '<receipt JSON>|<signature hex>'")
         try:
             self.sig_der = bytes.fromhex(sig_hex.decode("ascii"))
-            self.fields = json.loads(body)
+            self.fields = strictjson.loads(body)     # bounded before any number is converted
         except (ValueError, UnicodeError) as exc:
             raise ReceiptError("receipt is not JSON|hex: %s" % exc)
         self.record, self.body = bytes(record), body
-        f = self.fields
-        if not isinstance(f, dict) or tuple(f) != FIELDS or f["v"] != 1:
+        self._check_fields(self.fields)
+
+    @staticmethod
+    def _check_fields(f):
+        if not isinstance(f, dict) or tuple(f) != FIELDS or f["v"] != 1 or type(f["v"]) is not int:
             raise ReceiptError("receipt fields must be exactly %s (v 1)" % ", ".join(FIELDS))
         for key in ("seq", "index", "begin", "end", "charge_end", "energy_wh", "net", "tax", "price"):
-            if type(f[key]) is not int or f[key] < 0:
-                raise ReceiptError("%s must be a non-negative integer" % key)
-        if not isinstance(f["segments"], list) or not all(
-                isinstance(s, list) and len(s) == 2 and all(type(x) is int for x in s) for s in f["segments"]):
-            raise ReceiptError("segments must be [[time, Wh], ...]")
+            top = MAX_TIME if key in ("begin", "end", "charge_end") else MAX_INT
+            if type(f[key]) is not int or not 0 <= f[key] <= top:
+                raise ReceiptError("%s must be an integer in 0..%d" % (key, top))
+        for key in ("charger", "tariff", "currency", "reason", "ocmf"):
+            if not isinstance(f[key], str):
+                raise ReceiptError("%s must be a string" % key)
+        segs = f["segments"]
+        if not isinstance(segs, list) or len(segs) > MAX_SEGMENTS or not all(
+                isinstance(s, list) and len(s) == 2 and all(type(x) is int and 0 <= x <= MAX_INT for x in s)
+                for s in segs):
+            raise ReceiptError("segments must be at most %d [[time, Wh], ...]" % MAX_SEGMENTS)
 
     def __getitem__(self, key):
         return self.fields[key]
@@ -114,10 +130,13 @@ def make_bundle(record, index, tree_size, proof, checkpoint_note, tariff_doc) ->
 
 def read_bundle(text):
     try:
-        b = json.loads(text)
-        if b.get("format") != BUNDLE_FORMAT:
+        b = strictjson.loads(text, parse_float=float)
+        if not isinstance(b, dict) or b.get("format") != BUNDLE_FORMAT:
             raise ReceiptError("not a %s file" % BUNDLE_FORMAT)
-        b["inclusion_proof"] = [base64.b64decode(h, validate=True) for h in b.get("inclusion_proof", [])]
+        proof = b.get("inclusion_proof", [])
+        if not isinstance(proof, list) or len(proof) > 64:
+            raise ReceiptError("inclusion_proof must be a list of at most 64 hashes")
+        b["inclusion_proof"] = [base64.b64decode(h, validate=True) for h in proof]
         return b
     except (ValueError, TypeError, AttributeError) as exc:
         raise ReceiptError("bad bundle: %s" % exc)

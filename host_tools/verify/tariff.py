@@ -11,8 +11,14 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
+from host_tools.verify import strictjson
+
 KEYS = {"v", "currency", "utc_offset_min", "session_fee_minor", "bands",
         "idle_min_price_milli", "idle_grace_min", "tax_bp"}
+
+
+MAX_BOUNDARIES = 64       # the firmware closes a session after 40 band starts (segment-limit)
+MAX_TIME = 4102444800     # 2100-01-01
 
 
 class TariffError(Exception):
@@ -75,7 +81,10 @@ class Tariff:
 
     @classmethod
     def load(cls, text):
-        return cls(json.loads(text))
+        try:
+            return cls(strictjson.loads(text))
+        except strictjson.JsonError as exc:
+            raise TariffError("tariff is not JSON: %s" % exc)
 
     def _local(self, t):
         return datetime.datetime.fromtimestamp(t, self.tz)
@@ -86,8 +95,10 @@ class Tariff:
         minute = local.hour * 60 + local.minute
         return [p for start, p in self.bands if start <= minute][-1]
 
-    def boundaries(self, begin, end):
-        """Every band start s with begin < s <= end, as epoch seconds."""
+    def boundaries(self, begin, end, limit=MAX_BOUNDARIES):
+        """Every band start s with begin < s <= end, as epoch seconds (at most limit of them:
+        a longer list cannot match a receipt's segments, and a years-long session must not
+        cost years of iterations)."""
         out = []
         day = self._local(begin).replace(hour=0, minute=0, second=0, microsecond=0)
         while True:
@@ -97,9 +108,13 @@ class Tariff:
                     return out
                 if s > begin:
                     out.append(s)
+                    if len(out) > limit:
+                        raise TariffError("session crosses more than %d band starts" % limit)
             day = day + datetime.timedelta(days=1)
 
     def check_segments(self, segments, begin, end):
+        if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= MAX_TIME):
+            raise TariffError("session times out of range")
         starts = [s[0] for s in segments]
         crossed = self.boundaries(begin, end)
         # A segment may start exactly at end (a reading taken at the boundary); otherwise the
