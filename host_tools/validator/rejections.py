@@ -6,12 +6,18 @@ stored per charger and hour; refusals on topics of chargers that are not enrolle
 bucket ('*'), since anyone can invent charger ids. Beyond the cap only a counter grows
 (store table rejection_drops, written at most every FLUSH_S seconds and on close).
 
+Rows are written through (one transaction each) unless `batch_rows` > 1: the MQTT service
+sets it, so that a flood of junk costs one commit per batch instead of one fsync per message;
+the service flushes whenever its queue runs empty (a crash loses at most one batch of junk
+records, never a receipt, a checkpoint or evidence).
+
 Evidence (a charger's own signed messages that contradict each other or its log) is kept
 whole and is never capped: it is bounded by what the charger itself signs.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -33,6 +39,9 @@ class RejectionLog:
         self._stored: Dict[Key, int] = {}       # (bucket, hour) -> refusals stored
         self._dropped: Dict[Key, int] = {}      # (bucket, hour) -> refusals not yet counted on disk
         self._last_flush = time.monotonic()
+        self._pending: list = []                # rows waiting for the next batch commit
+        self._lock = threading.RLock()
+        self.batch_rows = 1
         self.dropped_total = 0
 
     def record(self, charger_id: str, enrolled: bool, kind: str, reason: str, detail: str, topic: str,
@@ -49,11 +58,13 @@ class RejectionLog:
             self._drop(key)
             return "evidence" if stored_evidence else "dropped"
         raw = payload if authenticated else payload[:self.prefix_bytes]
-        with self.db.transaction() as tx:
-            self.db.insert_rejection(tx, charger_id if enrolled else None, kind, reason, detail[:300],
-                                     topic[:200], raw, now, sha256=hashlib.sha256(payload).hexdigest(),
-                                     size=len(payload))
-        self._stored[key] += 1
+        row = (charger_id if enrolled else None, kind, reason, detail[:300], topic[:200], raw, now,
+               hashlib.sha256(payload).hexdigest(), len(payload))
+        with self._lock:
+            self._pending.append(row)
+            self._stored[key] += 1
+            if len(self._pending) >= self.batch_rows:
+                self.flush()
         return "evidence" if stored_evidence else "stored"
 
     def insert_authentic(self, tx: Any, charger_id: str, kind: str, reason: str, detail: str, topic: str,
@@ -70,18 +81,24 @@ class RejectionLog:
         return self._stored[key]
 
     def _drop(self, key: Key) -> None:
-        self._dropped[key] = self._dropped.get(key, 0) + 1
-        self.dropped_total += 1
-        if time.monotonic() - self._last_flush >= FLUSH_S:
-            self.flush()
+        with self._lock:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            self.dropped_total += 1
+            if time.monotonic() - self._last_flush >= FLUSH_S:
+                self.flush()
 
     def flush(self) -> None:
-        """Write the counters of refusals that were not stored."""
-        pending, self._dropped = self._dropped, {}
-        self._last_flush = time.monotonic()
-        if pending:
+        """Write the pending rows and the counters of refusals that were not stored."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            dropped, self._dropped = self._dropped, {}
+            self._last_flush = time.monotonic()
+            if not rows and not dropped:
+                return
             with self.db.transaction() as tx:
-                for (bucket, hour), n in sorted(pending.items()):
+                for r in rows:
+                    self.db.insert_rejection(tx, *r[:7], sha256=r[7], size=r[8])
+                for (bucket, hour), n in sorted(dropped.items()):
                     self.db.add_rejection_drops(tx, bucket, hour, n)
 
     def _known_gap(self, charger_id: str, evidence: tuple) -> bool:

@@ -30,7 +30,8 @@ from host_tools.validator.proofs import proof_bundle
 
 __all__ = ["Validator", "Result", "proof_bundle", "DEFAULT_SKEW_S", "MAX_MESSAGE"]
 
-QUEUE_SIZE = 256              # messages waiting for the worker (the broker holds the rest)
+QUEUE_SIZE = 1024             # messages waiting for the worker: at most 8 MB of payloads
+REJECTION_BATCH = 64          # junk refusals committed together (flushed whenever the queue is empty)
 KEEPALIVE_S = 30
 
 _log = logging.getLogger("chargeproof.validator")
@@ -79,12 +80,23 @@ class Validator(Engine):
         while True:
             item = self._queue.get()
             if item is None:
+                self.rejections.flush()
                 return
             client, topic, payload, mid, qos = item
             try:
                 self.handle(client, topic, payload)
             finally:
                 client.ack(mid, qos)
+            if self._queue.empty():
+                self._flush_rejections()
+
+    def _flush_rejections(self) -> None:
+        try:
+            self.rejections.flush()
+        except Exception as exc:                  # the store failed: try again with the next batch
+            self.count("internal_error")
+            self.last_error = exc
+            _log.exception("rejection records not written")
 
     def handle(self, client: Any, topic: str, payload: bytes) -> Optional[Result]:
         """Check one message and publish what follows from it (ack, evidence report)."""
@@ -129,6 +141,7 @@ class Validator(Engine):
         return client
 
     def _start_worker(self) -> None:
+        self.rejections.batch_rows = REJECTION_BATCH
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="validator-worker", daemon=True)
             self._worker.start()
