@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: setup test test-firmware bench demo mpy esp32-image clean
+.PHONY: setup test test-firmware bench fuzz demo mpy esp32-image clean
 
 $(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
 	bash host_tools/devtools/bootstrap.sh
@@ -21,6 +21,11 @@ test-firmware: $(STAMP)
 ## benchmarks: prints a table and writes bench/results.json
 bench: $(STAMP)
 	$(PY) -m host_tools.bench
+
+## fuzzing: >= 10,000 inputs per parser (host: hypothesis; firmware: one MicroPython process),
+## rows into bench/results.json; fails on any unexpected exception or an input slower than 100 ms
+fuzz: $(STAMP)
+	$(PY) -m host_tools.fuzz
 
 ## the main job: a simulated charger fleet with its validator, on embedded defaults
 demo: $(STAMP)

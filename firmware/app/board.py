@@ -50,7 +50,7 @@ def load_board(src, where=None):
         try:
             with open(src) as f:
                 text = f.read()
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise BoardError("%s: cannot read board file (%s)" % (where, exc))
         try:
             src = json.loads(text)
@@ -59,11 +59,21 @@ def load_board(src, where=None):
     where = where or "board"
     if not isinstance(src, dict):
         raise BoardError("%s: a board file is a JSON object" % where)
+    if not _string_keys(src):             # MicroPython's json accepts {1: 2}
+        raise BoardError("%s: every key must be a string" % where)
     from app import board_check
     try:
         return board_check.Validator(where, src, Board()).board()
     finally:
         _drop("app.board_check")
+
+
+def _string_keys(x):
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_string_keys(v) for v in x)
+    return True
 
 
 def _drop(name):

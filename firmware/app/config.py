@@ -90,11 +90,16 @@ def load(board, path=None, overrides=None):
                 raw = f.read()
         except OSError:
             raw = None                     # no file: embedded defaults and the board
+        except UnicodeError:
+            raise ConfigError("%s: not UTF-8 text" % path)
         if raw:
             try:
-                cfg.update(json.loads(raw))
+                doc = json.loads(raw)
             except ValueError as exc:
                 raise ConfigError("%s: not JSON: %s" % (path, exc))
+            if not isinstance(doc, dict):
+                raise ConfigError("%s: a config file is a JSON object" % path)
+            cfg.update(doc)
     if overrides:
         cfg.update(overrides)
     for field in ("charger_id", "meter_serial"):

@@ -79,6 +79,10 @@ def _canon(x, out):
         raise TariffError("tariff: value of type %s not allowed" % t.__name__)
 
 
+def _same_keys(d, keys):
+    return len(d) == len(keys) and all(k in d for k in keys)
+
+
 def canonical(doc):
     out = []
     _canon(doc, out)
@@ -89,7 +93,8 @@ class Tariff:
     """A parsed, validated tariff. Build with Tariff.parse(json_text_or_bytes)."""
 
     def __init__(self, doc):
-        if type(doc) is not dict or sorted(doc) != list(_KEYS):
+        # MicroPython's json accepts non-string keys ({1:2}): compare them as given, unsorted
+        if type(doc) is not dict or not _same_keys(doc, _KEYS):
             raise TariffError("tariff: keys must be exactly %s" % ",".join(_KEYS))
         if _int(doc, "v", 1, 1) != 1:
             raise TariffError("tariff: unknown version")
@@ -109,7 +114,7 @@ class Tariff:
         self.starts = []      # band start, seconds of the local day
         self.prices = []
         for b in bands:
-            if type(b) is not dict or sorted(b) != list(_BAND_KEYS):
+            if type(b) is not dict or not _same_keys(b, _BAND_KEYS):
                 raise TariffError("tariff: a band has exactly start_min and kwh_price_milli")
             start = _int(b, "start_min", 0, 1439) * 60
             if (not self.starts and start != 0) or (self.starts and start <= self.starts[-1]):
@@ -121,11 +126,11 @@ class Tariff:
 
     @classmethod
     def parse(cls, text):
-        if isinstance(text, (bytes, bytearray)):
-            text = bytes(text).decode()
         try:
+            if isinstance(text, (bytes, bytearray)):
+                text = bytes(text).decode()
             doc = json.loads(text)
-        except ValueError:
+        except ValueError:                 # UnicodeError is a ValueError on both interpreters
             raise TariffError("tariff: not JSON")
         return cls(doc)
 

@@ -65,22 +65,34 @@ def parse_receipt(body: bytes, charger_id: str) -> dict:
     return rc
 
 
-def receipt_signatures(rc: dict, pub: bytes, charger_id: str, verify: Verifier) -> None:
-    """Both signatures (the receipt's and its OCMF record's) by the enrolled key, or Reject.
-    Nothing here is evidence: a message that does not carry the charger's valid signature
-    proves nothing about the charger (anyone can flip a byte of a copy, or sign with a key
-    of their own)."""
+def receipt_signatures(rc: dict, pub: bytes, charger_id: str, verify: Verifier,
+                       identify: Callable[[], bool] = lambda: True) -> None:
+    """Both signatures (the receipt's and its OCMF record's) by the enrolled key, in the one
+    encoding the charger emits, or Reject. Nothing here is evidence: a message that does not
+    carry the charger's valid signature proves nothing about the charger (anyone can flip a
+    byte of a copy, or sign with a key of their own). identify: also name the key that did
+    sign it, if identify() allows (ECDSA key recovery, pure Python and slow: rationed)."""
+    if not canonical_encoding(rc):
+        # Another encoding of a valid signature (high S, uppercase hex) would be other bytes
+        # with the same meaning: a second leaf at a stored index, i.e. a false fork.
+        raise Reject("bad-signature", "receipt signature is not in canonical form (DER, low S, lowercase hex)")
     receipt_ok = verify(pub, rc["signed"], rc["signature"])
     if receipt_ok and verify(pub, rc["ocmf_signed"], rc["ocmf_signature"]):
         return
     other = sigcheck.recover_signer([(rc["signed"], rc["signature"]),
-                                     (rc["ocmf_signed"], rc["ocmf_signature"])])
+                                     (rc["ocmf_signed"], rc["ocmf_signature"])]) if identify() else None
     if other is not None and other != pub:
         raise Reject("unknown-key", "receipt and OCMF record both signed by key %s, not %s's"
                      % (key_id_hex(other), charger_id))
     if not receipt_ok:
         raise Reject("bad-signature", "receipt signature does not verify with %s's key" % charger_id)
     raise Reject("bad-ocmf-signature", "OCMF signature does not verify with %s's key" % charger_id)
+
+
+def canonical_encoding(rc: dict) -> bool:
+    """The receipt's signature is strict DER with low S, written as lowercase hex."""
+    return (rc["receipt"].canonical_signature()
+            and rc["raw"].rpartition(b"|")[2] == rc["signature"].hex().encode())
 
 
 def log_position(db: Any, tree: merkle.Tree, charger_id: str, index: int, body: bytes) -> bool:

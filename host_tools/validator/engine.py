@@ -56,6 +56,26 @@ MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.
 # message is not acknowledged, and the charger resends it later.
 INFRASTRUCTURE_ERRORS: tuple = (OSError, MemoryError)
 
+# Naming the key that signed a receipt the enrolled key did not (ECDSA key recovery in pure
+# Python, ~50 ms) is rationed: anyone can send such receipts, at any rate.
+RECOVERIES_PER_S = 2.0
+RECOVERY_BURST = 5
+
+
+class TokenBucket:
+    def __init__(self, per_s: float, burst: int) -> None:
+        self.per_s, self.burst = per_s, burst
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
 _log = logging.getLogger("chargeproof.validator")
 
 
@@ -81,6 +101,7 @@ class Engine:
         self.clock = clock
         self.rejections = RejectionLog(self.db, clock)
         self._lock = threading.RLock()
+        self._recoveries = TokenBucket(RECOVERIES_PER_S, RECOVERY_BURST)
         self.counts: Dict[str, int] = {}
         for doc in tariffs:
             self.publish_tariff(doc)
@@ -164,7 +185,7 @@ class Engine:
         body = envelope["body"]
         rc = checks.parse_receipt(body, charger_id)
         pub = self._enrolled(charger_id)["pubkey_der"]
-        checks.receipt_signatures(rc, pub, charger_id, self._verify)
+        checks.receipt_signatures(rc, pub, charger_id, self._verify, identify=self._recoveries.take)
         state["authenticated"] = True
         index = rc["index"]
         tree = self.registry.tree(charger_id)
