@@ -174,8 +174,11 @@ def cmd_serve(args):
 def cmd_replay(args):
     from host_tools.validator.replay import replay
     from host_tools.validator.service import Validator
-    with open(args.export, encoding="utf-8") as f:
-        doc = json.load(f)
+    from host_tools.validator.replay import check_export
+    from host_tools.verify import strictjson
+    with open(args.export, "rb") as f:
+        doc = strictjson.loads(f.read(), max_depth=16)      # another party's file: bounded
+    check_export(doc)
     v = Validator(args.db, args.id)
     try:
         report = replay(v, doc, enroll_from_export=args.enroll_from_export)

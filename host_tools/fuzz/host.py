@@ -11,6 +11,7 @@ import json
 import os
 import random
 import time
+import traceback
 from typing import Any, Callable, Dict, List, Tuple
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from hypothesis import HealthCheck, Phase, given, seed as hyp_seed, settings, strategies as st
 
+from host_tools import paths
 from host_tools.fuzz import mutate, seeds
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -211,7 +213,10 @@ def run_target(name: str, strategy: st.SearchStrategy, call: Callable, allowed: 
             stats["failures"] += 1
             if len(stats["examples"]) < 5:
                 shown = data if isinstance(data, bytes) else repr(data).encode()
-                stats["examples"].append([stats["inputs"], repr(exc)[:300], shown[:600].hex()])
+                ours = [f for f in traceback.extract_tb(exc.__traceback__) if str(paths.ROOT) in f.filename]
+                where = "%s:%d" % (os.path.relpath(ours[-1].filename, paths.ROOT), ours[-1].lineno) if ours else "?"
+                stats["examples"].append([stats["inputs"], "%s at %s" % (repr(exc)[:300], where),
+                                          shown[:20000].hex()])
         us = int((time.perf_counter() - t0) * 1e6)
         if us > stats["slowest_us"]:
             stats["slowest_us"], stats["slowest_input"] = us, stats["inputs"]

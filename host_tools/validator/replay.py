@@ -22,8 +22,7 @@ def replay(validator, doc, enroll_from_export=False):
     """Feed every record of export doc through validator. Returns a report dict:
     {"receipts": n, "checkpoints": n, "enrolled": [(charger, key id)], "disagreements": [...]},
     where a disagreement is (charger, kind, index or size, their status, our status, our reason)."""
-    if doc.get("format") != "chargeproof-ledger" or doc.get("version") != 1:
-        raise LedgerError("not a chargeproof-ledger version 1 export")
+    check_export(doc)
     report = {"receipts": 0, "checkpoints": 0, "enrolled": [], "disagreements": []}
     for t in doc.get("tariffs", ()):
         h = validator.publish_tariff(t["document"])
@@ -38,7 +37,7 @@ def replay(validator, doc, enroll_from_export=False):
             kid = validator.enroll(cid, bytes.fromhex(c["pubkey_hex"]), origin=c["origin"])
             report["enrolled"].append((cid, kid))
         elif held["pubkey_hex"] != c["pubkey_hex"]:
-            report["disagreements"].append((cid, "key", None, c["key_id_hex"], held["key_id_hex"], "other-key"))
+            report["disagreements"].append((cid, "key", None, c.get("key_id_hex"), held["key_id_hex"], "other-key"))
             continue
         checkpoints = {k["size"]: k for k in c["checkpoints"]}
         for r in sorted(c["receipts"], key=lambda r: r["index"]):
@@ -53,6 +52,36 @@ def replay(validator, doc, enroll_from_export=False):
         for size in sorted(checkpoints):           # checkpoints beyond the exported receipts
             _checkpoint(validator, cid, checkpoints[size], report)
     return report
+
+
+# What a version 1 export holds, checked before anything is replayed: the file is input from
+# another party, and a wrong shape must be a clear error, not a KeyError half-way.
+_SHAPE = {"tariffs": {"tariff_hash": str, "document": str},
+          "chargers": {"charger_id": str, "pubkey_hex": str, "receipts": list, "checkpoints": list},
+          "receipts": {"index": int, "receipt": str, "status": str},
+          "checkpoints": {"size": int, "note": str}}
+
+
+def _rows(items, what):
+    if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+        raise LedgerError("export: %s must be a list of objects" % what)
+    for r in items:
+        for key, typ in _SHAPE[what].items():
+            if not isinstance(r.get(key), typ) or isinstance(r.get(key), bool):
+                raise LedgerError("export: every %s entry needs %s (%s)" % (what, key, typ.__name__))
+    return items
+
+
+def check_export(doc):
+    """Raise LedgerError unless doc has the shape of a chargeproof-ledger version 1 export."""
+    if not isinstance(doc, dict) or doc.get("format") != "chargeproof-ledger" or doc.get("version") != 1:
+        raise LedgerError("not a chargeproof-ledger version 1 export")
+    _rows(doc.get("tariffs", []), "tariffs")
+    for c in _rows(doc.get("chargers"), "chargers"):
+        _rows(c["receipts"], "receipts")
+        _rows(c["checkpoints"], "checkpoints")
+        if c.get("origin") is not None and not isinstance(c["origin"], str):
+            raise LedgerError("export: a charger's origin is a string")
 
 
 def _checkpoint(validator, cid, k, report):

@@ -52,7 +52,7 @@ class Checkpoint:
         self.size = int(lines[1])
         try:
             self.root = base64.b64decode(lines[2], validate=True)
-        except binascii.Error:
+        except ValueError:                  # binascii.Error, or a non-ASCII line
             raise CheckpointError("root is not base64")
         if len(self.root) != 32:
             raise CheckpointError("root is not 32 bytes")

@@ -63,6 +63,9 @@ class Record:
 
     def _check_payload(self):
         p = self.payload
+        for key in ("FV", "GI", "GS", "GV", "PG", "MV", "MM", "MS", "MF", "IL", "IT", "ID", "CT", "CI"):
+            if key in p and not isinstance(p[key], str):
+                raise OcmfError("%s must be a string" % key)
         fv = p.get("FV", "1.0")
         if not isinstance(fv, str) or not re.match(r"^\d+\.\d+$", fv):
             raise OcmfError("FV must be '<major>.<minor>'")

@@ -11,6 +11,7 @@ from host_tools.lightclient import check as lightclient
 from host_tools.verify import merkle
 from host_tools.sim.charger import SimCharger
 from host_tools.validator.service import Validator, proof_bundle
+from ledger import receipt as fw_receipt
 from uplink import outbox
 
 
@@ -93,7 +94,7 @@ def test_tampered_ocmf_inside_a_resigned_envelope_is_caught(validator, charger):
     (topic, payload), _ = charger.charge()
     body, _ = payload.rsplit(b"|", 1)
     body = body.replace(b'\\"ID\\":\\"04A1B2C3D4E5F6\\"', b'\\"ID\\":\\"04FFFFFFFFFFFF\\"')
-    resigned = body + b"|" + charger.keys.sign(body).hex().encode()        # envelope re-signed, OCMF not
+    resigned = fw_receipt.sign(body.decode(), charger.keys)    # envelope re-signed (low S, as the charger does), OCMF not
     r = validator.process(topic, resigned)
     assert (r.status, r.reason) == ("rejected", "bad-ocmf-signature")
 
