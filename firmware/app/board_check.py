@@ -6,7 +6,8 @@ SCHEMA = 1
 
 # Per chip: existing GPIOs, pins that can only be inputs, pins taken by the SPI flash (and by
 # PSRAM when fitted), the console UART, pins that must not drive a contactor because they are
-# strapping pins or toggle during boot, ADC1 pins (ADC2 is unusable while WiFi runs), the ADC's
+# strapping pins or toggle during boot, strapping pins (read at reset: no input may drive
+# them), ADC1 pins (ADC2 is unusable while WiFi runs), the ADC's
 # usable input range at 11 dB attenuation in mV, UART ids free for RS-485 (UART0 = REPL).
 # Sources: ESP32 datasheet v4.x sections 2.2 / 2.4 (strapping) and "ADC characteristics"
 # (150..2450 mV at 11 dB); ESP32-S3 datasheet v1.x (GPIO 26-32 flash, 33-37 octal PSRAM,
@@ -20,6 +21,7 @@ _CHIPS = {
         "psram": (16, 17),
         "console": (1, 3),
         "boot_glitch": (0, 2, 5, 12, 14, 15),
+        "strapping": (0, 2, 5, 12, 15),
         "adc1": tuple(range(32, 40)),
         "adc_mv": (150, 2450),
         "uarts": (1, 2),
@@ -32,6 +34,7 @@ _CHIPS = {
         "psram": tuple(range(33, 38)),       # octal PSRAM modules (N8R8 and alike)
         "console": (19, 20, 43, 44),         # USB serial/JTAG and UART0
         "boot_glitch": (0, 3, 45, 46),
+        "strapping": (0, 3, 45, 46),
         "adc1": tuple(range(1, 11)),
         "adc_mv": (100, 2900),
         "uarts": (1, 2),
@@ -209,6 +212,12 @@ class Validator:
                 self.fail(name, "GPIO %d is used by the PSRAM on this module" % pin)
             if pin in chip["console"]:
                 self.fail(name, "GPIO %d is the console (REPL, mpremote)" % pin)
+            if name in INPUT_PINS and pin in chip["strapping"]:
+                # Whatever drives an input (an aux contact with its pull-up, a transceiver's RO,
+                # the pilot divider) holds it at reset, when the chip reads its boot mode and,
+                # on GPIO 12, the flash voltage.
+                self.fail(name, "GPIO %d is a strapping pin: what drives this input at reset "
+                          "would set the boot mode" % pin)
             if name in OUTPUT_PINS and pin in chip["input_only"]:
                 self.fail(name, "GPIO %d is input-only, it cannot drive an output" % pin)
             if pin in used:

@@ -110,6 +110,34 @@ def load(board, path=None, overrides=None):
     if not isinstance(fb, int) or not (fb == 0 or 6000 <= fb <= cfg["rated_current_a"] * 1000):
         raise ConfigError("config: fallback_current_ma must be 0 or 6000..%d"
                           % (cfg["rated_current_a"] * 1000))
+    _check_watchdog(cfg)
     if not cfg["log_origin"]:
         cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
     return cfg
+
+
+# The watchdog resets the board when the loop stops feeding it. Too short and a legitimate pass
+# (a meter read with its retries, an MQTT poll, the loop's sleep) resets a healthy charger,
+# again and again; too long and a hung loop goes unnoticed. machine.WDT itself refuses
+# timeouts <= 0 and cannot be stopped or changed once started, so a bad value is refused here,
+# before the WDT exists.
+WATCHDOG_MAX_MS = 60000
+
+
+def watchdog_floor_ms(cfg):
+    """The shortest watchdog_ms allowed: four times the longest legitimate pass."""
+    n = cfg["meter_retries"] + 1
+    return 4 * (cfg["loop_ms"] + cfg["mqtt_budget_ms"] + cfg["meter_timeout_ms"] * n)
+
+
+def _check_watchdog(cfg):
+    for field in ("watchdog_ms", "loop_ms", "mqtt_budget_ms", "meter_timeout_ms", "meter_retries"):
+        v = cfg[field]
+        if not isinstance(v, int) or v is True or v is False or v < 0:
+            raise ConfigError("config: field '%s' must be a non-negative integer, not %r" % (field, v))
+    w = cfg["watchdog_ms"]
+    lo = watchdog_floor_ms(cfg)
+    if w < lo or w > WATCHDOG_MAX_MS:
+        raise ConfigError("config: field 'watchdog_ms': %d outside %d..%d ms (at least four "
+                          "loop passes of loop_ms + mqtt_budget_ms + meter_timeout_ms x "
+                          "(meter_retries + 1))" % (w, lo, WATCHDOG_MAX_MS))

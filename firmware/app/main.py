@@ -17,7 +17,10 @@ def run(board_path="/board.json", config_path="/config.json"):
     except (BoardError, config.ConfigError) as exc:
         print("boot refused:", exc)
         return
-    hw = esp32.devices(board)
+    hw = esp32.devices(board)       # contactor coil off and pilot at +12 V before anything else
+    # The radio before the key: os.urandom is a true RNG only while WiFi runs (hal.esp32.urandom
+    # switches it on itself too, whoever draws first).
+    net = esp32.Network(cfg["wifi_ssid"], cfg["wifi_password"])
     hw["clock"] = esp32.Clock()
     hw["urandom"] = esp32.urandom
     hw["watchdog"] = esp32.Watchdog(cfg["watchdog_ms"])
@@ -36,9 +39,13 @@ def run(board_path="/board.json", config_path="/config.json"):
                 hw["watchdog"].feed()
                 time.sleep_ms(1000)
     print("charger", cfg["charger_id"], "key", app.public_key_hex())
-    net = esp32.Network(cfg["wifi_ssid"], cfg["wifi_password"])
-    net.connect()
+    net.connect()                   # once; later only when the station is idle or gave up
     clock = hw["clock"]
+    watchdog = hw["watchdog"]
+
+    def net_idle():                 # between the slices of a DNS or NTP wait
+        app.charger.safety_poll()
+        watchdog.feed()
     next_sync = clock.ticks_ms()
     while True:
         try:
@@ -50,11 +57,12 @@ def run(board_path="/board.json", config_path="/config.json"):
                 app.charger.fail("loop", repr(exc))
             except Exception as exc2:
                 sys.print_exception(exc2)
-        # WiFi and NTP while no energy can flow: an NTP query may block for up to a second.
+        # WiFi and NTP while no energy can flow: DNS and NTP waits are bounded (1.5 s each)
+        # and feed the watchdog every few ms; nothing is sent while the station is offline.
         if not app.charger.contactor.closed and clock.ticks_diff(clock.ticks_ms(), next_sync) >= 0:
             try:
                 net.connect()
-                ok = net.connected() and net.sync_clock(clock, cfg["ntp_host"])
+                ok = net.sync_clock(clock, cfg["ntp_host"], net_idle)
             except Exception as exc:
                 sys.print_exception(exc)
                 ok = False

@@ -17,7 +17,8 @@ import time
 
 import machine
 
-from hal.clock import RealClock, ticks_diff, ticks_us
+from hal import net
+from hal.clock import RealClock, ticks_diff, ticks_ms, ticks_us
 from hal.pilot_levels import levels
 
 _PILOT_HZ = 1000            # IEC 61851-1 Annex A: 1 kHz pilot oscillator
@@ -196,7 +197,20 @@ class Clock(RealClock):
         self._status = "S"
 
 
+def radio_on():
+    """The WiFi station interface, switched on. os.urandom is esp_random(), a true RNG only
+    while the WiFi/BT radio runs (before that it is pseudo-random, the same on every boot)."""
+    import network
+    wlan = network.WLAN(network.STA_IF)
+    if not wlan.active():
+        wlan.active(True)
+    return wlan
+
+
 def urandom(n):
+    # The radio goes on before the first byte is drawn, whoever asks first (the key on first
+    # boot, signature blinding, nonces): no caller can get the weak pre-radio RNG.
+    radio_on()
     return os.urandom(n)
 
 
@@ -225,30 +239,82 @@ def devices(board):
 
 
 class Network:
-    """WiFi station and NTP. connect() only starts the association: the uplink's reconnect
-    backoff waits for it, so the charging loop never blocks on the network."""
+    """WiFi station and the clock's time source, never blocking past a bound.
 
-    def __init__(self, ssid, password):
+    connect() starts the association and is not repeated while the station is connecting
+    (the port raises "Wifi Internal Error" on 1.25+, and retries by itself after a drop): it
+    is called again only when the station is idle or has given up, at most every retry_ms.
+    sync_clock() asks NTP only when connected, resolves the host with a bounded DNS query of
+    its own (getaddrinfo has no timeout on the ESP32) and keeps the address for resolve_ms;
+    both waits call idle() every few ms (watchdog, safety poll)."""
+
+    def __init__(self, ssid, password, retry_ms=60000, timeout_ms=1500,
+                 resolve_ms=86400000, dns_port=None, ntp_port=None):
         import network
-        self._wlan = network.WLAN(network.STA_IF)
-        self._wlan.active(True)
+        self._network = network
+        self._wlan = radio_on()
         self.ssid = ssid
         self.password = password
+        self.retry_ms = retry_ms
+        self.timeout_ms = timeout_ms
+        self.resolve_ms = resolve_ms
+        self.dns_port = dns_port or net.DNS_PORT
+        self.ntp_port = ntp_port or net.NTP_PORT
+        self.last_error = None
+        self._connect_at = None       # ticks of the last connect() call
+        self._ntp = None              # (host, ip, ticks resolved)
 
     def connect(self):
-        if self.ssid and not self._wlan.isconnected():
+        """Start joining the network if the station is neither connected nor connecting;
+        True if connect() was called."""
+        if not self.ssid:
+            return False
+        n = self._network
+        st = self._wlan.status()
+        if st == n.STAT_CONNECTING or st == n.STAT_GOT_IP:
+            return False
+        now = ticks_ms()
+        if self._connect_at is not None and ticks_diff(now, self._connect_at) < self.retry_ms:
+            return False
+        self._connect_at = now
+        try:
             self._wlan.connect(self.ssid, self.password)
+        except OSError as exc:      # the port's own retry started in between: keep polling
+            self.last_error = repr(exc)
+            return False
+        return True
 
     def connected(self):
         return self._wlan.isconnected()
 
-    def sync_clock(self, clock, host="pool.ntp.org"):
-        """Set the RTC from NTP (blocks up to ntptime's 1 s timeout); True when synchronised."""
-        import ntptime
-        ntptime.host = host
-        try:
-            ntptime.settime()
-        except (OSError, OverflowError):
+    def sync_clock(self, clock, host="pool.ntp.org", idle=None):
+        """Set the clock from an NTP server (bounded, idle() between slices); True when
+        synchronised. Nothing is sent while the station is not connected."""
+        if not self.connected():
             return False
-        clock.mark_synced()
+        ip = self._ntp_ip(host, idle)
+        if ip is None:
+            return False
+        nonce = urandom(8)
+        reply = net.udp_exchange(ip, self.ntp_port, net.sntp_request(nonce), self.timeout_ms,
+                                 idle)
+        secs = net.sntp_seconds(reply, nonce)
+        if secs is None:
+            self._ntp = None            # ask DNS again next time: the server may have moved
+            return False
+        clock.set_time(secs)
         return True
+
+    def _ntp_ip(self, host, idle):
+        c = self._ntp
+        if c is not None and c[0] == host and ticks_diff(ticks_ms(), c[2]) < self.resolve_ms:
+            return c[1]
+        if net.is_ip(host):
+            ip = host
+        else:
+            dns = self._wlan.ifconfig()[3]
+            r = urandom(2)
+            ip = net.resolve(host, dns, self.timeout_ms, idle, r[0] << 8 | r[1], self.dns_port)
+        if ip is not None:
+            self._ntp = (host, ip, ticks_ms())
+        return ip

@@ -14,16 +14,20 @@
 # `ssl`). The handshake happens in TimedSocket.connect, bounded like any other call; umqtt's
 # own ssl flag is not used (it would wrap our wrapper). After a timeout a MicroPython TLS
 # socket stays in error: the uplink drops the link on any timeout anyway.
+import errno
 import socket as _socket
 import sys
 
 from hal import clock as _clock
 
 _HAS_READ = hasattr(_socket.socket, "read")     # MicroPython sockets are streams
-ETIMEDOUT = 110
-EAGAIN = 11
-ECONNRESET = 104
-_WOULD_BLOCK = (11, 115, 119)  # EAGAIN/EWOULDBLOCK, EINPROGRESS (lwIP), EALREADY
+# The port's own numbers: the ESP32 is newlib (ETIMEDOUT 116, EINPROGRESS 119), Linux is not
+# (110, 115). Every comparison goes through these names, never a literal.
+ETIMEDOUT = errno.ETIMEDOUT
+EAGAIN = errno.EAGAIN
+ECONNRESET = errno.ECONNRESET
+_WOULD_BLOCK = (errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY,
+                getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 
 
 def install_umqtt_aliases():
@@ -276,3 +280,125 @@ class Net:
         res = _socket.getaddrinfo(host, port)
         self._addr = (host, port, c.ticks_ms(), res)
         return res
+
+
+# ---- bounded name and time queries (UDP) ---------------------------------------------------
+# getaddrinfo on a name has no timeout on the ESP32 (lwIP waits for its DNS timers, seconds,
+# with the interpreter stopped), and ntptime resolves its host on every call. These queries
+# never resolve a name through the socket layer: they talk to an IP literal, wait in short
+# slices and call idle() between them (the watchdog and the safety poll keep running).
+DNS_PORT = 53
+NTP_PORT = 123
+_NTP_TO_UNIX = 2208988800       # seconds from 1900-01-01 to 1970-01-01
+
+
+def is_ip(host):
+    """True for a dotted IPv4 literal (getaddrinfo answers those without any DNS query)."""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p or len(p) > 3 or not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+def udp_exchange(ip, port, request, timeout_ms, idle=None, slice_ms=10, size=512):
+    """Send one datagram to ip:port and return the first reply (bytes), or None after
+    timeout_ms. Waits slice_ms at a time and calls idle() in between."""
+    if not is_ip(ip):
+        raise ValueError("not an IP address: %r" % (ip,))
+    import select
+    addr = _socket.getaddrinfo(ip, port)[0][-1]        # a literal: no DNS query
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        s.setblocking(False)
+        s.sendto(request, addr)
+        poller = select.poll()
+        poller.register(s, select.POLLIN)
+        t0 = ticks_ms()
+        while True:
+            if poller.poll(slice_ms):
+                try:
+                    return s.recv(size)
+                except OSError as exc:
+                    if _errno(exc) not in _WOULD_BLOCK:
+                        return None
+            if ticks_diff(ticks_ms(), t0) >= timeout_ms:
+                return None
+            if idle is not None:
+                idle()
+    finally:
+        s.close()
+
+
+def dns_query(name, qid):
+    """A DNS query (RFC 1035 4.1) for the A record of name, with id qid (16 bits)."""
+    q = bytearray(b"\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")   # RD, one question
+    q[0] = qid >> 8
+    q[1] = qid & 255
+    for label in name.rstrip(".").split("."):
+        if not 0 < len(label) < 64:
+            raise ValueError("bad host name %r" % (name,))
+        q.append(len(label))
+        q.extend(label.encode())
+    q.extend(b"\x00\x00\x01\x00\x01")                   # root, QTYPE A, QCLASS IN
+    return bytes(q)
+
+
+def _skip_name(msg, i):
+    while True:
+        n = msg[i]
+        if n >= 0xC0:                                   # compression pointer: 2 bytes
+            return i + 2
+        if n == 0:
+            return i + 1
+        i += 1 + n
+
+
+def dns_answer(msg, qid):
+    """The first IPv4 address in a DNS reply to query qid, as a dotted string, or None
+    (wrong id, not a reply, an error code, no A record, or a truncated message)."""
+    try:
+        if len(msg) < 12 or (msg[0] << 8 | msg[1]) != qid or not msg[2] & 0x80 or msg[3] & 15:
+            return None
+        qd = msg[4] << 8 | msg[5]
+        an = msg[6] << 8 | msg[7]
+        i = 12
+        for _ in range(qd):
+            i = _skip_name(msg, i) + 4
+        for _ in range(an):
+            i = _skip_name(msg, i)
+            rtype = msg[i] << 8 | msg[i + 1]
+            rlen = msg[i + 8] << 8 | msg[i + 9]
+            i += 10
+            if rtype == 1 and rlen == 4 and i + 4 <= len(msg):
+                return "%d.%d.%d.%d" % (msg[i], msg[i + 1], msg[i + 2], msg[i + 3])
+            i += rlen
+    except IndexError:
+        pass
+    return None
+
+
+def resolve(name, dns_ip, timeout_ms, idle=None, qid=0x4350, port=DNS_PORT):
+    """name's IPv4 address asked of the DNS server at dns_ip, bounded; None if no answer."""
+    if is_ip(name):
+        return name
+    reply = udp_exchange(dns_ip, port, dns_query(name, qid), timeout_ms, idle)
+    return None if reply is None else dns_answer(reply, qid)
+
+
+def sntp_request(nonce):
+    """An SNTP v4 client request (RFC 4330) whose transmit timestamp is the 8-byte nonce: a
+    reply must echo it as its originate timestamp, so a stray or forged datagram is refused."""
+    return b"\x23" + bytes(39) + nonce
+
+
+def sntp_seconds(reply, nonce):
+    """Unix seconds from an SNTP server reply to sntp_request(nonce), or None."""
+    if reply is None or len(reply) < 48 or reply[0] & 7 != 4 or not 1 <= reply[1] <= 15:
+        return None
+    if reply[24:32] != nonce:
+        return None
+    secs = int.from_bytes(reply[40:44], "big")
+    return secs - _NTP_TO_UNIX if secs else None

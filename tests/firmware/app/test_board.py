@@ -189,3 +189,36 @@ def test_optional_rfid_reader(boards_dir):
     assert "input-only" in _bad(boards_dir, "rfid.cs", _set("rfid", "cs", 35))
     assert "already used" in _bad(boards_dir, "rfid.sck", _set("rfid", "sck", 26))
     _bad(boards_dir, "rfid.mosi", _drop("rfid", "mosi"))
+
+
+def test_inputs_on_strapping_pins_are_refused(boards_dir):
+    # Whatever drives an input holds it at reset, when the chip reads its boot mode: GPIO 12
+    # pulled up by an aux contact selects 1.8 V flash on the ESP32, GPIO 0 held low download mode.
+    for pin in (0, 2, 5, 12, 15):
+        assert "strapping" in _bad(boards_dir, "contactor.feedback",
+                                   _set("contactor", "feedback", pin))
+    assert "strapping" in _bad(boards_dir, "rcd.fault", _set("rcd", "fault", 12))
+    assert "strapping" in _bad(boards_dir, "rs485.rx", _set("rs485", "rx", 15))
+    assert "strapping" in _bad(boards_dir, "contactor.feedback", _set("contactor", "feedback", 46),
+                               "esp32s3-devkitc-em340")
+    d = _good(boards_dir)
+    d["rs485"]["de"] = 5                          # an output the ESP32 drives: allowed
+    assert load_board(d).rs485_de == 5
+
+
+def test_watchdog_timeout_is_checked_before_the_wdt_starts(boards_dir):
+    from app import config
+    b = load_board(boards_dir + "/esp32-devkitc-max485.json")
+    base = {"charger_id": "CP-1", "meter_serial": "S1"}
+    assert config.load(b, None, base)["watchdog_ms"] == 10000      # the default is valid
+    floor = config.watchdog_floor_ms(config.load(b, None, base))
+    for bad in (0, -1, floor - 1, config.WATCHDOG_MAX_MS + 1, "10000", 10000.0, True, None):
+        o = dict(base)
+        o["watchdog_ms"] = bad
+        msg = str(raises(config.ConfigError, config.load, b, None, o))
+        assert "'watchdog_ms'" in msg, msg
+    o = dict(base)
+    o["mqtt_budget_ms"] = 5000                    # a longer pass needs a longer watchdog
+    assert "'watchdog_ms'" in str(raises(config.ConfigError, config.load, b, None, o))
+    o["watchdog_ms"] = 25000
+    assert config.load(b, None, o)["watchdog_ms"] == 25000

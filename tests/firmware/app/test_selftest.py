@@ -60,7 +60,7 @@ def test_missing_negative_rail_fails_the_pilot_checks():
     hw["pilot_pwm"] = hw["pilot_adc"] = line
     failed = _failed(run(hw, clock, 100))
     assert failed == ["pilot -12 V steady", "pilot PWM 10.0 % shows both phases",
-                      "pilot PWM 50.0 % shows both phases", "pilot PWM 96.0 % shows both phases"]
+                      "pilot PWM 50.0 % shows both phases", "pilot PWM 90.0 % shows both phases"]
 
 
 def test_an_ev_left_plugged_in_is_reported():

@@ -4,11 +4,22 @@
 # ADC(pin, *, atten), WDT(*, id, timeout), RTC().datetime(8-tuple) -- so a call the board
 # would reject fails here too. It records pin levels and PWM state, and its ADC replays a
 # waveform function so the level extraction and calibration run for real.
+#
+# Beside machine, the behaviours of the ESP32 port (v1.24-1.28) the hal must respect:
+#   network  WLAN(STA_IF): active(), connect() raising OSError("Wifi Internal Error") while
+#            the station is connecting (MicroPython issue #17661), status() with the port's
+#            STAT_* codes, isconnected(), ifconfig() -> (ip, mask, gw, dns)
+#   os_esp32 urandom(): esp_random(), pseudo-random (the same stream on every boot) until the
+#            radio is active, counted in radio["weak_draws"]
+#   errno_newlib  the ESP32's errno numbers (newlib: ETIMEDOUT 116, EINPROGRESS 119)
 log = []
 levels = {}
 pwms = {}
 wave = [None]
 rtc_set = [None]
+
+
+radio = {}
 
 
 def reset():
@@ -19,6 +30,9 @@ def reset():
     rtc_set[0] = None
     spi_device[0] = None
     del spi_log[:]
+    radio.clear()
+    radio.update({"active": False, "status": network.STAT_IDLE, "connects": 0,
+                  "weak_draws": 0, "weak_state": 1, "dns": "127.0.0.1"})
 
 
 class Pin:
@@ -111,3 +125,74 @@ class SPI:
         assert len(write_buf) == len(read_buf)
         spi_log.append((dict(levels), bytes(write_buf)))
         spi_device[0].transfer(write_buf, read_buf)
+class network:
+    """The ESP32 port's network module (station side)."""
+    STA_IF = 0
+    AP_IF = 1
+    STAT_IDLE = 1000
+    STAT_CONNECTING = 1001
+    STAT_GOT_IP = 1010
+    STAT_BEACON_TIMEOUT = 200
+    STAT_NO_AP_FOUND = 201
+    STAT_WRONG_PASSWORD = 202
+    STAT_ASSOC_FAIL = 203
+    STAT_HANDSHAKE_TIMEOUT = 204
+
+    class WLAN:
+        def __init__(self, interface_id=0):
+            assert interface_id == network.STA_IF
+
+        def active(self, v=None):
+            if v is None:
+                return radio["active"]
+            radio["active"] = bool(v)
+            return None
+
+        def connect(self, ssid=None, key=None, *, bssid=None):
+            if not radio["active"]:
+                raise OSError("Wifi Not Started")
+            if radio["status"] == network.STAT_CONNECTING:
+                raise OSError("Wifi Internal Error")
+            radio["status"] = network.STAT_CONNECTING
+            radio["connects"] += 1
+
+        def status(self, param=None):
+            assert param is None
+            return radio["status"]
+
+        def isconnected(self):
+            return radio["status"] == network.STAT_GOT_IP
+
+        def ifconfig(self):
+            return ("192.168.4.20", "255.255.255.0", "192.168.4.1", radio["dns"])
+
+
+class os_esp32:
+    """os.urandom as the ESP32 gives it: esp_random(), a true RNG only while the radio runs."""
+    @staticmethod
+    def urandom(n):
+        if radio["active"]:
+            import os
+            return os.urandom(n)
+        # Before the radio: a fixed pseudo-random stream, the same on every board and boot.
+        radio["weak_draws"] += 1
+        out = bytearray(n)
+        x = radio["weak_state"]
+        for i in range(n):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+            out[i] = x >> 16 & 255
+        radio["weak_state"] = x
+        return bytes(out)
+
+
+class errno_newlib:
+    """The ESP32's errno numbers (newlib), where they differ from Linux's."""
+    EAGAIN = 11
+    ECONNRESET = 104
+    ETIMEDOUT = 116
+    EALREADY = 120
+    EINPROGRESS = 119
+    EWOULDBLOCK = 11
+
+
+reset()
