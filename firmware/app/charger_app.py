@@ -25,6 +25,7 @@ from store import atomic
 from uplink.outbox import Outbox
 
 from app.records import Records
+from app.safety import SafetyWatch
 
 
 class ChargerApp:
@@ -52,7 +53,14 @@ class ChargerApp:
         self.charger = Charger(cfg, clock, meter, contactor, pilot, self.auth,
                                SessionStore(data + "/session"), self.faults, self.records,
                                self.billing, rcd)
-        master.idle = self.charger.safety_poll      # pilot and coil stay watched during reads
+        # One watch over the pilot and the coil, called by every long operation: Modbus
+        # waits, signatures and verifications, socket waits, the steps of a receipt
+        # (docs/firmware.md, "Safety loop").
+        self.safety = safety = SafetyWatch(self.charger.safety_poll, cfg["safety_poll_us"])
+        master.idle = safety
+        master.idle_slice_us = cfg["wait_slice_us"]
+        self.keys.set_idle(safety)
+        self.records.idle = safety
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
         self.reader = self._reader(hw.get("rfid_spi"))
         self._rfid_ms = cfg["rfid_poll_ms"]
@@ -74,11 +82,13 @@ class ChargerApp:
             from uplink import commands
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time)
+            verifier.idle = self.safety
         from app.config import mqtt_tls
         return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
                     verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
                     budget_ms=cfg["mqtt_budget_ms"], user=cfg["mqtt_user"],
-                    password=cfg["mqtt_password"], tls=mqtt_tls(cfg))
+                    password=cfg["mqtt_password"], tls=mqtt_tls(cfg), idle=self.safety,
+                    wait_slice_us=cfg["wait_slice_us"])
 
     @staticmethod
     def _reader(spi):
@@ -99,15 +109,23 @@ class ChargerApp:
             self.last_card = (uid, self.present_card(uid))
 
     def step(self):
-        """One pass of the main loop: charger first (safety), then the reader and the network."""
+        """One pass of the main loop: charger first (safety), then the reader and the network.
+        The safety watch runs between the phases (and inside each long one)."""
+        safety = self.safety
+        safety.mark()                   # the charger's step polls the pilot and the coil first
         self.charger.step()
+        safety()
         if self.reader is not None:
             self._poll_reader()
+            safety()
         link = self.link
         if link is not None:
             for cmd in link.poll():
+                safety()
                 result, detail = self.execute(cmd)
+                safety()
                 link.reply(cmd, result, detail)
+            safety()
             if self.charger.session is not None:
                 now = self.clock.ticks_ms()
                 # The status (a dict and a price) is built only when telemetry is due.
@@ -121,7 +139,9 @@ class ChargerApp:
             if self.clock.ticks_diff(now, self._health_due) >= 0:
                 self._health_due = self.clock.ticks_add(now, 1000)
                 self._sample_heap()
-                if link.connected and link.health(self.health()):
+                health = self.health()
+                safety()
+                if link.connected and link.health(health):
                     self._health_due = self.clock.ticks_add(now, self.cfg["health_interval_s"] * 1000)
         if self.watchdog is not None:
             self.watchdog.feed()

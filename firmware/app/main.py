@@ -67,7 +67,12 @@ def run(board_path="/board.json", config_path="/config.json"):
                 sys.print_exception(exc)
                 ok = False
             next_sync = clock.ticks_add(clock.ticks_ms(), 3600000 if ok else 60000)
-        time.sleep_ms(cfg["loop_ms"])
+        # The loop's pause, in slices with the safety watch between them.
+        left = cfg["loop_ms"]
+        while left > 0:
+            time.sleep_ms(5 if left > 5 else left)
+            left -= 5
+            app.safety()
 
 
 if __name__ == "__main__":

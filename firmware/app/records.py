@@ -7,12 +7,17 @@ from ledger.log import RECEIPT_MAX, ChargerLog
 from store import atomic
 
 
+def _nothing():
+    pass
+
+
 class Records:
     def __init__(self, log, outbox, dirpath):
         self.log = log
         self.outbox = outbox
         self._queued_path = dirpath + "/queued"     # log size already put in the outbox
         self._queued = int(atomic.read(self._queued_path, b"0"))
+        self.idle = None            # the safety watch, between the flash writes of a receipt
         self._requeue()
 
     def _requeue(self):
@@ -22,9 +27,14 @@ class Records:
             self._queue(self.log.last_receipt, self.log.last_checkpoint)
 
     def _queue(self, receipt, checkpoint):
+        idle = self.idle or _nothing
+        idle()
         self.outbox.put("receipt", receipt)
+        idle()
         self.outbox.put("checkpoint", checkpoint.encode())
+        idle()
         atomic.write(self._queued_path, b"%d" % self.log.size)
+        idle()
         self._queued = self.log.size
 
     def has_room(self):

@@ -88,13 +88,26 @@ def _der_to_pem(der):
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
 
 
+def _sleep_us(us):
+    _clock.sleep_us(us)
+
+
 class TimedSocket:
-    def __init__(self, sock, timeout_ms, tls=None, clock=None):
+    """idle, if given, is called between wait slices of slice_us whenever a connect, read or
+    write has to wait (the charger's safety watch): the socket never blocks the caller for
+    longer than one slice, and the timeout and deadline still bound the whole wait. Not with
+    TLS yet: a TLS socket may hold decrypted bytes that poll() does not show, so its waits
+    stay whole (bounded by the timeout)."""
+
+    def __init__(self, sock, timeout_ms, tls=None, clock=None, idle=None, slice_us=5000):
         self.sock = sock
         self.raw = sock             # where timeouts are set (MicroPython's TLS socket has none)
         self.tls = tls
         self.clock = clock if clock is not None else _clock.REAL     # real ticks: hal/clock.py
         self.timeout_ms = timeout_ms
+        self.idle = idle if tls is None else None
+        self.slice_us = slice_us
+        self._poller = None
         self.deadline = None       # ticks_ms value after which every call fails, or None
         self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
         self._blocking = True
@@ -120,6 +133,9 @@ class TimedSocket:
 
     def connect(self, addr):
         self._arm()
+        if self.idle is not None:
+            self._connect_sliced(addr)
+            return
         self.sock.connect(addr)
         if self.tls is not None:
             # The handshake reads and writes under the same bounds as everything else; a
@@ -166,12 +182,52 @@ class TimedSocket:
             return data + self._read_exact(n - len(data))
         return self._read_exact(n)
 
+    def _connect_sliced(self, addr):
+        self.sock.setblocking(False)        # start the handshake, then wait for it in slices
+        try:
+            self.sock.connect(addr)
+        except OSError as exc:
+            if _errno(exc) not in _WOULD_BLOCK:
+                raise
+        self._wait(False)
+        self._arm()
+
+    def _wait(self, for_read):
+        """Wait in slices until the socket is readable (or writable), calling idle() in
+        between; ETIMEDOUT after the timeout or at the deadline; ECONNRESET on an error or
+        hang-up with nothing to read (a refused connect)."""
+        import select
+        ev = select.POLLIN if for_read else select.POLLOUT
+        p = self._poller
+        if p is None:
+            p = self._poller = select.poll()
+            p.register(self.sock, ev)
+        else:
+            p.modify(self.sock, ev)
+        limit = self._wait_ms()
+        c = self.clock
+        t0 = c.ticks_ms()
+        idle = self.idle
+        while True:
+            res = p.poll(0)
+            if res:
+                flags = res[0][1]
+                if flags & (select.POLLERR | select.POLLHUP) and not flags & select.POLLIN:
+                    raise OSError(ECONNRESET)
+                return
+            if c.ticks_diff(c.ticks_ms(), t0) >= limit:
+                raise OSError(ETIMEDOUT)
+            idle()
+            _sleep_us(self.slice_us)
+
     def _read_exact(self, n):
         self.flush()
         buf = b""
         while len(buf) < n:
             self._arm()
             try:
+                if self.idle is not None:
+                    self._wait(True)
                 chunk = self.sock.recv(n - len(buf))
             except OSError as exc:
                 raise _timeout_or(exc)
@@ -211,6 +267,8 @@ class TimedSocket:
         while sent < total:
             self._arm()
             try:
+                if self.idle is not None:
+                    self._wait(False)
                 k = self.sock.send(mv[sent:])
             except OSError as exc:
                 raise _timeout_or(exc)
@@ -256,17 +314,21 @@ class Net:
 
     # getaddrinfo has no timeout (on the ESP32 a lookup without a network can block for
     # seconds), so a name is looked up once and the answer reused for resolve_ms.
-    def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None, clock=None):
+    def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None, clock=None, idle=None,
+                 slice_us=5000):
         self.clock = clock if clock is not None else _clock.REAL
         self.timeout_ms = timeout_ms
         self.resolve_ms = resolve_ms
         self.tls = tls              # a Tls, or None for plain TCP
+        self.idle = idle            # the safety watch, between wait slices (plain TCP only)
+        self.slice_us = slice_us
         self.deadline = None
         self.last = None            # the last socket made (the uplink sets its deadline)
         self._addr = None           # (host, port, ticks looked up, result)
 
     def socket(self):
-        s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls, self.clock)
+        s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls, self.clock, self.idle,
+                        self.slice_us)
         s.deadline = self.deadline
         self.last = s
         return s
@@ -316,7 +378,7 @@ def udp_exchange(ip, port, request, timeout_ms, idle=None, slice_ms=10, size=512
         s.sendto(request, addr)
         poller = select.poll()
         poller.register(s, select.POLLIN)
-        t0 = ticks_ms()
+        t0 = _clock.ticks_ms()
         while True:
             if poller.poll(slice_ms):
                 try:
@@ -324,7 +386,7 @@ def udp_exchange(ip, port, request, timeout_ms, idle=None, slice_ms=10, size=512
                 except OSError as exc:
                     if _errno(exc) not in _WOULD_BLOCK:
                         return None
-            if ticks_diff(ticks_ms(), t0) >= timeout_ms:
+            if _clock.ticks_diff(_clock.ticks_ms(), t0) >= timeout_ms:
                 return None
             if idle is not None:
                 idle()

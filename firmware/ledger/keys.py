@@ -53,10 +53,17 @@ class _Signer:
     def __init__(self, d, rng):
         self._d = d
         self._rng = rng
+        self.idle = None
 
     def __call__(self, digest):
         # The nonce is RFC 6979's; the RNG only blinds the nonce inversion (same signature).
-        return p256.sign_digest(self._d, digest, int.from_bytes(self._rng(32), "big"))
+        # The safety hook runs between field operations while this key signs.
+        blind = int.from_bytes(self._rng(32), "big")
+        prev = p256.set_idle(self.idle)
+        try:
+            return p256.sign_digest(self._d, digest, blind)
+        finally:
+            p256.set_idle(prev)
 
     def __repr__(self):
         return "<secret>"
@@ -79,6 +86,11 @@ class KeyStore:
         self._spki = der.encode_spki(pub)
         self._pub = pub
         self._kid = sha256(self._spki).digest()[:4]
+
+    def set_idle(self, fn=None):
+        """Call fn (no arguments: the charger's safety watch) between field operations while
+        this key signs; None: nothing."""
+        self._signer.idle = fn
 
     def public_key(self):
         """The public point (x, y)."""

@@ -23,6 +23,22 @@ GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
 GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
 
+# The safety hook: a callable the app installs (set_idle) so that a signature or a verification
+# never holds the charger's safety loop for long. It is called between field operations (one
+# comb step, one doubling, one Lehmer step): on an ESP32 each is ~1-2 ms of work. It must not
+# sign or verify itself. None: nothing is called.
+_idle = None
+
+
+def set_idle(fn):
+    """Install fn (no arguments) as the hook called between field operations (None: no hook);
+    returns the hook it replaces, to be put back when the operation is done."""
+    global _idle
+    prev = _idle
+    _idle = fn
+    return prev
+
+
 class P256Error(ValueError):
     """A key, point, scalar or signature that is not valid for P-256."""
 
@@ -46,7 +62,10 @@ def _inv(a, m):
     r0, r1 = m, a % m
     s0, s1 = 0, 1               # r0 = s0*a, r1 = s1*a (mod m)
     shift = 256 - _LB
+    idle = _idle
     while r1 >= _LTOP:
+        if idle is not None:
+            idle()
         x = r0 >> shift         # r0 only shrinks, so x < 2^_LB; slide shift down to keep
         n = 0                   # the top _LB bits
         v = x
@@ -76,6 +95,8 @@ def _inv(a, m):
         q, r = divmod(r0, r1)
         r0, r1 = r1, r
         s0, s1 = s1, s0 - q * s1
+        if idle is not None:
+            idle()
     if r0 != 1:
         raise P256Error("not invertible")
     return s0 % m
@@ -219,7 +240,10 @@ class _Comb:
         tabsize = half << 6
         x = y = z = 0
         n = 0
+        idle = _idle
         for idx in self.indices(k):
+            if idle is not None:
+                idle()
             if n == t:
                 n = 0
                 # dbl-2001-b, a = -3 (Bernstein-Lange EFD): 3M + 5S.
@@ -275,12 +299,17 @@ def _batch_affine(points, pre=None, out=None):
     pre = pre or [0] * (m + 1)
     out = out or [None] * m
     pre[0] = 1
+    idle = _idle
     for i in range(m):
+        if idle is not None:
+            idle()
         pre[i + 1] = pre[i] * points[i][2] % P
     if not pre[m]:
         raise P256Error("point at infinity")
     inv = _inv(pre[m], P)
     for i in range(m - 1, -1, -1):
+        if idle is not None:
+            idle()
         zi = inv * pre[i] % P
         inv = inv * points[i][2] % P
         zi2 = zi * zi % P
@@ -384,7 +413,10 @@ def _mul_point(k, px, py):
     tbl = _odd_multiples(px, py)
     digits = _wnaf(k)
     x = y = z = 0
+    idle = _idle
     for i in range(len(digits) - 1, -1, -1):
+        if idle is not None:
+            idle()
         if z:
             # dbl-2001-b, a = -3, inlined (about 256 of these per verification)
             d = z * z % p

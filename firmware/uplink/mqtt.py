@@ -33,7 +33,7 @@ class Link:
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
                  window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
                  prefix="cp", client_id=None, max_pending_cmds=4, user=None, password=None,
-                 tls=None, clock=None):
+                 tls=None, clock=None, idle=None, wait_slice_us=5000):
         # user/password: the charger's broker login (the broker's ACL lets user <id> publish
         # only under cp/<id>/); tls: a hal.net.Tls (CA and name the broker must prove).
         # Real ticks (hal/clock.py): socket timeouts and keepalives run on the wall's time.
@@ -57,7 +57,11 @@ class Link:
         self.max_pending_cmds = max_pending_cmds
         self.user = user
         self.password = password
-        self._net = net.Net(timeout_ms, tls=tls, clock=self.clock)
+        # idle: the charger's safety watch, called while a socket waits (every wait_slice_us)
+        # and between the phases of a poll.
+        self.idle = idle
+        self._net = net.Net(timeout_ms, tls=tls, clock=self.clock, idle=idle,
+                            slice_us=wait_slice_us)
         self.client = None
         self.cursor = outbox.acked          # highest seq sent on this connection
         self._cmds = []                     # raw commands waiting for verification
@@ -93,6 +97,7 @@ class Link:
         if self.client is None:
             if self.clock.ticks_diff(self._retry_at, now) > 0 or not self._connect(now, deadline):
                 return self._verify_one(deadline)
+        idle = self.idle
         try:
             self.client.sock.deadline = deadline
             self._receive()
@@ -101,7 +106,11 @@ class Link:
             self.client.sock.flush()        # a ping may still sit in the write buffer
         except Exception as exc:    # umqtt raises OSError, MQTTException, AssertionError...
             self._drop(exc)
+        if idle is not None:
+            idle()
         self.outbox.sync()                  # this poll's acks: one flash write
+        if idle is not None:
+            idle()
         return self._verify_one(deadline)
 
     def _connect(self, now, deadline):
@@ -157,8 +166,11 @@ class Link:
 
     def _receive(self):
         c = self.client
+        idle = self.idle
         for _ in range(self.max_rx):
             before = c.sock.rx_bytes
+            if idle is not None:
+                idle()
             c.check_msg()
             if c.sock.rx_bytes == before:
                 break
@@ -185,7 +197,10 @@ class Link:
         room = box.acked + self.window - self.cursor
         if room <= 0 or self.cursor >= box.last_seq:
             return
+        idle = self.idle
         for seq, tag, payload in box.items(self.cursor, min(room, self.burst)):
+            if idle is not None:
+                idle()
             self.client.publish(self.topics.outbox(tag, seq), payload, qos=1)
             self.cursor = seq
             self.sent += 1

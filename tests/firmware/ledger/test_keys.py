@@ -6,7 +6,7 @@ from support.fwtest import raises
 from ledger import der, keys, p256
 from store import atomic
 
-PUBLIC = ["key_id", "public_key", "public_key_der", "public_key_hex", "sign", "sign_raw",
+PUBLIC = ["key_id", "public_key", "public_key_der", "public_key_hex", "set_idle", "sign", "sign_raw",
           "verify"]
 
 

@@ -1,0 +1,108 @@
+"""Bench rows for the safety watch (docs/firmware.md, "Safety loop").
+
+safety_gap_max_us_micropython  the largest gap, in microseconds on the MicroPython unix port,
+                               between two polls of the pilot and contactor while the whole app
+                               runs: sessions started by a signed remote command against the
+                               pymodbus meter, current-limit and tariff commands, telemetry,
+                               three signatures per receipt, log and outbox on flash, publish
+                               and acks through amqtt. Garbage collections count. An ESP32 is
+                               ~150-270x slower (DESIGN.md): 250 us here stands for ~50 ms there.
+safety_polls_per_session       polls made per session in that run (the hook density).
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+import paho.mqtt.client as mqtt
+
+from host_tools import paths
+from host_tools.devtools import build_mpy
+from host_tools.provision import operator_cmd as op
+from host_tools.sim.broker import AmqttBroker
+from host_tools.sim.fleet import DEFAULT_BOARD, start_meter, stop
+
+CHARGER = "CP-BENCH"
+T0 = 1800000000
+SESSIONS = 3
+TARIFF = ('{"v":1,"currency":"EUR","utc_offset_min":0,"session_fee_minor":100,'
+          '"bands":[{"start_min":0,"kwh_price_milli":50000}],'
+          '"idle_min_price_milli":0,"idle_grace_min":0,"tax_bp":0}')
+
+
+def _validator(broker: AmqttBroker) -> mqtt.Client:
+    """Acks every receipt and checkpoint as it arrives (the outbox empties)."""
+    import hashlib
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="safety-validator")
+
+    def on_message(client, userdata, msg):
+        seq = int(msg.topic.rsplit("/", 1)[1])
+        body = json.dumps({"seq": seq, "sha256": hashlib.sha256(msg.payload).hexdigest()})
+        client.publish("cp/%s/ack/bench" % CHARGER, body, qos=1)
+
+    c.on_message = on_message
+    c.connect(broker.host, broker.port)
+    c.subscribe("cp/+/receipt/+", 1)
+    c.subscribe("cp/+/checkpoint/+", 1)
+    c.loop_start()
+    return c
+
+
+def _commands(key) -> dict:
+    cmds = {}
+    n = 0
+    for i in range(SESSIONS):
+        for name, args in (("start", {"id_tag": "APP-USER-%d" % i}),
+                           ("limit", None), ("tariff", None)):
+            n += 1
+            if name == "limit":
+                cmd, args = "current_limit", {"ma": 16000 - 1000 * i}
+            elif name == "tariff":
+                cmd, args = "tariff", {"tariff": TARIFF}
+            else:
+                cmd = "start"
+            cmds["%s%d" % (name, i)] = op.sign(key, CHARGER, cmd, args, n=n,
+                                               exp=T0 + 36000).decode()
+    return cmds
+
+
+def run_gap() -> dict:
+    build_mpy.build()
+    broker = AmqttBroker().start()
+    meter_proc, meter = start_meter()
+    val = _validator(broker)
+    key = op.generate_key()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = {"board": str(DEFAULT_BOARD), "meter_port": meter["port"],
+                   "baud": meter["baud"], "meter_control": meter["control"],
+                   "data": tmp + "/flash", "host": broker.host, "port": broker.port, "t0": T0,
+                   "operator_spki": op.public_spki_hex(key), "cmds": _commands(key),
+                   "sessions": SESSIONS}
+            env = dict(os.environ)
+            env["MICROPYPATH"] = os.pathsep.join([".frozen", str(paths.MPY_BUILD),
+                                                  str(paths.MPLIB)])
+            cmd = [paths.MICROPYTHON, "-X", "heapsize=%d" % (512 * 1024),
+                   str(paths.MP_SIDE / "safety_bench.py")]
+            proc = subprocess.run(cmd, input=json.dumps(cfg) + "\n", env=env,
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                raise RuntimeError("safety bench failed:\n%s\n%s" % (proc.stdout, proc.stderr))
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        val.loop_stop()
+        val.disconnect()
+        stop(meter_proc)
+        broker.stop()
+
+
+def run() -> dict:
+    out = run_gap()
+    if out["sessions"] != SESSIONS or out["pending"] != 0:
+        raise RuntimeError("safety bench did not complete its sessions: %r" % (out,))
+    return {"safety_gap_max_us_micropython": out["max_gap_us"],
+            "safety_polls_per_session": out["polls"] // SESSIONS}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_gap(), indent=2))

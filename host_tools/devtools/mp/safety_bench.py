@@ -1,0 +1,173 @@
+# Runs inside MicroPython for host_tools/bench/safety.py; prints one JSON line.
+# The whole charger app on simulated pilot/contactor hardware, its meter served by pymodbus on a
+# pty, its MQTT uplink on a real broker with a validator acking: sessions started by a signed
+# remote command, a current limit and a tariff command while charging, telemetry, the end
+# (three signatures, log, outbox, publish, ack). The safety watch polls at every call
+# (safety_poll_us 0) and records the largest gap between two polls: everything the app does
+# between two calls counts, garbage collections included. Harness work (publishing the
+# commands, setting the meter) is excluded with watch.resume().
+# stdin: {"board", "meter_port", "baud", "meter_control", "data", "host", "port", "t0",
+#         "operator_spki", "cmds": {name: signed command str}, "sessions"}
+import gc
+import json
+import sys
+from time import ticks_diff, ticks_us
+
+from app import config
+from app.board import load_board
+from app.charger_app import ChargerApp
+from app.simulated import sim_hardware
+from hal.meterctl import MeterControl
+from hal.sim import SimClock
+from umqtt.simple import MQTTClient
+
+
+class GapMeter:
+    """Wraps the app's safety watch (every_us 0: every call polls) and measures each gap
+    twice: wall time, and wall time minus the time this process sat runnable but not running
+    (Linux's /proc/self/schedstat, second field). The machine is shared: a gap in which the
+    kernel ran someone else is not the firmware's. Sleeps by the firmware itself (its wait
+    slices) stay in both figures."""
+
+    def __init__(self, watch):
+        self.watch = watch
+        self.f = open("/proc/self/schedstat")
+        self.max_wall = 0
+        self.max_cpu = 0
+        self.worst = []
+        self.resume()
+        inner = watch.poll
+
+        def poll():
+            self._note()
+            inner()
+            self.resume()
+        watch.poll = poll
+        mark = watch.mark
+
+        def marked():
+            self._note()
+            mark()
+            self.resume()
+        watch.mark = marked
+
+    def _rq_us(self):
+        self.f.seek(0)
+        return int(self.f.read().split()[1]) // 1000
+
+    def _note(self):
+        now = ticks_us()
+        rq = self._rq_us()
+        wall = ticks_diff(now, self.last)
+        cpu = wall - (rq - self.rq)
+        if wall > self.max_wall:
+            self.max_wall = wall
+        if cpu > self.max_cpu:
+            self.max_cpu = cpu
+        if cpu > 250 and len(self.worst) < 20:
+            self.worst.append((cpu, wall, self.watch.polls, self.where))
+
+    def resume(self):
+        self.rq = self._rq_us()
+        self.last = ticks_us()
+
+    where = ""
+
+
+def main():
+    cfg = json.loads(sys.stdin.readline())
+    board = load_board(cfg["board"])
+    conf = config.load(board, None, {
+        "charger_id": "CP-BENCH", "meter_serial": "SIM0001", "data_dir": cfg["data"],
+        "mqtt_host": cfg["host"], "mqtt_port": cfg["port"],
+        "operator_key": cfg["operator_spki"], "telemetry_interval_s": 1,
+        "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50,
+        "meter_poll_ms": 1000})
+    meter = MeterControl(cfg["meter_control"])
+    wh = 1000000
+    meter.set_energy_wh(wh)
+    clock = SimClock(epoch=cfg["t0"])
+    hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
+    app = ChargerApp(board, conf, hw)
+    gm = GapMeter(app.safety)
+    watch = gm
+    ev = hw["ev"]
+    relay = hw["relay"]
+    # Where each long gap ended: the innermost labelled call running at that poll.
+    def label(obj, name):
+        f = getattr(obj, name)
+
+        def g(*a, **k):
+            outer = gm.where
+            gm.where = name
+            try:
+                return f(*a, **k)
+            finally:
+                gm.where = outer
+        setattr(obj, name, g)
+    for obj, names in ((app.charger, ("step",)), (app.link, ("poll", "telemetry", "health", "reply")),
+                       (app, ("execute", "health")), (app.records, ("record",)),
+                       (app.keys, ("sign",)), (app.outbox, ("put", "sync")),
+                       (app.charger.meter, ("read",))):
+        for n in names:
+            if hasattr(obj, n):
+                label(obj, n)
+    op = MQTTClient("bench-operator", cfg["host"], cfg["port"])
+    op.connect()
+
+    def step(n=1, ms=100):
+        for _ in range(n):
+            clock.advance(ms)
+            app.step()
+
+    def command(name):
+        op.publish(b"cp/CP-BENCH/cmd", cfg["cmds"][name].encode(), qos=1)
+        gm.resume()
+
+    def until(cond, limit=3000):
+        for _ in range(limit):
+            if cond():
+                return True
+            step()
+        return False
+
+    until(lambda: app.link.connected)
+    gc.collect()
+    gm.resume()
+    gm.max_wall = gm.max_cpu = 0
+    del gm.worst[:]
+    polls0 = app.safety.polls
+    steps = 0
+    for i in range(cfg["sessions"]):
+        ev.set_state("B")
+        step(5)
+        command("start%d" % i)
+        until(lambda: app.charger.session is not None)
+        ev.set_state("C")
+        step(20)
+        command("limit%d" % i)
+        for k in range(60):                        # a minute of charging, 11 kW
+            if relay.contacts_closed():
+                wh += 11000 * 1000 // 3600000
+                meter.set_energy_wh(wh)
+                gm.resume()
+            step(10)
+            if k == 30:
+                command("tariff%d" % i)
+        ev.set_state("B")
+        step(20)
+        ev.set_state("A")
+        until(lambda: app.charger.session is None)
+        until(lambda: app.outbox.pending() == 0)
+        steps += 1
+    out = {"max_gap_us": gm.max_cpu, "max_gap_wall_us": gm.max_wall,
+           "polls": app.safety.polls - polls0, "worst": gm.worst,
+           "sessions": steps, "pending": app.outbox.pending(),
+           "receipts": app.records.log.seq, "state": app.charger.state}
+    op.disconnect()
+    app.link.close()
+    meter.close()
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+main()

@@ -1,0 +1,81 @@
+# The safety loop nothing blocks (docs/firmware.md): while the charger signs, or waits on an
+# MQTT broker that accepted TCP and never answers, its safety watch keeps polling the pilot,
+# and an EV that leaves state C has the contactor opened before the operation returns. The
+# assertions are on the order of events and the number of polls, never on wall-clock time:
+# each poll advances the simulated clock by 10 ms, a stand-in for ESP32 time passing while
+# the operation works. Runs on both interpreters.
+from support.mqttpeer import control, sleep_ms
+from support.rig import Rig
+
+
+def _watch(rig, leave_at):
+    """Record the safety polls; the EV goes from C to B at poll number leave_at."""
+    events = []
+    watch = rig.app.safety
+    inner = watch.poll
+    contactor = rig.charger.contactor
+
+    def poll():
+        events.append("poll")
+        if events.count("poll") == leave_at:
+            rig.ev.set_state("B")
+            events.append("ev-left-C")
+        rig.clock.advance(10)
+        inner()
+        if not contactor.closed and "open" not in events:
+            events.append("open")
+    watch.poll = poll
+    return events
+
+
+def _charging(rig):
+    rig.plug_and_charge(seconds=10, power_w=7000)
+    assert rig.charger.contactor.closed and rig.relay.contacts_closed()
+
+
+def test_contactor_opens_in_the_middle_of_a_signature(charger_env):
+    rig = Rig(charger_env, safety_poll_us=0)
+    try:
+        _charging(rig)
+        events = _watch(rig, leave_at=5)
+        sig = rig.app.keys.sign(b"a receipt")
+        events.append("signed")
+        assert rig.app.keys.verify(b"a receipt", sig)
+        left, opened, signed = (events.index("ev-left-C"), events.index("open"),
+                                events.index("signed"))
+        assert left < opened < signed, events
+        # The pilot debounce (3 polls, 30 ms) and no more: the signer did not hold the loop.
+        assert events[left:opened].count("poll") <= 5
+        assert events.count("poll") >= 20           # it yielded all the way through
+        rig.run(1)
+        assert rig.charger.state == "suspended" and not rig.relay.contacts_closed()
+    finally:
+        rig.close()
+
+
+def test_contactor_opens_during_a_stalled_mqtt_connect(charger_env, amqtt_broker):
+    env = dict(charger_env)
+    env["broker"] = amqtt_broker
+    control(amqtt_broker, "proxy blackhole")        # TCP accepted, nothing ever answered
+    rig = Rig(env, safety_poll_us=0, mqtt_budget_ms=500)
+    try:
+        link = rig.app.link
+        _charging(rig)
+        assert not link.connected and link.attempts >= 1
+        for _ in range(200):                         # the reconnect backoff (real time)
+            if link.retry_in_ms() == 0:
+                break
+            sleep_ms(50)
+        attempts = link.attempts
+        events = _watch(rig, leave_at=3)
+        link.poll()
+        events.append("poll-returned")
+        assert link.attempts == attempts + 1 and not link.connected
+        left, opened, back = (events.index("ev-left-C"), events.index("open"),
+                              events.index("poll-returned"))
+        assert left < opened < back, events
+        assert events[left:opened].count("poll") <= 5
+        assert events.count("poll") >= 10            # the CONNACK wait polled all along
+    finally:
+        control(amqtt_broker, "proxy up")
+        rig.close()
