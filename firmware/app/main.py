@@ -40,8 +40,11 @@ def run(board_path="/board.json", config_path="/config.json"):
                 time.sleep_ms(1000)
     print("charger", cfg["charger_id"], "key", app.public_key_hex())
     net.connect()                   # once; later only when the station is idle or gave up
-    clock = hw["clock"]
-    watchdog = hw["watchdog"]
+    loop(app, net, hw["clock"], hw["watchdog"], cfg)
+
+
+def loop(app, net, clock, watchdog, cfg):
+    """The main loop: a pass of the app, WiFi/NTP while no energy flows, the pause."""
 
     def net_idle():                 # between the slices of a DNS or NTP wait
         app.charger.safety_poll()

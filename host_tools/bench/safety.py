@@ -1,6 +1,7 @@
 """Bench rows for the safety watch (docs/firmware.md, "Safety loop").
 
-safety_gap_max_us_micropython  the largest gap, in microseconds on the MicroPython unix port,
+safety_gap_max_us_micropython  the largest gap, in microseconds on the MicroPython unix port
+                               (the 32-bit build with the firmware frozen and 112 KB of heap),
                                between two polls of the pilot and contactor while the whole app
                                runs: sessions started by a signed remote command against the
                                pymodbus meter, current-limit and tariff commands, telemetry,
@@ -17,7 +18,7 @@ import tempfile
 import paho.mqtt.client as mqtt
 
 from host_tools import paths
-from host_tools.devtools import build_mpy
+from host_tools.devtools import build_mpy, mp32, mprun
 from host_tools.provision import operator_cmd as op
 from host_tools.sim.broker import AmqttBroker
 from host_tools.sim.fleet import DEFAULT_BOARD, start_meter, stop
@@ -66,8 +67,17 @@ def _commands(key) -> dict:
     return cmds
 
 
-def run_gap() -> dict:
-    build_mpy.build()
+def run_gap(interp: str = "32") -> dict:
+    """interp "32": the frozen 32-bit build with an ESP32's 112 KB heap (bytecode in flash,
+    so the collector walks only live data, as on the board); "64": the 64-bit port with the
+    firmware's .mpy files loaded into the heap beside the suite's 192 KiB."""
+    if interp == "32":
+        _, frozen = mp32.build(log=lambda *a: None)
+        exe, heap, path = str(frozen), mprun.HEAP_32, [".frozen"]
+    else:
+        build_mpy.build()
+        exe, heap = paths.MICROPYTHON, mprun.DATA_HEAP + mprun.CODE_ROOM
+        path = [".frozen", str(paths.MPY_BUILD), str(paths.MPLIB)]
     broker = AmqttBroker().start()
     meter_proc, meter = start_meter()
     val = _validator(broker)
@@ -80,10 +90,8 @@ def run_gap() -> dict:
                    "operator_spki": op.public_spki_hex(key), "cmds": _commands(key),
                    "sessions": SESSIONS}
             env = dict(os.environ)
-            env["MICROPYPATH"] = os.pathsep.join([".frozen", str(paths.MPY_BUILD),
-                                                  str(paths.MPLIB)])
-            cmd = [paths.MICROPYTHON, "-X", "heapsize=%d" % (512 * 1024),
-                   str(paths.MP_SIDE / "safety_bench.py")]
+            env["MICROPYPATH"] = os.pathsep.join(path)
+            cmd = [exe, "-X", "heapsize=%d" % heap, str(paths.MP_SIDE / "safety_bench.py")]
             proc = subprocess.run(cmd, input=json.dumps(cfg) + "\n", env=env,
                                   capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
@@ -105,4 +113,5 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_gap(), indent=2))
+    import sys
+    print(json.dumps(run_gap(sys.argv[1] if len(sys.argv) > 1 else "32"), indent=2))

@@ -23,17 +23,21 @@ from umqtt.simple import MQTTClient
 
 
 class GapMeter:
-    """Wraps the app's safety watch (every_us 0: every call polls) and measures each gap
-    twice: wall time, and wall time minus the time this process sat runnable but not running
-    (Linux's /proc/self/schedstat, second field). The machine is shared: a gap in which the
-    kernel ran someone else is not the firmware's. Sleeps by the firmware itself (its wait
-    slices) stay in both figures."""
+    """Wraps the app's safety watch (every_us 0: every call polls) and measures every gap
+    between two polls in wall time. The machine is shared (2 cores, a VM): a gap in which the
+    kernel switched this process out involuntarily (nonvoluntary_ctxt_switches in
+    /proc/self/status went up) is someone else's time, not the firmware's; those are counted
+    apart. The firmware's own sleeps (its wait slices, 50 us here) stay in. The VM's own
+    steal time is invisible from inside: what remains is an upper bound."""
 
     def __init__(self, watch):
         self.watch = watch
-        self.f = open("/proc/self/schedstat")
-        self.max_wall = 0
-        self.max_cpu = 0
+        self.f = open("/proc/self/status")
+        self.max_wall = 0          # every gap
+        self.max_clean = 0         # gaps without an involuntary switch
+        self.preempted = 0         # gaps left out for one
+        self.gaps = 0
+        self.over = 0              # clean gaps above 250 us
         self.worst = []
         self.resume()
         inner = watch.poll
@@ -51,24 +55,36 @@ class GapMeter:
             self.resume()
         watch.mark = marked
 
-    def _rq_us(self):
+    def _switches(self):
         self.f.seek(0)
-        return int(self.f.read().split()[1]) // 1000
+        t = self.f.read()
+        i = t.find("nonvoluntary_ctxt_switches:")
+        return int(t[i + 27:].split(None, 1)[0])
 
     def _note(self):
         now = ticks_us()
-        rq = self._rq_us()
+        sw = self._switches()
         wall = ticks_diff(now, self.last)
-        cpu = wall - (rq - self.rq)
+        self.gaps += 1
         if wall > self.max_wall:
             self.max_wall = wall
-        if cpu > self.max_cpu:
-            self.max_cpu = cpu
-        if cpu > 250 and len(self.worst) < 20:
-            self.worst.append((cpu, wall, self.watch.polls, self.where))
+        if sw != self.sw:
+            self.preempted += 1
+            return
+        if wall > self.max_clean:
+            self.max_clean = wall
+        if wall > 250:
+            self.over += 1
+            w = self.worst                   # keep the 16 worst
+            if len(w) < 16:
+                w.append((wall, self.watch.polls, self.where))
+            else:
+                i = min(range(16), key=lambda j: w[j][0])
+                if w[i][0] < wall:
+                    w[i] = (wall, self.watch.polls, self.where)
 
     def resume(self):
-        self.rq = self._rq_us()
+        self.sw = self._switches()
         self.last = ticks_us()
 
     where = ""
@@ -132,9 +148,18 @@ def main():
         return False
 
     until(lambda: app.link.connected)
+    c = app.link.client
+    for obj, names in ((c, ("check_msg", "publish", "wait_msg")), (app.outbox, ("ack", "items")),
+                       (app.billing, ("set_tariff",)), (app.records.log, ("append_session",))):
+        for n in names:
+            if hasattr(obj, n):
+                label(obj, n)
+    if app.link.verifier is not None:
+        label(app.link.verifier, "verify")
+    label(c, "cb")
     gc.collect()
     gm.resume()
-    gm.max_wall = gm.max_cpu = 0
+    gm.max_wall = gm.max_clean = gm.preempted = gm.gaps = gm.over = 0
     del gm.worst[:]
     polls0 = app.safety.polls
     steps = 0
@@ -160,7 +185,8 @@ def main():
         until(lambda: app.charger.session is None)
         until(lambda: app.outbox.pending() == 0)
         steps += 1
-    out = {"max_gap_us": gm.max_cpu, "max_gap_wall_us": gm.max_wall,
+    out = {"max_gap_us": gm.max_clean, "max_gap_wall_us": gm.max_wall, "gaps": gm.gaps,
+           "preempted_gaps": gm.preempted, "clean_gaps_over_250us": gm.over,
            "polls": app.safety.polls - polls0, "worst": gm.worst,
            "sessions": steps, "pending": app.outbox.pending(),
            "receipts": app.records.log.seq, "state": app.charger.state}
