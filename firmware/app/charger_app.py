@@ -61,6 +61,7 @@ class ChargerApp:
         master.idle_slice_us = cfg["wait_slice_us"]
         self.keys.set_idle(safety)
         self.records.idle = safety
+        self.outbox.idle = safety
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
         self.reader = self._reader(hw.get("rfid_spi"))
         self._rfid_ms = cfg["rfid_poll_ms"]

@@ -256,10 +256,28 @@ class ModbusRTU:
             if got >= need:
                 return got
             wait = self.char_timeout_ms + ((need - got) * self.char_us) // 1000
-            n = port.readinto(self._rxv[got:], need - got, wait)
+            if self.idle is None:
+                n = port.readinto(self._rxv[got:], need - got, wait)
+            else:
+                n = self._read_sliced(got, need - got, wait)
             if n == 0:
                 return got                   # silence: the frame ended here
             got += n
+
+    def _read_sliced(self, at, n, wait_ms):
+        """The rest of a reply that has started, up to wait_ms, with idle() between slices."""
+        c = self.clock
+        t0 = c.ticks_us()
+        limit_us = wait_ms * 1000
+        rxv = self._rxv
+        idle = self.idle
+        slice_us = self.idle_slice_us
+        while True:
+            got = self.port.readinto(rxv[at:], n, 0)
+            if got or c.ticks_diff(c.ticks_us(), t0) >= limit_us:
+                return got
+            idle()
+            c.sleep_us(slice_us)
 
     def _await_reply(self, need):
         """Wait up to timeout_ms for the first bytes of the reply, calling idle() in between."""

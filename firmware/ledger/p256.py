@@ -382,7 +382,10 @@ def _wnaf(k):
     out = []
     full = 1 << _WNAF
     half = full >> 1
+    idle = _idle
     while k:
+        if idle is not None and not len(out) & 31:
+            idle()
         if k & 1:
             d = k & (full - 1)
             if d >= half:
@@ -401,7 +404,10 @@ def _odd_multiples(px, py):
     x2, y2, z2 = _dbl(px, py, 1)
     two = _to_affine(x2, y2, z2)
     jac = [(px, py, 1)]
+    idle = _idle
     for _ in range((1 << (_WNAF - 2)) - 1):
+        if idle is not None:
+            idle()
         a = jac[-1]
         jac.append(_madd(a[0], a[1], a[2], two[0], two[1]))
     return _batch_affine(jac)

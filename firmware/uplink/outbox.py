@@ -37,6 +37,7 @@ class Outbox:
         self.persist_every = persist_every
         self.acked = self.journal.acked     # contiguous ack mark (RAM; flash via sync())
         self._acks = {}     # seq -> set of validator ids (or True when any validator will do)
+        self.idle = None    # the charger's safety watch, between the steps of an ack
 
     # ---- writing ------------------------------------------------------------------------
     def has_room(self, nbytes):
@@ -115,6 +116,8 @@ class Outbox:
             rec = self.get(seq)
             if rec is None:
                 raise BadAck("seq %d not readable" % seq)
+            if self.idle is not None:
+                self.idle()
             want = hexlify(hashlib.sha256(rec[1]).digest())
             got = sha256_hex.encode() if isinstance(sha256_hex, str) else bytes(sha256_hex)
             if got.lower() != want:
