@@ -1,6 +1,7 @@
 """`make demo`: a simulated charger fleet with independent validators, on embedded defaults.
 
-Starts the embedded MQTT broker (amqtt), two validators with their own SQLite ledgers, and
+Starts a locked-down MQTT broker (Mosquitto with TLS, logins and the deployment's ACL where
+Mosquitto is installed, else the embedded amqtt with logins and the same ACL), two validators with their own SQLite ledgers, and
 three chargers running the real firmware on the MicroPython unix port, each with a pymodbus
 meter on a pty. Every charger runs its scripted sessions (plug, card, charge, unplug); the
 validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
@@ -15,7 +16,9 @@ import sys
 import time
 
 from host_tools.devtools import build_mpy
-from host_tools.sim.broker import AmqttBroker
+from host_tools import mqtt_conn
+from host_tools.provision.broker_conf import Roster
+from host_tools.sim.broker import AmqttBroker, MosquittoBroker, find_mosquitto
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator, proof_bundle
@@ -93,18 +96,17 @@ def driver_check(db_path, dev):
     return valid and caught
 
 
-def start_ocpp_bridge(url, devices, broker):
-    """Each demo charger also appears to the CSMS at url as an OCPP 1.6J charge point."""
-    import paho.mqtt.client as mqtt
-
+def start_ocpp_bridge(url, devices, spec):
+    """Each demo charger also appears to the CSMS at url as an OCPP 1.6J charge point. spec:
+    the bridge's broker login (an operator's: it reads every charger and sends commands)."""
     from host_tools.operate.ocpp_bridge import OcppBridge
     from host_tools.provision import operator_cmd
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-ocpp-bridge")
+    client = mqtt_conn.client(spec, client_id="demo-ocpp-bridge")
     chargers = {d.charger_id: {"pubkey": d.pubkey_hex} for d in devices}
     bridge = OcppBridge(url, chargers, operator_cmd.generate_key(), client,
                         str(OUT / "ocpp-bridge"))
     client.on_message = bridge.on_message
-    client.connect(broker.host, broker.port)
+    client.connect(spec.host, spec.port)
     client.loop_start()
     bridge.subscribe()
     bridge.client = client
@@ -123,23 +125,50 @@ def stop_ocpp_bridge(bridge):
             "receipts_refused": bridge.receipts_refused}
 
 
+def start_broker(chargers, validators, use_mosquitto=None):
+    """A broker that lets each party do only its own job: (broker, spec without a login,
+    roster with every login's password). Its files (password file, ACL, a demo CA) stay in
+    demo-out/broker/."""
+    roster = Roster(list(chargers), list(validators), ["operator", "ocpp-bridge"])
+    roster.make_passwords()
+    workdir = OUT / "broker"
+    if use_mosquitto is None:
+        use_mosquitto = find_mosquitto() is not None
+    if use_mosquitto:
+        from host_tools.provision import pki
+        ca = pki.make_ca("ChargeProof demo CA")
+        tls = pki.write_pem(ca, pki.make_server_cert(ca, "127.0.0.1", "localhost"), workdir / "pki")
+        broker = MosquittoBroker(workdir=str(workdir), roster=roster, tls=tls).start()
+        spec = mqtt_conn.BrokerSpec(broker.host, broker.port, cafile=tls["cafile"])
+        print("broker: Mosquitto on %s:%d: TLS (demo CA), a login per party, ACL from "
+              "deploy/mosquitto/" % (broker.host, broker.port))
+    else:
+        broker = AmqttBroker(roster=roster, workdir=str(workdir)).start()
+        spec = mqtt_conn.BrokerSpec(broker.host, broker.port)
+        print("broker: embedded amqtt on %s:%d: a login per party, ACL from deploy/mosquitto/ "
+              "(no TLS; install Mosquitto for TLS and client ids bound to logins)"
+              % (broker.host, broker.port))
+    return broker, spec, roster
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chargers", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=3)
     ap.add_argument("--ocpp", default=None, help="ws://HOST:PORT/path/: also run the fleet "
                     "through the OCPP 1.6J bridge to that central system")
+    ap.add_argument("--amqtt", action="store_true", help="the embedded broker even where Mosquitto is installed")
     args = ap.parse_args(argv)
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     build_mpy.build()
     tariff = default_tariff()
-    broker = AmqttBroker()
-    broker.start()
-    print("broker: embedded amqtt on %s:%d" % (broker.host, broker.port))
+    ids = ["CP-%03d" % (n + 1) for n in range(args.chargers)]
+    broker, spec, roster = start_broker(ids, ("val-a", "val-b"), False if args.amqtt else None)
+    login = lambda name: spec.with_login(name, roster.passwords[name])   # noqa: E731
     ledgers = [OUT / "ledger.sqlite", OUT / "ledger-b.sqlite"]
-    validators = [Validator(str(path), vid, tariffs=[tariff]).start(broker.host, broker.port)
+    validators = [Validator(str(path), vid, tariffs=[tariff], broker=login(vid)).start()
                   for path, vid in zip(ledgers, ("val-a", "val-b"))]
     devices = []
     bridge = bridge_stats = None
@@ -147,11 +176,12 @@ def main(argv=None):
     start_time = int(time.time()) - 3 * 86400
     try:
         for n in range(args.chargers):
-            cid = "CP-%03d" % (n + 1)
+            cid = ids[n]
+            config = {"allow_list": CARDS, "meter_serial": "SIM-%05d" % (n + 1)}
+            config.update(mqtt_conn.charger_config(login(cid)))     # its login, the broker's CA
             dev = Device(cid, OUT / "flash", broker.host, broker.port,
                          scripted_sessions(n, args.sessions), start_time=start_time + n * 3600,
-                         start_wh=1000000 * (n + 1), config={"allow_list": CARDS,
-                                                            "meter_serial": "SIM-%05d" % (n + 1)})
+                         start_wh=1000000 * (n + 1), config=config)
             devices.append(dev.start())
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + cid)
@@ -161,7 +191,7 @@ def main(argv=None):
             if not v.subscribed.wait(10):
                 raise RuntimeError("validator %s did not subscribe" % v.validator_id)
         if args.ocpp:
-            bridge = start_ocpp_bridge(args.ocpp, devices, broker)
+            bridge = start_ocpp_bridge(args.ocpp, devices, login("ocpp-bridge"))
         for dev in devices:
             dev.go()
         for dev in devices:

@@ -154,21 +154,21 @@ class HomeAssistantBridge:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import paho.mqtt.client as mqtt
+    from host_tools import mqtt_conn
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--key", required=True, help="the operator's key (PEM)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=1883)
+    mqtt_conn.add_arguments(ap, host_flag="--host")     # login (an operator's) and TLS
     ap.add_argument("--currency", default="EUR")
     ap.add_argument("--start-id-tag", default="HOME-ASSISTANT")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chargeproof-ha")
+    spec = mqtt_conn.spec_from_args(a)
+    client = mqtt_conn.client(spec, client_id="chargeproof-ha")
     bridge = HomeAssistantBridge(client, operator_cmd.load_key(a.key),
                                  Discovery(currency=a.currency), a.start_id_tag)
     client.on_connect = lambda c, u, f, rc, p=None: bridge.subscribe()
     client.on_message = bridge.on_message
-    client.connect(a.host, a.port)
+    client.connect(spec.host, spec.port)
     client.loop_forever()
     return 0
 

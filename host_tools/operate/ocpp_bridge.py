@@ -486,13 +486,12 @@ class OcppBridge:
 def main(argv: list[str] | None = None) -> int:
     import time
 
-    import paho.mqtt.client as mqtt
+    from host_tools import mqtt_conn
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csms", required=True, help="ws://host:port/path/ (charger id appended)")
     ap.add_argument("--chargers", required=True, help="JSON file {id: {pubkey, rated_a, phases}}")
     ap.add_argument("--key", required=True, help="the operator's key (PEM)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=1883)
+    mqtt_conn.add_arguments(ap, host_flag="--host")     # login (an operator's) and TLS
     ap.add_argument("--state-dir", default="ocpp-bridge-state")
     ap.add_argument("--signed-form", choices=SIGNED_FORMS, default="plain",
                     help="OCMF verbatim (plain) or OCPP 2.0.1's SignedMeterValue as JSON")
@@ -500,12 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with open(a.chargers) as f:
         chargers = json.load(f)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chargeproof-ocpp")
+    spec = mqtt_conn.spec_from_args(a)
+    client = mqtt_conn.client(spec, client_id="chargeproof-ocpp")
     bridge = OcppBridge(a.csms, chargers, operator_cmd.load_key(a.key), client, a.state_dir,
                         signed_form=a.signed_form)
     client.on_connect = lambda c, u, f, rc, p=None: bridge.subscribe()
     client.on_message = bridge.on_message
-    client.connect(a.host, a.port)
+    client.connect(spec.host, spec.port)
     client.loop_start()
     bridge.start()
     try:

@@ -41,14 +41,15 @@ class Roster:
     validators: list[str] = field(default_factory=list)
     operators: list[str] = field(default_factory=lambda: ["operator"])
     passwords: dict[str, str] = field(default_factory=dict)
+    homeassistant: list[str] = field(default_factory=list)    # Home Assistant's own logins
 
     def logins(self) -> list[str]:
-        return self.chargers + self.validators + self.operators
+        return self.chargers + self.validators + self.operators + self.homeassistant
 
     def check(self) -> None:
         seen: dict[str, str] = {}
         for role, names in (("charger", self.chargers), ("validator", self.validators),
-                            ("operator", self.operators)):
+                            ("operator", self.operators), ("homeassistant", self.homeassistant)):
             for name in names:
                 if not _LOGIN.match(name) or any(ch in name for ch in "/+#"):
                     raise RosterError("%s login %r: 1-64 printable ASCII characters without "
@@ -71,11 +72,50 @@ def acl_text(roster: Roster) -> str:
     roster.check()
     text = ACL_TEMPLATE.read_text()
     head, rest = text.split("#@validator\n", 1)
-    validator_block, operator_block = rest.split("#@operator\n", 1)
+    validator_block, rest = rest.split("#@operator\n", 1)
+    operator_block, hass_block = rest.split("#@homeassistant\n", 1)
     out = [head]
     out += [validator_block.replace("VALIDATOR", v) for v in roster.validators]
     out += [operator_block.replace("OPERATOR", o) for o in roster.operators]
+    out += [hass_block.replace("HASS", h) for h in roster.homeassistant]
     return "".join(out)
+
+
+def amqtt_acl(roster: Roster) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The same ACL for amqtt's TopicAccessControlListPlugin: (publish, subscribe) topic lists
+    per login. amqtt has no %u patterns and no deny: the charger patterns are expanded for each
+    charger only, and a login gets nothing it is not listed for."""
+    publish: dict[str, list[str]] = {name: [] for name in roster.logins()}
+    subscribe: dict[str, list[str]] = {name: [] for name in roster.logins()}
+    user = None
+    for line in acl_text(roster).splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "user":
+            user = words[1]
+            continue
+        access, topic = words[1], words[2]
+        targets = [(c, topic.replace("%u", c)) for c in roster.chargers] if words[0] == "pattern" \
+            else [(user, topic)]
+        for name, t in targets:
+            if access in ("write", "readwrite"):
+                publish[name].append(t)
+            if access in ("read", "readwrite"):
+                subscribe[name].append(t)
+    return publish, subscribe
+
+
+def write_amqtt_password_file(path: str | pathlib.Path, passwords: dict[str, str]) -> None:
+    """amqtt's FileAuthPlugin format: login:argon2 hash, one a line. Cheaper than pwdlib's
+    default (8 MiB, 2 passes: ~0.1 s instead of ~0.8 s here): amqtt verifies in its event loop,
+    and a charger gives its whole connect 0.5 s. The passwords are random 144-bit tokens, so
+    the hash's cost is not what protects them."""
+    from pwdlib.hashers.argon2 import Argon2Hasher
+    hasher = Argon2Hasher(time_cost=2, memory_cost=8192)
+    path = pathlib.Path(path)
+    path.write_text("".join("%s:%s\n" % (n, hasher.hash(p)) for n, p in passwords.items()))
+    path.chmod(0o600)
 
 
 def mosquitto_passwd() -> str:
@@ -151,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--charger", action="append", default=[])
     ap.add_argument("--validator", action="append", default=[])
     ap.add_argument("--operator", action="append", default=None)
+    ap.add_argument("--homeassistant", action="append", default=[],
+                    help="Home Assistant's own login (reads its entities' topics, presses buttons)")
     ap.add_argument("--port", type=int, default=8883)
     ap.add_argument("--no-tls", action="store_true", help="plain TCP listener (a lab only)")
     ap.add_argument("--make-ca", action="store_true",
@@ -161,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the passwords of logins already in credentials.json")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
-    roster = Roster(args.charger, args.validator, args.operator or ["operator"])
+    roster = Roster(args.charger, args.validator, args.operator or ["operator"],
+                    homeassistant=args.homeassistant)
     try:
         roster.check()
     except RosterError as exc:

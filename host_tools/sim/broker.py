@@ -43,12 +43,29 @@ def wait_listening(host, port, timeout_s=10.0):
 
 
 class AmqttBroker:
-    """amqtt in a background thread. start()/stop() may be called repeatedly."""
+    """amqtt in a background thread. start()/stop() may be called repeatedly.
+
+    roster (host_tools.provision.broker_conf.Roster, passwords set): logins from a password
+    file and the deployment's ACL (deploy/mosquitto/acl.template) expanded per login; anonymous
+    refused. amqtt cannot bind client ids to logins (Mosquitto's use_username_as_clientid)."""
     kind = "amqtt"
 
-    def __init__(self, host=LOOPBACK, port=None):
+    def __init__(self, host=LOOPBACK, port=None, roster=None, workdir=None):
         self.host = host
         self.port = port or free_port(host)
+        self.roster = roster
+        self._auth = None
+        if roster is not None:
+            from host_tools.provision import broker_conf
+            workdir = workdir or tempfile.mkdtemp(prefix="cp-amqtt-")
+            os.makedirs(workdir, exist_ok=True)
+            passwd = os.path.join(workdir, "amqtt-passwd")
+            broker_conf.write_amqtt_password_file(passwd, roster.passwords)
+            publish, subscribe = broker_conf.amqtt_acl(roster)
+            self._auth = {
+                "amqtt.plugins.authentication.FileAuthPlugin": {"password_file": passwd},
+                "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
+                    "publish_acl": publish, "acl": subscribe}}
         self._loop = None
         self._thread = None
         self._broker = None
@@ -57,9 +74,11 @@ class AmqttBroker:
         logging.getLogger("transitions").setLevel(logging.WARNING)
 
     def _config(self):
+        plugins = self._auth or {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
         return {
             "listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (self.host, self.port)}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": plugins,
         }
 
     @property

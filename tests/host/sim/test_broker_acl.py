@@ -17,9 +17,9 @@ WAIT_S = 5.0           # a liveness bound for the control message, not a speed f
 
 
 class Watcher:
-    """An operator login, subscribed to everything under cp/ and tariff/."""
+    """An operator login, subscribed to everything it may read."""
 
-    def __init__(self, broker, topics=("cp/#", "tariff/#")):
+    def __init__(self, broker, topics=("cp/#", "tariff/#", "homeassistant/#", "chargeproof-ha/+/button")):
         self.got = []
         self.cond = threading.Condition()
         self.c = mqtt_conn.connected(broker.spec("monitor"))
@@ -105,6 +105,16 @@ def test_only_the_operator_sends_commands_and_tariffs(secure_mosquitto):
     _refused(secure_mosquitto, [], ("cp/CP-1/cmd", b"{}|00"), "operator")
     _refused(secure_mosquitto, [("cp/CP-1/ack/val-a", b"{}"), ("cp/operator/receipt/1", b"x")],
              ("tariff/current", b"{}"), "operator")
+
+
+def test_home_assistant_presses_buttons_and_nothing_else(secure_mosquitto):
+    """Home Assistant's own login may press the bridge's buttons; only the bridge (an operator
+    login) turns a press into a signed command and publishes discovery documents."""
+    forbidden = [("cp/CP-1/cmd", b"{}|00"), ("homeassistant/button/CP-1/start/config", b"{}"),
+                 ("cp/CP-1/ack/val-a", b"{}"), ("cp/hass/receipt/1", b"x")]
+    _refused(secure_mosquitto, forbidden, ("chargeproof-ha/CP-1/button", b"start"), "hass")
+    _refused(secure_mosquitto, [("chargeproof-ha/CP-1/button", b"start")],
+             ("homeassistant/button/CP-1/start/config", b"{}"), "operator")
 
 
 def test_a_charger_reads_only_its_own_commands_and_acks(secure_mosquitto):
@@ -194,3 +204,34 @@ def test_client_id_takeover_does_not_disconnect_the_owner(secure_mosquitto, vict
             c.disconnect()
         owner.loop_stop()
         owner.disconnect()
+
+
+def test_the_embedded_amqtt_broker_applies_the_same_logins_and_acl(tmp_path):
+    """`make demo` without Mosquitto: amqtt with a password file and the template's ACL
+    expanded per login (no TLS, no client-id binding there: docs/security.md)."""
+    import warnings
+    from host_tools.provision.broker_conf import Roster
+    from host_tools.sim.broker import AmqttBroker
+    roster = Roster(["CP-1", "CP-2"], ["val-a"], ["operator", "monitor"])
+    roster.make_passwords()
+    broker = AmqttBroker(roster=roster, workdir=str(tmp_path)).start()
+    try:
+        base = mqtt_conn.BrokerSpec(broker.host, broker.port)
+
+        class Handle(dict):
+            def spec(self, login=None, password=None):
+                if login is None:
+                    return base
+                return base.with_login(login, roster.passwords[login] if password is None else password)
+        b = Handle(passwords=roster.passwords)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)     # amqtt's own "acl" option
+            for spec in (b.spec(), b.spec("CP-1", "wrong")):
+                with pytest.raises(ConnectionRefusedError):
+                    mqtt_conn.connected(spec, timeout_s=5)
+            _refused(b, [("cp/CP-2/receipt/1", b"OCMF|forged"), ("cp/CP-1/ack/val-a", b"{}"),
+                         ("cp/CP-1/cmd", b"{}|00")], ("cp/CP-1/receipt/7", b"OCMF|genuine"), "CP-1")
+            _refused(b, [("cp/CP-1/ack/val-b", b"{}"), ("cp/CP-1/cmd", b"{}|00")],
+                     ("cp/CP-1/ack/val-a", b"{}"), "val-a")
+    finally:
+        broker.stop()
