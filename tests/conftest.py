@@ -9,6 +9,9 @@ CPython and MicroPython run, and every one of them is collected twice:
                        host_tools/devtools/mp32.py) and the ESP32's 112 KiB heap (README,
                        "Heap limit").
 
+A test module that sets MP_INTERPRETERS = ("32", "64") is also collected as test_x[micropython-64],
+run on the 64-bit unix port from PyPI: for what the 32-bit build lacks (its `ssl`: TLS).
+
 A firmware test may take pytest fixtures as arguments; both runs receive the fixture's value as
 plain JSON data (strings, numbers, lists, dicts; a path becomes its string), so host-side
 services (a pymodbus meter on a pty, a broker) are started by pytest and used from either
@@ -61,12 +64,12 @@ def _cpython_item(func):
     return run
 
 
-def _micropython_item(func):
+def _micropython_item(func, interp="32"):
     module = func.__module__.rsplit(".", 1)[-1]
 
     @functools.wraps(func)
     def run(**kwargs):
-        proc = run_firmware_test(module, func.__name__, _plain(kwargs))
+        proc = run_firmware_test(module, func.__name__, _plain(kwargs), interp=interp)
         if not passed(proc):
             raise AssertionError("MicroPython run of %s.%s failed (exit %d):\n%s\n%s" % (
                 module, func.__name__, proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]))
@@ -81,12 +84,15 @@ def pytest_pycollect_makeitem(collector, name, obj):
     if not _is_firmware_test(path) or not name.startswith("test_") or not inspect.isfunction(obj):
         return None
     items = []
-    for interp, wrap in (("cpython", _cpython_item), ("micropython", _micropython_item)):
+    runs = [("cpython", _cpython_item), ("micropython", _micropython_item)]
+    if "64" in getattr(collector.module, "MP_INTERPRETERS", ()):
+        runs.append(("micropython-64", functools.partial(_micropython_item, interp="64")))
+    for interp, wrap in runs:
         wrapped = wrap(obj)
         wrapped.__signature__ = inspect.signature(obj)
         items.append(pytest.Function.from_parent(
             collector, name="%s[%s]" % (name, interp), callobj=wrapped,
-            keywords={interp: True}))
+            keywords={interp.split("-")[0]: True}))
     return items
 
 
@@ -106,12 +112,15 @@ def pytest_terminal_summary(terminalreporter):
                 continue
             nodeid = rep.nodeid
             interp = MP_LABEL if nodeid.endswith("[micropython]") else (
-                "cpython (firmware)" if nodeid.endswith("[cpython]") else "cpython (host)")
+                INTERPRETERS["64"] if nodeid.endswith("[micropython-64]") else (
+                    "cpython (firmware)" if nodeid.endswith("[cpython]") else "cpython (host)"))
             counts.setdefault(interp, {}).setdefault(outcome, 0)
             counts[interp][outcome] += 1
     terminalreporter.write_sep("=", "tests per interpreter")
-    for interp in ("cpython (firmware)", MP_LABEL, "cpython (host)"):
+    for interp in ("cpython (firmware)", MP_LABEL, INTERPRETERS["64"], "cpython (host)"):
         c = counts.get(interp, {})
+        if not c and interp == INTERPRETERS["64"]:
+            continue
         terminalreporter.write_line("%-24s %s" % (interp, ", ".join(
             "%d %s" % (n, o) for o, n in sorted(c.items())) or "none"))
     terminalreporter.write_line("MicroPython: 32-bit v1.28.0 with the firmware frozen in (bytecode in "

@@ -1,14 +1,16 @@
 # The charger's link with a login and TLS to Mosquitto as deployed (password file, ACL, TLS-only
-# listener with a test CA: tests/fixtures/secure_broker.py). Runs on CPython and on the 64-bit
-# MicroPython unix port from PyPI (mbedTLS `ssl`). A MicroPython built without ssl (the 32-bit
-# build from shared/vendor has MICROPY_PY_SSL=0) cannot do TLS at all: there these tests only
-# check that the link reports it instead of connecting in clear.
+# listener with a test CA: tests/fixtures/secure_broker.py). TLS runs on CPython and on the
+# 64-bit MicroPython unix port from PyPI (mbedTLS `ssl`; [micropython-64]). The 32-bit build
+# ([micropython], MICROPY_PY_SSL=0) cannot do TLS at all: there these tests check that the link
+# reports it and never connects in clear.
 import binascii
 
 from support.mqttpeer import wait_for
 from uplink.outbox import Outbox
 from uplink.mqtt import Link
 from hal.net import Tls
+
+MP_INTERPRETERS = ("32", "64")      # tests/conftest.py: also run on the 64-bit port, which has ssl
 
 
 def _has_ssl():
