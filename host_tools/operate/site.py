@@ -160,19 +160,18 @@ class SiteController:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import paho.mqtt.client as mqtt
-
+    from host_tools import mqtt_conn
     from host_tools.provision import operator_cmd
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--site", required=True, help="site JSON (see the module doc)")
     ap.add_argument("--key", required=True, help="the operator's key (PEM)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=1883)
+    mqtt_conn.add_arguments(ap, host_flag="--host")     # an operator login, TLS
     a = ap.parse_args(argv)
     with open(a.site) as f:
         site = Site.from_doc(json.load(f))
     key = operator_cmd.load_key(a.key)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="site-" + site.name)
+    spec = mqtt_conn.spec_from_args(a)
+    client = mqtt_conn.client(spec, client_id="site-" + site.name)
 
     def send(charger: str, ma: int, ttl_s: int) -> None:
         msg = operator_cmd.sign(key, charger, "current_limit", {"ma": ma, "ttl_s": ttl_s})
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     client.on_message = on_message
     client.on_connect = lambda c, u, f, rc, p=None: (
         c.subscribe("cp/+/telemetry", 0), c.subscribe("site/%s/signal" % site.name, 1))
-    client.connect(a.host, a.port)
+    client.connect(spec.host, spec.port)
     client.loop_start()
     while True:
         ctl.tick(time.time())
