@@ -87,7 +87,7 @@ def amqtt_acl(roster: Roster) -> tuple[dict[str, list[str]], dict[str, list[str]
     charger only, and a login gets nothing it is not listed for."""
     publish: dict[str, list[str]] = {name: [] for name in roster.logins()}
     subscribe: dict[str, list[str]] = {name: [] for name in roster.logins()}
-    user = None
+    user = ""
     for line in acl_text(roster).splitlines():
         words = line.split()
         if not words or words[0].startswith("#"):
@@ -96,6 +96,8 @@ def amqtt_acl(roster: Roster) -> tuple[dict[str, list[str]], dict[str, list[str]
             user = words[1]
             continue
         access, topic = words[1], words[2]
+        if words[0] == "topic" and not user:
+            raise ValueError("acl template: %r before any user line (anonymous)" % line)
         targets = [(c, topic.replace("%u", c)) for c in roster.chargers] if words[0] == "pattern" \
             else [(user, topic)]
         for name, t in targets:
