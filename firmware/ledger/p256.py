@@ -376,10 +376,16 @@ _CHUNK = 16                     # comb entries made per shared inversion
 _WNAF = 5                       # window for arbitrary points: digits +-1, +-3, .., +-15
 
 
+_DIGITS = bytearray(260)        # wNAF digits of a scalar below 2^256 (257 at most)
+
+
 def _wnaf(k):
-    """Width-5 NAF digits of k > 0, least significant first (at most one non-zero digit in
-    any 5 consecutive positions, so about 256/6 additions)."""
-    out = []
+    """Width-5 NAF digits of k > 0 into _DIGITS (digit + 16 each), least significant first
+    (at most one non-zero digit in any 5 consecutive positions, so about 256/6 additions);
+    returns how many. One buffer for every verification: a growing list asked the heap for a
+    2 KB block per verification, which a fragmented 112 KB heap could refuse."""
+    out = _DIGITS
+    n = 0
     full = 1 << _WNAF
     half = full >> 1
     idle = _idle
@@ -393,9 +399,10 @@ def _wnaf(k):
             k -= d
         else:
             d = 0
-        out.append(d)
+        out[n] = d + 16
+        n += 1
         k >>= 1
-    return out
+    return n
 
 
 def _odd_multiples(px, py):
@@ -417,10 +424,11 @@ def _mul_point(k, px, py):
     """k*(px, py) for an arbitrary affine point (verification only), Jacobian result."""
     p = P
     tbl = _odd_multiples(px, py)
-    digits = _wnaf(k)
+    n = _wnaf(k)
+    digits = _DIGITS
     x = y = z = 0
     idle = _idle
-    for i in range(len(digits) - 1, -1, -1):
+    for i in range(n - 1, -1, -1):
         if idle is not None:
             idle()
         if z:
@@ -432,7 +440,7 @@ def _mul_point(k, px, py):
             z = 2 * y * z % p
             x = (a * a - 8 * bb) % p
             y = (a * (4 * bb - x) - 8 * g * g) % p
-        dg = digits[i]
+        dg = digits[i] - 16
         if dg:
             x2, y2 = tbl[(dg if dg > 0 else -dg) >> 1]
             if dg < 0:
