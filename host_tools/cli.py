@@ -16,24 +16,18 @@ Exit status: 0 success, 1 a check failed (verify, replay), 2 bad usage or input.
 """
 import argparse
 import json
-import os
 import sys
 
+from host_tools.lightclient.check import read_pubkey
 from host_tools.validator import export as export_mod
+from host_tools.verify import units
 from host_tools.validator.store import LedgerDB, LedgerError
 
 
 def _read_key(value):
     """A public key given as hex on the command line, or a file holding hex or DER."""
-    if os.path.exists(value):
-        with open(value, "rb") as f:
-            raw = f.read()
-        try:
-            return bytes.fromhex(raw.decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            return raw
     try:
-        return bytes.fromhex(value.strip())
+        return read_pubkey(value)
     except ValueError:
         raise LedgerError("--pubkey is neither hex nor a readable file: %r" % value[:40])
 
@@ -116,25 +110,16 @@ def cmd_chargers(args):
     return 0
 
 
-def _money(minor, currency):
-    sign = "-" if minor < 0 else ""
-    return "%s%d.%02d %s" % (sign, abs(minor) // 100, abs(minor) % 100, currency)
-
-
-def _kwh(wh):
-    return "%d.%03d" % (wh // 1000, wh % 1000)
-
-
 def cmd_sessions(args):
     with _open(args) as db:
-        rows = [(r["charger_id"], r["seq"], r["log_index"], _kwh(r["energy_wh"]),
-                 _money(r["price_minor"], r["currency"]), r["status"], r["note"])
+        rows = [(r["charger_id"], r["seq"], r["log_index"], units.kwh_text(r["energy_wh"]),
+                 units.money_text(r["price_minor"], r["currency"]), r["status"], r["note"])
                 for r in db.sessions(args.charger)]
         totals = db.totals()
     sys.stdout.write(_table(rows, ("charger", "seq", "index", "kWh", "price", "status", "note")))
     for t in totals:
-        print("total %s: %d sessions, %s kWh, %s" % (t["charger_id"], t["sessions"], _kwh(t["energy_wh"]),
-                                                     _money(t["price_minor"], t["currency"])))
+        print("total %s: %d sessions, %s kWh, %s" % (t["charger_id"], t["sessions"], units.kwh_text(t["energy_wh"]),
+                                                     units.money_text(t["price_minor"], t["currency"])))
     return 0
 
 

@@ -17,11 +17,13 @@ import time
 
 from host_tools.devtools import build_mpy
 from host_tools import mqtt_conn
+from host_tools.firmware_rules import default_origin
 from host_tools.provision.broker_conf import Roster
 from host_tools.sim.broker import AmqttBroker, MosquittoBroker, find_mosquitto
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator, proof_bundle
+from host_tools.verify import units
 
 from host_tools.paths import DEMO_OUT as OUT, ROOT
 CARDS = ["04A2B3C4D5E6F7", "04118822AABBCC", "04FE00DD11EE22"]
@@ -55,15 +57,15 @@ def print_ledger(db_path, others):
         "charger", "seq", "id", "begin (UTC)", "kWh", "price", "status"))
     for r in rows:
         begin = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["begin_time"]))
-        print("%-8s %4d %-16s %-20s %10.3f %7d.%02d %s  %s" % (
+        print("%-8s %4d %-16s %-20s %10s %14s  %s" % (
             r["charger_id"], r["seq"], (r.get("transaction_id") or "")[:16], begin,
-            r["energy_wh"] / 1000, r["price_minor"] // 100, r["price_minor"] % 100,
-            r["currency"], r["status"] + (" (" + r["note"] + ")" if r.get("note") else "")))
+            units.kwh_text(r["energy_wh"]), units.money_text(r["price_minor"], r["currency"]),
+            r["status"] + (" (" + r["note"] + ")" if r.get("note") else "")))
     print()
     for t in db.totals():
-        print("%-8s %d sessions, %.3f kWh, %d.%02d %s" % (
-            t["charger_id"], t["sessions"], t["energy_wh"] / 1000,
-            t["price_minor"] // 100, t["price_minor"] % 100, t["currency"]))
+        print("%-8s %d sessions, %s kWh, %s" % (
+            t["charger_id"], t["sessions"], units.kwh_text(t["energy_wh"]),
+            units.money_text(t["price_minor"], t["currency"])))
     mine = {(r["charger_id"], r["log_index"], r["leaf_hash"]) for r in rows}
     agree = True
     for path in others:
@@ -184,7 +186,7 @@ def main(argv=None):
                          start_wh=1000000 * (n + 1), config=config)
             devices.append(dev.start())
             for v in validators:
-                v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + cid)
+                v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin=default_origin(cid))
             print("charger %s: key %s... enrolled with %d validators" % (
                 cid, dev.pubkey_hex[-16:], len(validators)))
         for v in validators:

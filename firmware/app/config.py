@@ -1,6 +1,8 @@
 # Charger configuration: embedded defaults, then the board file, then config.json on flash.
 import json
 
+from ledger import ids
+
 DEFAULTS = {
     "charger_id": None,            # required: unique id, e.g. "CP-0001"
     "evse_id": "",
@@ -20,7 +22,7 @@ DEFAULTS = {
     "meter_retries": 2,
     "validators": [],              # validator ids whose ack frees a receipt; [] = any one
     "operator_key": None,          # hex SPKI DER / point of the operator's command key
-    "log_origin": None,            # C2SP checkpoint origin; default "chargeproof.local/<id>"
+    "log_origin": None,            # C2SP checkpoint origin; default ledger.ids.default_origin
     "loop_ms": 20,                 # main loop period: pilot debounce is 3 polls (app/main.py)
     "safety_poll_us": 10000,       # the safety watch polls pilot and coil at most this often
     "wait_slice_us": 5000,         # socket and Modbus waits call the watch between slices
@@ -107,6 +109,10 @@ def load(board, path=None, overrides=None):
     for field in ("charger_id", "meter_serial"):
         if not cfg[field] or not isinstance(cfg[field], str):
             raise ConfigError("config: field '%s' is required (a string)" % field)
+    try:
+        ids.check_id(cfg["charger_id"])
+    except ids.IdError as exc:
+        raise ConfigError("config: field 'charger_id': %s" % exc)
     _check_mqtt(cfg)
     fb = cfg["fallback_current_ma"]
     if not isinstance(fb, int) or not (fb == 0 or 6000 <= fb <= cfg["rated_current_a"] * 1000):
@@ -114,7 +120,7 @@ def load(board, path=None, overrides=None):
                           % (cfg["rated_current_a"] * 1000))
     _check_watchdog(cfg)
     if not cfg["log_origin"]:
-        cfg["log_origin"] = "chargeproof.local/" + cfg["charger_id"]
+        cfg["log_origin"] = ids.default_origin(cfg["charger_id"])
     return cfg
 
 

@@ -13,23 +13,10 @@
 # json would not keep their key order if they were wrapped). Topics are bytes: that is what
 # umqtt.simple sends and receives.
 
+from ledger.ids import IdError as TopicError, check_id   # noqa: F401  (the id rule, once)
+
 # Outbox kinds, in the order of their one-byte tag in the journal record.
 KINDS = ("receipt", "checkpoint")
-
-
-class TopicError(ValueError):
-    pass
-
-
-def check_id(name, what="charger id"):
-    """Ids become one topic level: non-empty printable ASCII without / + # or spaces."""
-    if not isinstance(name, str) or not 0 < len(name) <= 64:
-        raise TopicError("%s must be 1..64 characters" % what)
-    for ch in name:
-        o = ord(ch)
-        if o <= 32 or o >= 127 or ch in "/+#":
-            raise TopicError("%s %r: only printable ASCII without / + # or space" % (what, name))
-    return name
 
 
 def kind_tag(kind):
@@ -67,8 +54,3 @@ class Topics:
         if not name or b"/" in name:
             return None
         return name.decode()
-
-    # Wildcard filters a validator subscribes to (any charger).
-    @staticmethod
-    def validator_filters(prefix="cp"):
-        return ["%s/+/%s/+" % (prefix, k) for k in KINDS]

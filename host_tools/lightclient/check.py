@@ -36,6 +36,7 @@ from host_tools.verify import ocmf
 from host_tools.verify import sigcheck
 from host_tools.verify import receipt as rcmod
 from host_tools.verify import tariff as tariffmod
+from host_tools.verify import units
 
 
 class Invalid(Exception):
@@ -45,9 +46,11 @@ class Invalid(Exception):
 
 
 def read_pubkey(value):
-    """SPKI DER from hex text or a file holding hex or DER."""
+    """SPKI DER from hex text or a file holding hex or DER (the one reader of key arguments:
+    the CLI's enroll uses it too); raises ValueError."""
     if os.path.exists(value):
-        raw = open(value, "rb").read()
+        with open(value, "rb") as f:
+            raw = f.read()
         try:
             return bytes.fromhex(raw.decode("ascii").strip())
         except (UnicodeError, ValueError):
@@ -141,12 +144,12 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
         expected = tar.price(rc["segments"], rc["begin"], rc["charge_end"], rc["end"])
     except tariffmod.TariffError as exc:
         raise Invalid("price-mismatch", "segments do not fit the tariff: %s" % exc)
-    if expected != (rc["net"], rc["tax"], rc["price"]):
-        raise Invalid("price-mismatch", "receipt says net %d + tax %d = %d, tariff gives %d + %d = %d"
-                      % ((rc["net"], rc["tax"], rc["price"]) + expected))
-    return ("receipt %d (session T%d) of %s: %s kWh, %d.%02d %s incl. tax, leaf %d of %d in %s%s"
-            % (rc["index"], rc["seq"], rc["charger"], _kwh(rc["energy_wh"]), rc["price"] // 100,
-               rc["price"] % 100, rc["currency"], rc["index"], cp.size, cp.origin,
+    wrong = units.price_mismatch((rc["net"], rc["tax"], rc["price"]), expected)
+    if wrong:
+        raise Invalid("price-mismatch", wrong)
+    return ("receipt %d (session T%d) of %s: %s kWh, %s incl. tax, leaf %d of %d in %s%s"
+            % (rc["index"], rc["seq"], rc["charger"], units.kwh_text(rc["energy_wh"]),
+               units.money_text(rc["price"], rc["currency"]), rc["index"], cp.size, cp.origin,
                ", cosigned by %s" % ", ".join(sorted(witnessed)) if witnessed else ""))
 
 
@@ -197,10 +200,6 @@ def _check_history(old_note, cp, pub_der, consistency):
         cpmod.check_extends(old, cp, consistency["proof"], pub_der)
     except cpmod.CheckpointError as exc:
         raise Invalid("inconsistent-checkpoints", str(exc))
-
-
-def _kwh(wh):
-    return "%d.%03d" % divmod(wh, 1000)
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ import time
 from typing import Any, Callable
 
 from host_tools.provision import operator_cmd
+from host_tools import firmware_rules
 
 log = logging.getLogger("chargeproof.ha")
 
@@ -34,8 +35,8 @@ BUTTON_PRESSES = ("start", "stop")
 
 
 def valid_charger_id(name: str) -> bool:
-    """The charger id rule of the firmware's topic tree (uplink/topics.check_id)."""
-    return 0 < len(name) <= 64 and all(32 < ord(c) < 127 and c not in "/+#" for c in name)
+    """The firmware's charger id rule (firmware/ledger/ids.py, through host_tools.firmware_rules)."""
+    return firmware_rules.valid_charger_id(name)
 
 
 class Discovery:

@@ -18,7 +18,8 @@ from host_tools.paths import firmware_on_path
 
 firmware_on_path()
 
-from ledger.keys import KeyStore            # noqa: E402  (firmware import root)
+from ledger.ids import default_origin       # noqa: E402  (firmware import root)
+from ledger.keys import KeyStore            # noqa: E402
 from ledger.log import ChargerLog           # noqa: E402
 from session import tariff as fw_tariff      # noqa: E402
 
@@ -45,7 +46,7 @@ class SimCharger:
         self.dir = str(dirpath)
         os.makedirs(self.dir, exist_ok=True)
         self.charger_id = charger_id
-        self.origin = "chargeproof.local/" + charger_id        # the firmware's default origin
+        self.origin = default_origin(charger_id)               # the firmware's default origin
         self.tariff_doc = tariff_doc or TARIFF
         self.tariff = fw_tariff.Tariff(self.tariff_doc)
         rng = random.Random(seed)

@@ -46,6 +46,9 @@ import sqlite3
 import threading
 import time
 
+from host_tools.firmware_rules import IdError, check_charger_id, default_origin
+from host_tools.verify.checkpoint import key_id as c2sp_key_id
+
 SCHEMA_VERSION = 4
 
 
@@ -157,14 +160,9 @@ def _now():
     return int(time.time())
 
 
-def default_origin(charger_id):
-    """The checkpoint origin a charger uses unless configured otherwise (firmware/app/config.py)."""
-    return "chargeproof.local/" + charger_id
-
-
 def key_id_hex(pubkey_der):
-    """C2SP key id: the first 4 bytes of SHA-256 over the SPKI DER, hex."""
-    return hashlib.sha256(pubkey_der).digest()[:4].hex()
+    """C2SP key id (host_tools/verify/checkpoint.key_id), hex."""
+    return c2sp_key_id(bytes(pubkey_der)).hex()
 
 
 class _Ledger:
@@ -262,8 +260,10 @@ class _Ledger:
         """Enroll a charger with its SPKI DER public key (bytes). Enrolling the same key again is
         a no-op; a different key for an enrolled id is refused (key rotation is a deliberate
         act: `revoke` first)."""
-        if not isinstance(charger_id, str) or not charger_id or "/" in charger_id:
-            raise LedgerError("charger id must be a non-empty string without '/': %r" % (charger_id,))
+        try:
+            check_charger_id(charger_id)          # the firmware's own rule
+        except IdError as exc:
+            raise LedgerError(str(exc))
         if not isinstance(pubkey_der, (bytes, bytearray)) or not pubkey_der:
             raise LedgerError("public key must be DER bytes")
         pub_hex = bytes(pubkey_der).hex()
