@@ -10,6 +10,16 @@ DEFAULTS = {
     "allow_list": [],
     "meter_poll_ms": 1000,
     "max_meter_failures": 5,       # consecutive failed reads before the meter is a fault
+    # Stale and inconsistent meters (session/plausibility.py, FlowCheck). An EV that charges
+    # draws at least 6 A (IEC 61851-1), 1.38 kW on one phase: above 1 kW reported power, with
+    # the contactor closed and the EV in C, the register must move within meter_stale_s
+    # (>= 33 Wh at 1 kW: more than three steps of a meter counting in 10 Wh).
+    "meter_stale_power_w": 1000,
+    "meter_stale_s": 120,
+    # Over each meter_check_window_s of flow, the register's gain and the energy its reported
+    # power implies may differ by 20 Wh plus meter_check_tolerance_pct of the larger.
+    "meter_check_window_s": 300,
+    "meter_check_tolerance_pct": 25,
     "journal_interval_s": 60,      # running-session readings to flash at most this often
     "recover_settle_ms": 2000,     # after boot, let the pilot settle before resuming
     "fault_hold_ms": 3000,         # state F shown this long after a fault before looking again

@@ -39,6 +39,8 @@ class SimCharger:
         self.ev = self.hw["ev"]
         self.relay = self.hw["relay"]
         self.meter = MeterControl(meter["control"])
+        self.power_w = 0
+        self.meter.set_power_w(0)
         self.app = ChargerApp(board, cfg, self.hw)
         if sc.get("start_wh") is None:        # a reboot: the meter kept counting
             self.wh = self.app.charger.meter.read_energy_wh()
@@ -53,7 +55,12 @@ class SimCharger:
         while left > 0:
             self.clock.advance(step_ms)
             left -= step_ms
-            if power_w and self.relay.contacts_closed():
+            flowing = power_w and self.relay.contacts_closed()
+            w = power_w if flowing else 0
+            if w != self.power_w:              # the meter's power register follows the flow
+                self.meter.set_power_w(w)
+                self.power_w = w
+            if flowing:
                 carry += power_w * step_ms
                 if carry >= 3600000:
                     self.wh += carry // 3600000

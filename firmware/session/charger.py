@@ -17,7 +17,7 @@ from session import faults as fault_codes
 from session.limit import LimitLease
 from session.books import Books
 from session.fault_state import FaultState
-from session.plausibility import MeterWatch
+from session.plausibility import FlowCheck, MeterWatch
 from session.recovery import Recovery
 from session.safety import Safety
 from session.state import (IDLE, CONNECTED, AUTHORISED, CHARGING, SUSPENDED, STOPPED, FAULT,
@@ -49,6 +49,7 @@ class Charger:
         self.ledger = ledger              # has_room(), next_seq(), recorded(seq), record(dict)
         self.books = Books(config, clock, sessions, ledger, billing)   # the running session
         self.watch = MeterWatch(meter, config)
+        self.flow = FlowCheck(config, clock)   # stale or inconsistent while current flows
         # State D (the EV needs ventilation) may only charge where the site provides it.
         self._charge_states = ("C", "D") if config.get("ventilation") else ("C",)
         self.safety = Safety(pilot, contactor, rcd, self._charge_states)
@@ -286,6 +287,9 @@ class Charger:
             if self.watch.silent is None:
                 return True                 # one failed read: the last good reading stands
             self.on_fault("meter-silent", self.watch.silent)
+            return False
+        flowing = self.contactor.closed and self.pilot_state in self._charge_states
+        if self._faulted(self.flow.check(energy_wh, self.watch.power_w, flowing)):
             return False
         return self.take_reading(energy_wh, self.books.now())
 

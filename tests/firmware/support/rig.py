@@ -29,6 +29,9 @@ class Rig:
         if meter_wh is not None:
             self.meter.set_energy_wh(meter_wh)
         self.meter_wh = self.meter_wh_start = meter_wh
+        self._mwh = 0                       # energy counted below one Wh, carried over
+        self._power_w = 0                   # what the meter's power register says now
+        self.meter.set_power_w(0)
         self.hw = sim_hardware(self.board, env["meter"]["port"], env["meter"]["baud"], clock, ev)
         self.clock = self.hw["clock"]
         self.ev = self.hw["ev"]
@@ -36,18 +39,29 @@ class Rig:
         self.app = ChargerApp(self.board, self.cfg, self.hw)
         self.charger = self.app.charger
 
-    def run(self, seconds, step_ms=100, power_w=0):
-        """Advance time; while the relay's contacts are closed the meter counts power_w.
-        With an MQTT broker configured, each pass is the app's whole loop (network included)."""
+    def run(self, seconds, step_ms=100, power_w=0, register_pct=100):
+        """Advance time; while the relay's contacts are closed the meter reports power_w and
+        its register counts register_pct % of that energy (100: a good meter; 0: a frozen
+        register). With an MQTT broker configured, each pass is the app's whole loop."""
         step = self.app.step if self.app.link is not None else self.charger.step
         ms = 0
         while ms < seconds * 1000:
             self.clock.advance(step_ms)
             ms += step_ms
-            if power_w and self.relay.contacts_closed():
-                self.meter_wh += power_w * step_ms // 3600000
-                self.meter.set_energy_wh(self.meter_wh)
+            flowing = power_w and self.relay.contacts_closed()
+            self._set_power(power_w if flowing else 0)
+            if flowing:
+                self._mwh += power_w * step_ms * register_pct // 360000
+                if self._mwh >= 1000:
+                    self.meter_wh += self._mwh // 1000
+                    self._mwh %= 1000
+                    self.meter.set_energy_wh(self.meter_wh)
             step()
+
+    def _set_power(self, w):
+        if w != self._power_w:
+            self.meter.set_power_w(w)
+            self._power_w = w
 
     def plug_and_charge(self, card=CARD, power_w=11000, seconds=600):
         self.ev.set_state("B")
