@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from host_tools import paths
 from host_tools.fuzz import mutate, seeds
@@ -15,13 +14,12 @@ TARGETS = ("modbus_reply", "command", "ack", "tariff", "board", "config")
 HEAP = 16 * 1024 * 1024
 
 
-def _inputs(name: str, n: int, seed: int, host: Dict[str, object], cmd: Dict[str, object]) -> List[bytes]:
+def _inputs(name: str, n: int, seed: int, host: Dict[str, Any], cmd: Dict[str, Any]) -> List[bytes]:
     if name == "modbus_reply":
         return mutate.batch(seed, seeds.modbus_seeds(), n)
     if name == "command":
         genuine = cmd["seeds"]
         out = mutate.batch(seed, genuine, n)
-        rng = random.Random(seed + 1)
         # a third re-signed by the operator key: they get past the signature to the checks
         for i in range(len(genuine), n, 3):
             out[i] = seeds.resigned(cmd["key"], out[i])
@@ -37,7 +35,7 @@ def _inputs(name: str, n: int, seed: int, host: Dict[str, object], cmd: Dict[str
     raise ValueError(name)
 
 
-def run(n: int, seed: int, work: str, host: Dict[str, object], only: str = "") -> List[dict]:
+def run(n: int, seed: int, work: str, host: Dict[str, Any], only: str = "") -> List[dict]:
     """Run n inputs per firmware parser; one result dict per parser (see fuzz_run.py)."""
     cmd = seeds.command_seeds()
     extras = {"command": {"pub_hex": cmd["pub_hex"], "charger": seeds.COMMAND_CHARGER, "now": cmd["now"]},

@@ -103,12 +103,20 @@ def _any_bytes(strategies: List[st.SearchStrategy]) -> st.SearchStrategy:
 
 
 # ---- the targets: name -> (strategy, call, errors the parser may raise) -------------------------
-def targets(work: str, host: Dict[str, Any]) -> Dict[str, Tuple[st.SearchStrategy, Callable, tuple]]:
-    from host_tools import cli
-    from host_tools.lightclient import check as lightclient
-    from host_tools.validator.engine import Engine
-    from host_tools.verify import ocmf
+Target = Tuple[st.SearchStrategy, Callable, tuple]
 
+
+def targets(work: str, host: Dict[str, Any]) -> Dict[str, Target]:
+    """name -> (strategy, call, errors the parser may raise)."""
+    out = _validator_targets(work, host)
+    out.update(_tool_targets(work, host))
+    return out
+
+
+def _validator_targets(work: str, host: Dict[str, Any]) -> Dict[str, Target]:
+    """Engine.process on receipts and checkpoints: it must always return a verdict, and
+    evidence may come only from the charger's own (genuine) messages."""
+    from host_tools.validator.engine import Engine
     charger = host["charger"]
     genuine_receipts, genuine_cps = list(host["receipts"]), list(host["checkpoints"])
     genuine = set(genuine_receipts + genuine_cps)
@@ -128,8 +136,6 @@ def targets(work: str, host: Dict[str, Any]) -> Dict[str, Tuple[st.SearchStrateg
             if r.evidence is not None and "CP-S" not in topic:
                 assert data in genuine, "evidence from a message that is not the charger's: %r" % r
         return call
-
-    pub = charger.pubkey_der()
     signed_process = process("cp/CP-S/receipt/1")
 
     def signed_receipt(item: Any) -> None:
@@ -146,9 +152,21 @@ def targets(work: str, host: Dict[str, Any]) -> Dict[str, Tuple[st.SearchStrateg
             data = json.dumps(fields).encode() + b"|00"
         signed_process(data)
 
-    def bundle(data: bytes) -> None:
-        lightclient.check(data.decode("utf-8", "replace"), pub)
+    return {
+        "validator_receipt": (_any_bytes([_mutants(genuine_receipts), _field_variants(genuine_receipts)]),
+                              process("cp/%s/receipt/1" % seeds.CHARGER), ()),
+        "validator_receipt_signed": (_resigned(signed_seeds), signed_receipt, ()),
+        "validator_checkpoint": (_any_bytes([_mutants(genuine_cps)]),
+                                 process("cp/%s/checkpoint/2" % seeds.CHARGER), ()),
+    }
 
+
+def _tool_targets(work: str, host: Dict[str, Any]) -> Dict[str, Target]:
+    """OCMF records, the light client's bundle, the CLI's file inputs (exit 0/1/2 only)."""
+    from host_tools import cli
+    from host_tools.lightclient import check as lightclient
+    from host_tools.verify import ocmf
+    pub = host["charger"].pubkey_der()
     cli_files = os.path.join(work, "cli-input")
 
     def cli_input(data: bytes) -> None:
@@ -167,20 +185,17 @@ def targets(work: str, host: Dict[str, Any]) -> Dict[str, Tuple[st.SearchStrateg
         assert code in (0, 1, 2), code
 
     def ocmf_parse(data: bytes) -> None:
-        rec = ocmf.parse(data.decode("utf-8", "replace"))
-        rec.begin_end()
+        ocmf.parse(data.decode("utf-8", "replace")).begin_end()
+
+    def bundle(data: bytes) -> None:
+        lightclient.check(data.decode("utf-8", "replace"), pub)
 
     export = _export(work, host)
+    cli_seeds = [b"\x00" + pub.hex().encode(), b"\x00" + pub, b"\x01" + host["tariff"], b"\x02" + export]
     return {
-        "validator_receipt": (_any_bytes([_mutants(genuine_receipts), _field_variants(genuine_receipts)]),
-                              process("cp/%s/receipt/1" % seeds.CHARGER), ()),
-        "validator_receipt_signed": (_resigned(signed_seeds), signed_receipt, ()),
-        "validator_checkpoint": (_any_bytes([_mutants(genuine_cps)]),
-                                 process("cp/%s/checkpoint/2" % seeds.CHARGER), ()),
         "ocmf": (_any_bytes([_mutants(list(host["ocmf"]))]), ocmf_parse, (ocmf.OcmfError,)),
         "lightclient_bundle": (_any_bytes([_mutants([host["bundle"]])]), bundle, (lightclient.Invalid,)),
-        "cli_inputs": (_any_bytes([_mutants([b"\x00" + pub.hex().encode(), b"\x00" + pub,
-                                             b"\x01" + host["tariff"], b"\x02" + export])]), cli_input, ()),
+        "cli_inputs": (_any_bytes([_mutants(cli_seeds)]), cli_input, ()),
     }
 
 
@@ -214,7 +229,7 @@ def run_target(name: str, strategy: st.SearchStrategy, call: Callable, allowed: 
             if len(stats["examples"]) < 5:
                 shown = data if isinstance(data, bytes) else repr(data).encode()
                 ours = [f for f in traceback.extract_tb(exc.__traceback__) if str(paths.ROOT) in f.filename]
-                where = "%s:%d" % (os.path.relpath(ours[-1].filename, paths.ROOT), ours[-1].lineno) if ours else "?"
+                where = "%s:%s" % (os.path.relpath(ours[-1].filename, paths.ROOT), ours[-1].lineno) if ours else "?"
                 stats["examples"].append([stats["inputs"], "%s at %s" % (repr(exc)[:300], where),
                                           shown[:20000].hex()])
         us = int((time.perf_counter() - t0) * 1e6)

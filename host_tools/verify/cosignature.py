@@ -117,7 +117,7 @@ def signed_message(body: bytes, timestamp: int) -> bytes:
 class Cosigner:
     """A witness's signing key (Ed25519) and name."""
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey = None):
+    def __init__(self, name: str, private_key: "Ed25519PrivateKey | None" = None):
         self.private_key = private_key or Ed25519PrivateKey.generate()
         pub = self.private_key.public_key().public_bytes(serialization.Encoding.Raw,
                                                          serialization.PublicFormat.Raw)
