@@ -14,6 +14,7 @@ _PG = re.compile(r"^[TF][1-9][0-9]*$|^[TF]0$")
 END_TX = "ELRAP"
 MAX_RECORD = 4096                 # OCPP carries at most 2500 characters of base64
 MAX_READINGS = 64
+MAX_READING = 10 ** 12            # kWh or Wh: more than any meter register counts
 
 
 class OcmfError(ValueError):
@@ -94,6 +95,8 @@ class Record:
                     raise OcmfError("reading %d lacks %s" % (i, key))
             if not isinstance(full["RV"], (int, Decimal)) or isinstance(full["RV"], bool):
                 raise OcmfError("reading %d: RV must be a JSON number" % i)
+            if not 0 <= full["RV"] <= MAX_READING:
+                raise OcmfError("reading %d: RV %s out of 0..%d" % (i, full["RV"], MAX_READING))
             if full["RU"] not in ("kWh", "Wh"):
                 raise OcmfError("reading %d: unit %r is not energy" % (i, full["RU"]))
             for key in ("TX", "RI", "ST", "EF"):
