@@ -162,7 +162,7 @@ class Engine:
                   authenticated: bool) -> Result:
         """Record a refusal (no ack). Evidence only if the charger's signature verified."""
         evidence = rej.evidence if authenticated else None
-        enrolled = authenticated or self.db.charger(charger_id) is not None
+        enrolled = authenticated or self.registry.charger(charger_id) is not None
         stored = self.rejections.record(charger_id, enrolled, kind, rej.reason, rej.detail, topic,
                                         payload, evidence, authenticated)
         result = Result(kind, charger_id, "rejected", rej.reason, rej.detail)
