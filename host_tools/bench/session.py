@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from host_tools.devtools import build_mpy
 from host_tools.devtools import mp32, mprun
+from host_tools.firmware_rules import default_origin
 from host_tools.sim.broker import AmqttBroker
 from host_tools.demo import CARDS, default_tariff
 from host_tools.sim.fleet import DEFAULT_BOARD, Device, start_meter, stop
@@ -96,7 +97,7 @@ def ack_rows(sessions=8):
     try:
         dev.start()
         validator.enroll("CP-BENCH", bytes.fromhex(dev.pubkey_hex),
-                         origin="chargeproof.local/CP-BENCH")
+                         origin=default_origin("CP-BENCH"))
         validator.subscribed.wait(10)
         time.sleep(0.3)
         dev.go()
