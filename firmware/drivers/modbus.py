@@ -132,6 +132,12 @@ class ModbusRTU:
         self._txv = memoryview(self._tx)
         self._rx = bytearray(_BUF)
         self._rxv = memoryview(self._rx)
+        # Slicing a memoryview makes a new object: the views a poll needs (the request, the
+        # registers of a reply, the rest of a reply that came in pieces) are made once and
+        # kept, so a meter read allocates nothing (a few per meter plan, a bounded few offsets).
+        self._tx_views = {}
+        self._reg_views = {}
+        self._rx_views = {}
         self._last_us = self.clock.ticks_us()
         # Counters for diagnostics and tests: transactions sent (attempts), failed attempts.
         self.attempts = 0
@@ -152,7 +158,10 @@ class ModbusRTU:
         tx[4] = count >> 8
         tx[5] = count & 0xFF
         self._run(6, 5 + 2 * count, count)
-        return self._rxv[3:3 + 2 * count]
+        v = self._reg_views.get(count)
+        if v is None:
+            v = self._reg_views[count] = self._rxv[3:3 + 2 * count]
+        return v
 
     def read_holding(self, slave, address, count):
         return self.read_registers(slave, FC_READ_HOLDING, address, count)
@@ -210,7 +219,9 @@ class ModbusRTU:
         crc = crc16(self._tx, req_len)
         self._tx[req_len] = crc & 0xFF
         self._tx[req_len + 1] = crc >> 8
-        req = self._txv[:req_len + 2]
+        req = self._tx_views.get(req_len)
+        if req is None:
+            req = self._tx_views[req_len] = self._txv[:req_len + 2]
         attempt = 0
         while True:
             self.attempts += 1
@@ -257,7 +268,7 @@ class ModbusRTU:
                 return got
             wait = self.char_timeout_ms + ((need - got) * self.char_us) // 1000
             if self.idle is None:
-                n = port.readinto(self._rxv[got:], need - got, wait)
+                n = port.readinto(self._rx_from(got), need - got, wait)
             else:
                 n = self._read_sliced(got, need - got, wait)
             if n == 0:
@@ -269,15 +280,23 @@ class ModbusRTU:
         c = self.clock
         t0 = c.ticks_us()
         limit_us = wait_ms * 1000
-        rxv = self._rxv
+        view = self._rx_from(at)
         idle = self.idle
         slice_us = self.idle_slice_us
         while True:
-            got = self.port.readinto(rxv[at:], n, 0)
+            got = self.port.readinto(view, n, 0)
             if got or c.ticks_diff(c.ticks_us(), t0) >= limit_us:
                 return got
             idle()
             c.sleep_us(slice_us)
+
+    def _rx_from(self, got):
+        v = self._rx_views.get(got)
+        if v is None:
+            v = self._rxv[got:]
+            if len(self._rx_views) < 16:
+                self._rx_views[got] = v
+        return v
 
     def _await_reply(self, need):
         """Wait up to timeout_ms for the first bytes of the reply, calling idle() in between."""

@@ -212,18 +212,24 @@ class SimEV:
 
     def levels_mv(self, duty):
         """(high, low) pilot levels the charger's ADC would see with the PWM at duty."""
+        return self.high_mv(duty), self.low_mv(duty)
+
+    # One level per call, no tuple: the simulated ADC is sampled every pass, and a tuple per
+    # sample would show as the driver's allocation on the 32-bit heap measurements.
+    def high_mv(self, duty):
         s = self.state
         if s == "E" or s == "F":
-            level = _HIGH_MV[s]
-            return level, level
-        high = _HIGH_MV[s]
-        if duty <= 0:                          # charger holds -12 V: no high phase
-            high = -12000
-        if duty >= 1000:                       # steady +12 V: no low phase
-            return high, high
+            return _HIGH_MV[s]
+        return -12000 if duty <= 0 else _HIGH_MV[s]   # duty 0: the charger holds -12 V
+
+    def low_mv(self, duty):
+        s = self.state
+        high = self.high_mv(duty)
+        if s == "E" or s == "F" or duty >= 1000:      # steady level: no low phase
+            return high
         if s == "A" or self.diode:
-            return high, -12000
-        return high, -high
+            return -12000
+        return -high
 
     def offered_ma(self, duty):
         """The current the EV reads from the duty cycle (the EV's own reading, IEC 61851-1
@@ -275,7 +281,8 @@ class SimPilot:
         if self._forced is not None:
             self.high_mv, self.low_mv = self._forced
         else:
-            self.high_mv, self.low_mv = self.ev.levels_mv(self._duty)
+            self.high_mv = self.ev.high_mv(self._duty)
+            self.low_mv = self.ev.low_mv(self._duty)
 
 
 class _RcdFaultOut:

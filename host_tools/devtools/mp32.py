@@ -15,9 +15,9 @@ tarball (../shared/vendor/, or CP_MP_SRC_TARBALL):
                                     host-only firmware modules the tests need (simulated
                                     devices, POSIX serial) frozen beside it
 
-Each binary is rebuilt only when what it is made of changes (a SHA-256 over the tarball, this
-file, and for the frozen one the firmware sources, the manifest and umqtt.simple); make's own
-dependency tracking keeps a rebuild to the frozen content and the link.
+Each binary is rebuilt only when what it is made of changes (a SHA-256 over the tarball, the
+make flags, the manifests, umqtt.simple and, for the frozen one, the firmware sources); make's
+own dependency tracking keeps a rebuild to the frozen content and the link.
 """
 import hashlib
 import os
@@ -56,8 +56,8 @@ def tarball():
                             % (TARBALL_NAME, ROOT))
 
 
-def _sha(paths):
-    h = hashlib.sha256()
+def _sha(paths, text=""):
+    h = hashlib.sha256(text.encode())
     for p in paths:
         h.update(str(p.relative_to(ROOT) if ROOT in p.parents else p.name).encode())
         h.update(b"\0")
@@ -188,8 +188,12 @@ def _make(manifest, build_dir, port, lib, log):
     return build_dir / "micropython"
 
 
-def _recipe_digest(extra):
-    return _sha([tarball(), pathlib.Path(__file__)] + extra)
+def _install(exe, dest):
+    """Copy beside, then rename over: a test still running the old binary keeps its inode
+    (copying onto a running executable fails with ETXTBSY)."""
+    tmp = dest.with_name(dest.name + ".new")
+    shutil.copy2(exe, tmp)
+    os.replace(tmp, dest)
 
 
 def build(log=print):
@@ -197,9 +201,14 @@ def build(log=print):
     tar = tarball()
     _extract(tar, log)
     port, lib = _libraries()
-    mplib = _tree(MPLIB)
-    plain_digest = _recipe_digest(mplib)
-    frozen_digest = _recipe_digest(mplib + _tree(FIRMWARE))
+    plain_manifest, frozen_manifest = _manifests(port, lib)
+    # What each binary is made of: the source, the make flags, the manifests and what they
+    # freeze (not this file: editing a comment here must not cost a rebuild).
+    recipe = [tar, plain_manifest, port / "boards" / "manifest.py",
+              lib / "micropython" / "umqtt.simple" / "manifest.py"] + _tree(MPLIB)
+    flags = " ".join(_MAKE_FLAGS)
+    plain_digest = _sha(recipe, flags)
+    frozen_digest = _sha(recipe + [frozen_manifest] + _tree(FIRMWARE), flags)
     plain_stamp, frozen_stamp = OUT / "micropython-32.sha256", OUT / "micropython-32-frozen.sha256"
     todo = []
     if not (PLAIN.exists() and _stamp_ok(plain_stamp, plain_digest)):
@@ -208,17 +217,16 @@ def build(log=print):
         todo.append("frozen")
     if not todo:
         return PLAIN, FROZEN
-    plain_manifest, frozen_manifest = _manifests(port, lib)
     # One build folder for both: they differ only in frozen_content.c, so the second build
     # compiles that file and links (a firmware change costs seconds, not a whole port build).
     if "plain" in todo:
         exe = _make(plain_manifest, OUT / "build-32", port, lib, log)
-        shutil.copy2(exe, PLAIN)
+        _install(exe, PLAIN)
         plain_stamp.write_text(plain_digest)
         todo.append("frozen")     # the folder now holds the plain image's frozen content
     if "frozen" in todo:
         exe = _make(frozen_manifest, OUT / "build-32", port, lib, log)
-        shutil.copy2(exe, FROZEN)
+        _install(exe, FROZEN)
         frozen_stamp.write_text(frozen_digest)
     return PLAIN, FROZEN
 

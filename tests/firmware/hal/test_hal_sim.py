@@ -189,3 +189,35 @@ def test_ev_model_asks_charges_and_stops_when_full():
     assert ev.state == "B"
     ev.unplug()
     assert ev.state == "A"
+
+
+def test_clock_passes_allocate_nothing_on_32_bit():
+    # An epoch in seconds (let alone ms) is a big integer on the ESP32's 31-bit small ints: the
+    # clock moves only small parts, and time() makes its value once per second, not per pass.
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    import gc
+    c = SimClock(epoch=1800000000)
+    c.advance(20)
+    c.time()
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(48):                       # within the first second: nothing at all
+            c.advance(20)
+            c.ticks_diff(c.ticks_ms(), 0)
+            c.time()
+        within = gc.mem_alloc() - before
+        before = gc.mem_alloc()
+        for _ in range(500):                      # ten seconds of 20 ms passes
+            c.advance(20)
+            c.ticks_diff(c.ticks_ms(), 0)
+            c.time()
+        ten_s = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert within == 0, within
+    assert ten_s <= 10 * 32, ten_s                # one epoch value per second at most
+    assert c.time() == 1800000000 + 10

@@ -1,0 +1,84 @@
+# Runs inside MicroPython (the 32-bit build with the firmware frozen in) for
+# host_tools/bench/esp32.py: bytes allocated per pass by what the charging loop does every pass.
+#
+# stdin, one JSON line: {"board", "meter": {"port", "baud", "control"}, "data", "n"}
+# prints: ALLOC {"meter_read", "pilot_poll", "clock", "idle_step", "charging_step"} (bytes per
+# pass, the mean over n passes with the collector off, rounded up).
+import gc
+import json
+import sys
+
+from app import config
+from app.board import load_board
+from app.charger_app import ChargerApp
+from app.simulated import sim_hardware
+from hal.meterctl import MeterControl
+from hal.sim import SimClock
+
+
+def per_pass(fn, n):
+    fn()                            # warm: first-time lookups, lazily made buffers
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(n):
+            fn()
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    return -(-used // n)
+
+
+def main():
+    sc = json.loads(sys.stdin.readline())
+    n = sc["n"]
+    board = load_board(sc["board"])
+    cfg = config.load(board, None, {"charger_id": "CP-ALLOC", "data_dir": sc["data"],
+                                    "allow_list": ["04A2B3C4D5E6F7"], "meter_serial": "SIM-A",
+                                    "mqtt_host": None})
+    clock = SimClock()
+    m = sc["meter"]
+    hw = sim_hardware(board, m["port"], m["baud"], clock)
+    ctl = MeterControl(m["control"])
+    ctl.set_energy_wh(1234567)
+    ctl.set_current_ma(16000)
+    app = ChargerApp(board, cfg, hw)
+    ch = app.charger
+    out = {}
+    out["meter_read"] = per_pass(ch.meter.read, n)
+
+    def poll():
+        clock.advance(20)
+        ch.pilot.poll()
+    out["pilot_poll"] = per_pass(poll, n)
+
+    def tick():
+        clock.advance(20)
+        clock.time()
+        clock.ticks_diff(clock.ticks_ms(), 0)
+    out["clock"] = per_pass(tick, n)
+
+    def step():
+        clock.advance(20)
+        app.step()
+    for _ in range(200):
+        step()
+    out["idle_step"] = per_pass(step, n)
+    hw["ev"].set_state("B")
+    for _ in range(200):
+        step()
+    if app.present_card("04A2B3C4D5E6F7"):
+        raise AssertionError("card refused")
+    hw["ev"].set_state("C")
+    for _ in range(200):
+        step()
+    if not hw["relay"].contacts_closed():
+        raise AssertionError("not charging")
+    out["charging_step"] = per_pass(step, n)
+    print("ALLOC " + json.dumps(out))
+    ctl.close()
+    hw["uart"].close()
+
+
+main()

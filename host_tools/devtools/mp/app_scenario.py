@@ -1,0 +1,132 @@
+# Runs inside MicroPython (the 32-bit build with the firmware frozen in) for
+# host_tools/bench/esp32.py: the whole charger app (app.charger_app) on simulated devices, a
+# pymodbus meter, a real broker and a real validator that acknowledges every receipt.
+#
+# stdin, one JSON line: {"board", "meter": {"port", "baud", "control"}, "data", "mqtt_host",
+#   "mqtt_port", "charger_id", "meter_serial", "operator_spki", "t0", "sessions", "charge_s",
+#   "expect_cmds", "drain_s"}
+# then it prints "PUBKEY <hex>" and waits for "go" (the host enrolls the key with its validator
+# and publishes the signed commands). Each session: plug in, card, charge (telemetry on),
+# unplug, receipt signed, logged, published, acknowledged. Last line:
+#   RESULT {"ok", "sessions", "pending", "cmds", "min_free", "faults"}
+# followed by micropython.mem_info() (the host reads the largest free block from it).
+import gc
+import json
+import sys
+import time
+
+from app import config
+from app.board import load_board
+from app.charger_app import ChargerApp
+from app.simulated import sim_hardware
+from hal.meterctl import MeterControl
+from hal.sim import SimClock
+
+CARD = "04A2B3C4D5E6F7"
+
+
+class Scenario:
+    def __init__(self, sc):
+        self.sc = sc
+        board = load_board(sc["board"])
+        cfg = config.load(board, None, {
+            "charger_id": sc["charger_id"], "data_dir": sc["data"], "allow_list": [CARD],
+            "meter_serial": sc["meter_serial"], "mqtt_host": sc["mqtt_host"],
+            "mqtt_port": sc["mqtt_port"], "operator_key": sc["operator_spki"],
+            "telemetry_interval_s": 10, "health_interval_s": 60})
+        self.clock = SimClock(epoch=sc["t0"])
+        m = sc["meter"]
+        self.hw = sim_hardware(board, m["port"], m["baud"], self.clock)
+        self.ev = self.hw["ev"]
+        self.relay = self.hw["relay"]
+        self.meter = MeterControl(m["control"])
+        self.wh = 1000000
+        self.meter.set_energy_wh(self.wh)
+        self.app = ChargerApp(board, cfg, self.hw)
+        self.cmds = 0
+        execute = self.app.execute
+
+        def counted(cmd):                 # the app's own handler, counted
+            self.cmds += 1
+            return execute(cmd)
+        self.app.execute = counted
+        self.min_free = None
+
+    def sample(self):
+        """The live heap's low water: free right after a collection."""
+        gc.collect()
+        f = gc.mem_free()
+        if self.min_free is None or f < self.min_free:
+            self.min_free = f
+
+    def run(self, seconds, step_ms=100, power_w=0):
+        left = seconds * 1000
+        carry = 0
+        while left > 0:
+            self.clock.advance(step_ms)
+            left -= step_ms
+            if power_w and self.relay.contacts_closed():
+                carry += power_w * step_ms
+                if carry >= 3600000:
+                    self.wh += carry // 3600000
+                    carry %= 3600000
+                    self.meter.set_energy_wh(self.wh)
+            self.app.step()
+
+    def until(self, cond, real_s):
+        """Keep the loop going (100 ms of simulated time per pass) until cond() or real_s."""
+        t0 = time.ticks_ms()
+        while not cond() and time.ticks_diff(time.ticks_ms(), t0) < real_s * 1000:
+            self.run(0.1)
+            time.sleep_ms(1)
+        return cond()
+
+    def session(self):
+        self.ev.set_state("B")
+        self.run(2)
+        refused = self.app.present_card(CARD)
+        if refused:
+            raise AssertionError("card refused: %s" % refused)
+        self.ev.set_state("C")
+        self.run(2)
+        self.sample()
+        self.run(self.sc["charge_s"], step_ms=5000, power_w=11000)
+        self.sample()
+        self.ev.set_state("B")
+        self.run(2)
+        self.ev.set_state("A")
+        self.run(2)
+        self.sample()
+
+
+def main():
+    sc = json.loads(sys.stdin.readline())
+    s = Scenario(sc)
+    app = s.app
+    if not s.until(lambda: app.link.connected, 20):
+        raise AssertionError("never connected to the broker")
+    print("PUBKEY %s" % app.public_key_hex())
+    if sys.stdin.readline().strip() != "go":
+        return
+    s.sample()
+    for _ in range(sc["sessions"]):
+        s.session()
+        # Let the validator's acks in before the next session (bounded, real time).
+        s.until(lambda: not app.outbox.pending() and s.cmds >= sc["expect_cmds"], 5)
+    s.until(lambda: not app.outbox.pending() and s.cmds >= sc["expect_cmds"], sc["drain_s"])
+    s.sample()
+    receipts = app.records.log.size
+    fault = app.charger.fault
+    ok = (receipts == sc["sessions"] and not app.outbox.pending()
+          and s.cmds >= sc["expect_cmds"] and fault is None)
+    print("RESULT " + json.dumps({
+        "ok": ok, "sessions": receipts, "pending": app.outbox.pending(), "cmds": s.cmds,
+        "min_free": s.min_free, "fault": fault["code"] if fault else None}))
+    import micropython
+    micropython.mem_info()
+    app.link.close()
+    s.meter.close()
+    s.hw["uart"].close()
+
+
+main()
