@@ -30,6 +30,7 @@
 #   stop_reason      str, e.g. "EVDisconnected", "Local", "Remote", "PowerLoss"
 #   optional: end_tx (OCMF TX of the end reading: E, L, R, A, P), meter_status (OCMF ST, "G"),
 #   current_type ("AC"/"DC"), gateway_id, firmware, rv_decimals (kWh decimals, default 3)
+import gc
 import struct
 
 from ledger import checkpoint, merkle, ocmf, receipt
@@ -91,6 +92,9 @@ class ChargerLog:
         if s.get("charger_id") != self.charger_id:
             raise LogError("session is for charger %r, this log is %r" % (s.get("charger_id"), self.charger_id))
         seq, index = self.seq + 1, self.frontier.size
+        # Three signatures and records of 1-2 KB follow: start them on a heap cleared of the
+        # session's garbage, so the larger blocks they need are found whole (ESP32 heap).
+        gc.collect()
         try:
             record = ocmf.sign(ocmf.payload(s, seq), self.signer)
             rec = receipt.sign(receipt.body(self.charger_id, seq, index, s, record), self.signer)
@@ -104,7 +108,8 @@ class ChargerLog:
         frontier.append(rec)
         cp = checkpoint.build(self.origin, frontier.size, frontier.root(), self._now(), self.signer)
         fb, cb = frontier.to_bytes(), cp.encode()
-        atomic.write(self._state_path, struct.pack(_HEAD, _MAGIC, seq, len(fb), len(rec), len(cb)) + fb + rec + cb)
+        atomic.write(self._state_path, b"".join((       # one copy, not one per "+"
+            struct.pack(_HEAD, _MAGIC, seq, len(fb), len(rec), len(cb)), fb, rec, cb)))
         # Committed: only now does RAM follow the flash.
         self.seq, self.frontier = seq, frontier
         self.last_receipt, self.last_checkpoint = rec, cp

@@ -85,7 +85,7 @@ def sign(body_str, signer):
     r, s = der.decode_sig(sig)
     if s > _N >> 1:
         sig = der.encode_sig(r, _N - s)
-    return b + b"|" + hexlify(sig)
+    return b"|".join((b, hexlify(sig)))
 
 
 def split(record):

@@ -14,10 +14,6 @@ class CorruptFile(Exception):
     pass
 
 
-def _frame(data):
-    return struct.pack(_HEADER, _MAGIC, len(data), crc32(data) & 0xFFFFFFFF) + data
-
-
 def _unframe(raw, path):
     if len(raw) < _HEADER_LEN:
         raise CorruptFile("%s: short file (%d bytes)" % (path, len(raw)))
@@ -40,7 +36,9 @@ def write(path, data):
     """Replace the file at path with data (bytes) so that a power cut leaves old or new, whole."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(_frame(data))
+        # Header and data written one after the other: no framed copy of the record.
+        f.write(struct.pack(_HEADER, _MAGIC, len(data), crc32(data) & 0xFFFFFFFF))
+        f.write(data)
         f.flush()
     try:
         os.rename(tmp, path)

@@ -63,20 +63,28 @@ class Journal:
         return "%s/seg%08d.log" % (self.dir, first_seq)
 
     def append(self, data):
-        """Append data (bytes); return its sequence number once it is on flash."""
-        if len(data) > MAX_RECORD:
-            raise ValueError("record too long: %d bytes" % len(data))
-        need = _HEADER_LEN + len(data)
+        """Append data (bytes, or a tuple of bytes pieces that make the record: no joined copy
+        on the heap); return its sequence number once it is on flash."""
+        parts = data if isinstance(data, tuple) else (data,)
+        size = 0
+        for p in parts:
+            size += len(p)
+        if size > MAX_RECORD:
+            raise ValueError("record too long: %d bytes" % size)
+        need = _HEADER_LEN + size
         if atomic.free_bytes(self.dir) < need + self.reserve_bytes:
             raise JournalFull("flash full: %d bytes free" % atomic.free_bytes(self.dir))
         seq = self.last_seq + 1
         if not self._segments or self._segment_size(self._segments[-1]) + need > self.segment_bytes:
             self._segments.append(seq)
-        body = struct.pack("<HI", len(data), seq) + data
-        header = struct.pack(_HEADER, _MAGIC, len(data), seq, crc32(body) & 0xFFFFFFFF)
+        crc = crc32(struct.pack("<HI", size, seq))      # the CRC of length, seq and data
+        for p in parts:
+            crc = crc32(p, crc)
+        header = struct.pack(_HEADER, _MAGIC, size, seq, crc & 0xFFFFFFFF)
         with open(self._seg_path(self._segments[-1]), "ab") as f:
             f.write(header)
-            f.write(data)
+            for p in parts:
+                f.write(p)
             f.flush()
         self.last_seq = seq
         return seq

@@ -51,7 +51,7 @@ class Outbox:
         tag = kind_tag(kind)
         if not isinstance(payload, (bytes, bytearray)):
             raise TypeError("outbox payload must be bytes")
-        return self.journal.append(bytes((tag,)) + payload)
+        return self.journal.append((bytes((tag,)), payload))
 
     # ---- reading ------------------------------------------------------------------------
     @property

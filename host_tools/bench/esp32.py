@@ -72,7 +72,7 @@ class _Rig:
         stop(self.meter_proc)
         self.broker.stop()
 
-    def run_app(self, heap, sessions, charge_s=60, timeout=900):
+    def run_app(self, heap, sessions, charge_s=60, timeout=900, module="app_scenario"):
         """One app process; returns (passed, RESULT dict or None, stdout)."""
         self.runs += 1
         cid = "%s-%d" % (CHARGER, self.runs)            # a fresh charger: its own log and key
@@ -86,7 +86,7 @@ class _Rig:
                 op.sign(self.key, cid, "tariff", {"tariff": _NEW_TARIFF}, n=2, exp=t0 + 3600)]
         env = {"MICROPYPATH": ".frozen:" + str(paths.MPY_TESTS)}
         proc = subprocess.Popen([paths.MICROPYTHON_32_FROZEN, "-X", "heapsize=%d" % heap,
-                                 "-m", "app_scenario"], env=env, cwd=str(paths.ROOT),
+                                 "-m", module], env=env, cwd=str(paths.ROOT),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         out = []
@@ -117,7 +117,14 @@ def _out_of_memory(text):
     return "MemoryError" in text or "memory allocation failed" in text or "memory" in text
 
 
-def app_heap_peak(rig):
+def app_heap_peak(rig, tries=3):
+    """Bisect the heap; a size counts as enough only if `tries` runs in a row complete (the
+    network's timing moves the heap's layout, and a fragmented heap fails a large block)."""
+    def enough(heap):
+        for _ in range(tries):
+            if not rig.run_app(heap, 1)[0]:
+                return False
+        return True
     top = mprun.HEAP_32
     ok, _, text = rig.run_app(top, 1)
     if not ok:
@@ -125,8 +132,7 @@ def app_heap_peak(rig):
     lo, hi = 16 * 1024, top
     while hi - lo > 1024:
         mid = (lo + hi) // 2
-        ok, _, text = rig.run_app(mid, 1)
-        if ok:
+        if enough(mid):
             hi = mid
         else:
             lo = mid

@@ -50,6 +50,16 @@ class Scenario:
             self.cmds += 1
             return execute(cmd)
         self.app.execute = counted
+        books = self.app.charger.books
+        to_ledger = books.to_ledger
+
+        def traced(session):              # the app's own, with a traceback when it fails
+            try:
+                return to_ledger(session)
+            except Exception as exc:
+                sys.print_exception(exc)
+                raise
+        books.to_ledger = traced
         self.min_free = None
 
     def sample(self):
@@ -121,7 +131,8 @@ def main():
           and s.cmds >= sc["expect_cmds"] and fault is None)
     print("RESULT " + json.dumps({
         "ok": ok, "sessions": receipts, "pending": app.outbox.pending(), "cmds": s.cmds,
-        "min_free": s.min_free, "fault": fault["code"] if fault else None}))
+        "min_free": s.min_free, "fault": fault["code"] if fault else None,
+        "detail": fault["detail"] if fault else None}))
     import micropython
     micropython.mem_info()
     app.link.close()
@@ -129,4 +140,5 @@ def main():
     s.hw["uart"].close()
 
 
-main()
+if __name__ == "__main__":
+    main()
