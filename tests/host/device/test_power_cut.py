@@ -12,7 +12,7 @@ from host_tools.paths import DEFAULT_BOARD
 # The simulated flash (256 KiB) and the image each replay starts from live in the MicroPython
 # heap here; on the board they are flash.
 FLASH_ROOM = 2 * 256 * 1024 + 64 * 1024
-EVERY = 4          # every 4th block write: the boot, journal, readings, tariff, end, acks
+EVERY = 8          # every 8th block write: the boot, journal, readings, tariff, end, acks
 
 
 def test_power_cut_at_block_writes_of_a_whole_session():
