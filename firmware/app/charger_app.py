@@ -28,17 +28,17 @@ from app.records import Records
 from app.safety import SafetyWatch
 
 
-# Collect after this many bytes allocated rather than only when the heap is full: with the
-# garbage cleared often, the objects that live long pack low instead of between old garbage,
-# and the 1-2 KB blocks a receipt needs at a session's end are still there whole (measured
-# on the 32-bit build: README, `app_heap_peak_bytes_32`).
-GC_THRESHOLD = 4096
+# Collect once an eighth of the heap has been allocated since the last collection, rather than
+# only when the heap is full: with the garbage cleared often, the objects that live long pack
+# low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's end
+# are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
+GC_SHARE = 8
 
 
 class ChargerApp:
     def __init__(self, board, cfg, hw):
         if hasattr(gc, "threshold"):            # MicroPython
-            gc.threshold(GC_THRESHOLD)
+            gc.threshold((gc.mem_free() + gc.mem_alloc()) // GC_SHARE)
         self.cfg = cfg
         self.clock = clock = hw["clock"]
         self.watchdog = hw.get("watchdog")
