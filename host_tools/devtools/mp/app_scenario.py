@@ -100,7 +100,9 @@ class Scenario:
         self.ev.set_state("C")
         self.run(2)
         self.sample()
+        self.meter.set_power_w(11000)        # the meter's power register follows the flow
         self.run(self.sc["charge_s"], step_ms=5000, power_w=11000)
+        self.meter.set_power_w(0)
         self.sample()
         self.ev.set_state("B")
         self.run(2)
