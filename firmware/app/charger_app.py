@@ -143,7 +143,7 @@ class ChargerApp:
                     st = self.charger.status()
                     reg = self.charger.session["last_wh"]   # the meter register (OCPP bridge)
                     if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True,
-                                      register_wh=reg):
+                                      register_wh=reg, t=self.clock.time()):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
             now = self.clock.ticks_ms()
             if self.clock.ticks_diff(now, self._health_due) >= 0:

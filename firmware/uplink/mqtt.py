@@ -248,19 +248,21 @@ class Link:
     def _publish_result(self, payload, deadline=None):
         return self._publish(self.topics.cmd_result, payload, deadline)
 
-    def telemetry(self, power_w, energy_wh, price, force=False, register_wh=None):
-        """Publish live values (integers: W, Wh so far, price so far in minor units, and the
-        meter's total import register in Wh when given) if the telemetry interval has passed.
-        QoS 0: telemetry is not billing data (the signed receipt is)."""
+    def telemetry(self, power_w, energy_wh, price, force=False, register_wh=None, t=None):
+        """Publish live values (integers: W, Wh so far, price so far in minor units, the
+        meter's total import register in Wh and the charger's clock t, epoch s, when given)
+        if the telemetry interval has passed. QoS 0: telemetry is not billing data (the
+        signed receipt is)."""
         now = self.clock.ticks_ms()
         if not force and self._telemetry_at is not None and \
                 self.clock.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
             return False
-        if register_wh is None:
-            payload = b'{"w":%d,"wh":%d,"price":%d}' % (power_w, energy_wh, price)
-        else:
-            payload = b'{"w":%d,"wh":%d,"price":%d,"reg":%d}' % (power_w, energy_wh, price,
-                                                                 register_wh)
+        payload = b'{"w":%d,"wh":%d,"price":%d' % (power_w, energy_wh, price)
+        if register_wh is not None:
+            payload += b',"reg":%d' % register_wh
+        if t is not None:
+            payload += b',"t":%d' % t
+        payload += b"}"
         if self._publish(self.topics.telemetry, payload):
             self._telemetry_at = now
             return True
