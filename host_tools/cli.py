@@ -7,7 +7,10 @@
   chargeproof sessions --db L.sqlite [--charger cp-001]
   chargeproof evidence --db L.sqlite                         rejections and misbehaviour
   chargeproof proof    --db L.sqlite --charger cp-001 --seq N [--old-size M] [--out B.json]
-  chargeproof serve    --db L.sqlite [--host H] [--port 8080]  proofs for light clients, HTTP
+  chargeproof serve    --db L.sqlite [--host H] [--port 8080] [--peer L2.sqlite]
+                                         proofs for light clients, the operator's dashboard and
+                                         the driver's in-browser check (verify.html), HTTP
+  chargeproof token    --db L.sqlite --charger cp-001 --seq N   the receipt's proof token (for the driver)
   chargeproof verify   --receipt B.json ...                  the light client (offline)
   chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
   chargeproof replay   --db NEW.sqlite --export L.json [--enroll-from-export]   rebuild + audit
@@ -143,16 +146,30 @@ def cmd_proof(args):
 
 
 def cmd_serve(args):
+    import secrets
     from host_tools.validator.proofserver import make_server
-    server = make_server(args.db, args.host, args.port)
-    print("proofs for light clients on http://%s:%d/ (ledger %s)" % (args.host, server.server_port, args.db),
-          flush=True)
+    from host_tools.web.app import is_loopback
+    # Beyond this machine the dashboard (which lists every session) needs the operator's key.
+    key = None if is_loopback(args.host) and not args.require_login else secrets.token_urlsafe(24)
+    server = make_server(args.db, args.host, args.port, operator_key=key, peers=args.peer or ())
+    base = "http://%s:%d" % (args.host, server.server_port)
+    print("proofs for light clients on %s/ (ledger %s)" % (base, args.db), flush=True)
+    print("operator's dashboard: %s/%s" % (base, "login?key=" + key if key else ""), flush=True)
+    print("driver's check: %s/verify.html" % base, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def cmd_token(args):
+    from host_tools.validator.proofserver import ProofService, load_secret
+    with _open(args) as db:
+        token = ProofService(db, load_secret(args.db)).token_for(args.charger, seq=args.seq)
+    print(token)
     return 0
 
 
@@ -242,7 +259,15 @@ def build_parser():
     sp = with_db(sub.add_parser("serve", help="serve proofs to light clients over HTTP (read-only)"))
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--peer", action="append", help="another validator's ledger, for the agreement column")
+    sp.add_argument("--require-login", action="store_true",
+                    help="dashboard needs the printed login link even on loopback")
     sp.set_defaults(fn=cmd_serve)
+
+    sp = with_db(sub.add_parser("token", help="the proof token of one receipt (GET /proof/<token>)"))
+    sp.add_argument("--charger", required=True)
+    sp.add_argument("--seq", type=int, required=True)
+    sp.set_defaults(fn=cmd_token)
 
     sp = sub.add_parser("verify", help="light-client check of a receipt bundle (offline)", add_help=False)
     sp.set_defaults(fn=None)

@@ -26,7 +26,8 @@ def served(tmp_path):
     server = make_server(str(tmp_path / "l.sqlite"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield {"url": "http://127.0.0.1:%d" % server.server_port, "charger": c, "validator": v}
+    yield {"url": "http://127.0.0.1:%d" % server.server_port, "charger": c, "validator": v,
+           "token": lambda seq: server.service.token_for("CP-0007", seq=seq)}
     server.shutdown()
     server.server_close()
     v.close()
@@ -46,7 +47,7 @@ def status_of(url):
 
 
 def test_bundle_from_the_server_passes_the_light_client(served):
-    code, ctype, body = get(served["url"] + "/proof/CP-0007/2")
+    code, ctype, body = get(served["url"] + "/proof/" + served["token"](2))
     assert (code, ctype) == (200, "application/json")
     assert lightclient.check(body, served["charger"].pubkey_der()).startswith("receipt")
     code, ctype, note = get(served["url"] + "/checkpoint/CP-0007")
@@ -61,7 +62,7 @@ def test_proofs_follow_the_log_as_it_grows(served):
     for _ in range(4):
         for t, p in c.charge():
             assert v.process(t, p).status == "accepted"
-    b = json.loads(get(url + "/proof/CP-0007/2?old_size=3")[2])
+    b = json.loads(get(url + "/proof/%s?old_size=3" % served["token"](2))[2])
     assert b["tree_size"] == 7
     assert lightclient.check(json.dumps(b), c.pubkey_der()).startswith("receipt")
     cons = json.loads(get(url + "/consistency/CP-0007?old=3&new=7")[2])
@@ -73,9 +74,22 @@ def test_proofs_follow_the_log_as_it_grows(served):
 
 def test_errors_are_json_with_the_right_status(served):
     url = served["url"]
-    assert status_of(url + "/proof/CP-0007/99") == 404
-    assert status_of(url + "/proof/NOBODY/1") == 404
-    assert status_of(url + "/proof/CP-0007/x") == 400
+    assert status_of(url + "/proof/" + "0" * 32) == 404
+    assert status_of(url + "/proof/x") == 400
     assert status_of(url + "/consistency/CP-0007?old=2&new=9") == 404
     assert status_of(url + "/consistency/CP-0007?old=3") == 400
     assert status_of(url + "/nothing") == 404
+
+
+def test_receipts_cannot_be_enumerated(served):
+    """Bundles are addressed by an unguessable per-receipt token, not by charger and seq or
+    by the leaf hash (which inclusion and consistency proofs reveal for other receipts)."""
+    url = served["url"]
+    for path in ("/proof/CP-0007/1", "/proof/CP-0007/2", "/proof/CP-0007", "/proof/1"):
+        assert status_of(url + path) in (400, 404)
+    bundle = json.loads(get(url + "/proof/" + served["token"](2))[2])
+    neighbour_leaf = base64.b64decode(bundle["inclusion_proof"][0])      # leaf 0's hash, in leaf 1's proof
+    assert status_of(url + "/proof/" + neighbour_leaf.hex()) in (400, 404)
+    assert status_of(url + "/proof/" + neighbour_leaf.hex()[:32]) == 404
+    tokens = {served["token"](s) for s in (1, 2, 3)}
+    assert len(tokens) == 3 and all(len(t) == 32 for t in tokens)
