@@ -7,7 +7,10 @@ meter on a pty. Every charger runs its scripted sessions (plug, card, charge, un
 validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
 printed. The first validator's ledger stays at demo-out/ledger.sqlite.
 
-    python -m host_tools.demo [--chargers 3] [--sessions 3]
+    python -m host_tools.demo [--chargers 3] [--sessions 3] [--out demo-out]
+
+It also writes demo-out/report.html (one self-contained page: sessions, curves, bills, both
+validators' verdicts) and prints how to open the live dashboard and the driver's check.
 """
 import argparse
 import json
@@ -48,11 +51,20 @@ def scripted_sessions(n, k):
     return out
 
 
+def shown(path):
+    """A path as the reader can type it: relative to the repository when inside it."""
+    path = pathlib.Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def print_ledger(db_path, others):
     db = LedgerDB(str(db_path))
     rows = db.sessions()
     print()
-    print("Verified ledger (%s)" % db_path.relative_to(ROOT))
+    print("Verified ledger (%s)" % shown(db_path))
     print("%-8s %4s %-16s %-20s %10s %10s  %s" % (
         "charger", "seq", "id", "begin (UTC)", "kWh", "price", "status"))
     for r in rows:
@@ -87,7 +99,7 @@ def driver_check(db_path, dev):
     path = OUT / ("receipt-%s-1.json" % dev.charger_id)
     path.write_text(json.dumps(bundle, indent=1))
     print()
-    print("driver's check of %s (light client, offline):" % path.relative_to(ROOT))
+    print("driver's check of %s (light client, offline):" % shown(path))
     valid = lightclient.main(["--receipt", str(path), "--pubkey", dev.pubkey_hex]) == 0
     forged = dict(bundle)
     forged["receipt"] = bundle["receipt"].replace('"price":', '"price":1', 1)
@@ -152,18 +164,38 @@ def start_broker(chargers, validators, use_mosquitto=None):
               % (broker.host, broker.port))
     return broker, spec, roster
 
+def write_report(ledgers):
+    """demo-out/report.html, and how to see the same live."""
+    from host_tools.web import bill, report
+    db_arg = shown(ledgers[0])
+    serve = ".venv/bin/chargeproof serve --db %s --peer %s" % (db_arg, shown(ledgers[1]))
+    path = OUT / "report.html"
+    path.write_text(report.build(ledgers, serve_cmd=serve), encoding="utf-8")
+    bundle = json.loads((OUT / ("receipt-CP-001-1.json")).read_text())
+    verify = (pathlib.Path(__file__).parent / "web" / "static" / "verify.html").resolve().as_uri()
+    print()
+    print("report (one file, no network): %s" % shown(path))
+    print("live dashboard:  %s   then open http://127.0.0.1:8080/" % serve)
+    print("driver's check in a browser:  %s#%s" % (verify, bill.fragment_for(bundle)[:48] + "..."))
+    print("  (the whole link: open the report, or a session page of the dashboard, and follow 'Check it in the browser')")
+    (OUT / "verify-link.txt").write_text("%s#%s\n" % (verify, bill.fragment_for(bundle)))
+    print("  or the link in %s" % shown(OUT / "verify-link.txt"))
+
 
 def main(argv=None):
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chargers", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=3)
     ap.add_argument("--ocpp", default=None, help="ws://HOST:PORT/path/: also run the fleet "
                     "through the OCPP 1.6J bridge to that central system")
     ap.add_argument("--amqtt", action="store_true", help="the embedded broker even where Mosquitto is installed")
+    ap.add_argument("--out", default=str(OUT), help="output directory (default demo-out)")
     args = ap.parse_args(argv)
+    OUT = pathlib.Path(args.out)
 
     shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir()
+    OUT.mkdir(parents=True)
     build_mpy.build()
     tariff = default_tariff()
     ids = ["CP-%03d" % (n + 1) for n in range(args.chargers)]
@@ -218,6 +250,7 @@ def main(argv=None):
     if bridge_stats is not None:
         print("OCPP bridge to %s: %s" % (args.ocpp, bridge_stats))
         ok = ok and bridge_stats["StopTransaction"] == args.chargers * args.sessions
+    write_report(ledgers)
     print("demo %s" % ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 

@@ -109,6 +109,7 @@ def main():
         ch.session(n + 1, s)
     ch.drain(sc.get("drain_s", 60))
     if ch.app.link is not None:
+        ch.app.link.health(ch.app.health())     # the retained health shows the final state
         ch.app.link.close()
 
 
