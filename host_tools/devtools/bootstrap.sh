@@ -3,6 +3,7 @@
 #   - Debian packages: socat (serial ptys for the Modbus wire), mosquitto (the real broker),
 #     postgresql (the validators' shared store; tests run their own server),
 #     make and gcc-multilib (the 32-bit "virtual ESP32" MicroPython, host_tools/devtools/mp32.py)
+#     chromium + chromium-driver (browser tests of the dashboard and the driver's check)
 #   - a virtualenv at .venv with the host packages of requirements.txt and this project's CLI
 #   - umqtt.simple for the firmware, unpacked from PyPI's sdist into .venv/mplib
 # Idempotent: each step is skipped when its result is already there.
@@ -20,6 +21,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 # gcc -m32 needs the i386 C library and libgcc: Debian's gcc-multilib brings both (and gcc).
 dpkg -s gcc-multilib >/dev/null 2>&1 || need_apt+=(gcc-multilib)
+# The browser tests and screenshots: a real headless Chromium driven through chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
