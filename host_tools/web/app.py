@@ -2,6 +2,7 @@
 the driver's check (static/verify.html, verifies in the browser, trusts no server) and the
 operator's dashboard (host_tools.web.dashboard), on Flask; served by werkzeug's threaded server."""
 import ipaddress
+import logging
 import pathlib
 
 from flask import Flask, jsonify, request, send_from_directory
@@ -47,6 +48,7 @@ def is_loopback(host):
 def make_server(db_path, host="127.0.0.1", port=0, secret=None, operator_key=None, peers=()):
     """A threaded HTTP server (not yet serving); port 0 picks a free one (server.server_port)."""
     app = create_app(db_path, secret, operator_key, peers)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)     # no line per request
     server = werkzeug_server(host, port, app, threaded=True)
     server.daemon_threads = True
     server.app = app

@@ -160,10 +160,21 @@ def api_live():
     health = ctx.series.latest_health()
     chargers = {}
     for cid, points in recent.items():
+        points = current_session(points)
         chargers[cid] = {"curve": bill.curve_from_telemetry(points), "offset_min": ctx.offset_of(cid),
                          "state": health.get(cid, {}).get("state"),
                          "currency": _currency(ctx, cid)}
     return jsonify({"now": now, "chargers": chargers})
+
+
+def current_session(points):
+    """The trailing run of telemetry of one session: a session's energy only rises, so a drop
+    (or a gap of more than an hour of charger time) starts the next one."""
+    start = 0
+    for i in range(1, len(points)):
+        if points[i]["wh"] < points[i - 1]["wh"] or points[i]["t"] - points[i - 1]["t"] > 3600:
+            start = i
+    return points[start:]
 
 
 def _currency(ctx, cid):
