@@ -101,6 +101,18 @@ def curve_from_telemetry(points):
             "wh": [p["wh"] for p in points], "price": [p["price"] for p in points]}
 
 
+def with_band_marks(curve, b):
+    """Mark each segment start after the first on the curve: a tariff band begins there."""
+    curve["marks"] = [{"t": s["start"], "label": "band %02d:%02d, %s/kWh" % (
+        s["band_start_min"] // 60, s["band_start_min"] % 60, money_milli(s["kwh_price_milli"], b["currency"]))}
+        for s in b["segments"][1:]]
+    return curve
+
+
+def money_milli(milli, currency):
+    return "%d.%03d %s" % (milli // 100000, milli % 100000 // 100, currency)
+
+
 def money(minor, currency):
     sign = "-" if minor < 0 else ""
     return "%s%d.%02d %s" % (sign, abs(minor) // 100, abs(minor) % 100, currency)

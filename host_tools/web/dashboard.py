@@ -101,6 +101,7 @@ class Dashboard:
         points = self.series.telemetry(charger_id, row["begin_time"], row["end_time"])
         curve = bill.curve_from_telemetry(points) if len(points) >= 2 else bill.curve_from_receipt(b)
         curve["source"] = "telemetry" if len(points) >= 2 else "receipt"
+        bill.with_band_marks(curve, b)
         try:
             bundle = proof_bundle(self.db, charger_id, index=index, tree=self.proofs.trees.get(charger_id))
         except LedgerError as exc:

@@ -50,6 +50,7 @@ def build(ledgers, serve_cmd="chargeproof serve --db demo-out/ledger.sqlite"):
         b = bill.breakdown(row["receipt"], json.loads(doc_text) if doc_text else None)
         points = series.telemetry(cid, row["begin_time"], row["end_time"])
         curve = bill.curve_from_telemetry(points) if len(points) >= 2 else bill.curve_from_receipt(b)
+        bill.with_band_marks(curve, b)
         verdicts = []
         for name, held in zip(names, leaves):
             mine = held.get((cid, index))

@@ -42,6 +42,11 @@ const CP = (() => {
   function chartData(c) {
     return [c.t, c.w.map((w) => w / 1000), c.wh.map((wh) => wh / 1000)];
   }
+  // Axis labels in the reader's locale, with as many decimals as the ticks need (at most 2).
+  function ticks(u, vals) {
+    const d = vals.some((v) => Math.abs(v * 10 - Math.round(v * 10)) > 1e-6) ? 2 : vals.some((v) => Math.abs(v - Math.round(v)) > 1e-6) ? 1 : 0;
+    return vals.map((v) => fmtNum(v, d));
+  }
   function chart(el, curve, off, width) {
     const opts = {
       width: width || Math.max(320, Math.min(900, el.clientWidth || 800)), height: 230,
@@ -53,9 +58,24 @@ const CP = (() => {
                  value: (u, v) => v == null ? "–" : fmtNum(v, 2) },
                { label: "energy kWh", scale: "kwh", stroke: "#1d4ed8", width: 2,
                  value: (u, v) => v == null ? "–" : fmtNum(v, 3) }],
-      axes: [{}, { scale: "kw", label: "kW", values: (u, vals) => vals.map((v) => fmtNum(v, 1)) },
-             { scale: "kwh", side: 1, label: "kWh", grid: { show: false }, values: (u, vals) => vals.map((v) => fmtNum(v, 1)) }],
+      axes: [{}, { scale: "kw", label: "kW", values: ticks },
+             { scale: "kwh", side: 1, label: "kWh", grid: { show: false }, values: ticks }],
     };
+    if (curve.marks && curve.marks.length) {
+      // Tariff band starts crossed by the session: where a new segment (and price) begins.
+      opts.hooks = { draw: [(u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#b45309"; ctx.setLineDash([5, 4]); ctx.lineWidth = 1.5;
+        ctx.fillStyle = "#b45309"; ctx.font = "12px system-ui, sans-serif";
+        for (const m of curve.marks) {
+          const x = Math.round(u.valToPos(m.t, "x", true));
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+          ctx.fillText(m.label, x + 4, u.bbox.top + 14);
+        }
+        ctx.restore();
+      }] };
+    }
     return new uPlot(opts, chartData(curve), el);
   }
   function drawCurves(root) {

@@ -3,7 +3,8 @@
 // with the same reasons, as the host light client (host_tools/lightclient/check.py; formats
 // and pricing rules in docs/ledger.md). Integer money and energy in BigInt, never floats.
 //
-//   ChargeProofVerify.check(bundleText, pubkeyDer | null, {checkpoint, proof, consistency, witnesses})
+//   ChargeProofVerify.check(bundleText, pubkeyDer | null, {checkpoint, proof, consistency,
+//                                                           witnesses: [vkey...], quorum})
 //     -> Promise<{summary, receipt, tariff, checkpoint, notes}>, or rejects with Invalid(reason, detail)
 "use strict";
 const ChargeProofVerify = (() => {
@@ -195,31 +196,70 @@ const ChargeProofVerify = (() => {
     }
   }
 
-  // C2SP tlog-cosignature/v1 (witnesses, Ed25519): key ID = SHA-256(name || 0x0A || 0x04 || key)[:4],
-  // signature = key ID || timestamp (u64 BE) || Ed25519 over "cosignature/v1\ntime <t>\n" + body.
-  // witnesses: [{name, key: base64 of the 32-byte Ed25519 public key}]; unknown lines are ignored.
-  async function verifyCosignatures(cp, witnesses) {
-    const valid = [];
-    for (const w of witnesses || []) {
-      const pub = b64decode(w.key, true);
-      const kid = (await sha256(concat(enc.encode(w.name), Uint8Array.of(0x0a, 0x04), pub))).subarray(0, 4);
-      for (const s of cp.signatures) {
-        if (s.name !== w.name || !equal(s.keyId, kid)) continue;
-        if (s.raw.length !== 76) throw new Invalid("bad-cosignature", "cosignature of " + w.name + " is not 76 bytes");
-        const t = bigOf(s.raw.subarray(4, 12));
-        const msg = enc.encode("cosignature/v1\ntime " + t + "\n" + cp.text);
-        let ok;
-        try {
-          const key = await crypto.subtle.importKey("raw", pub, { name: "Ed25519" }, false, ["verify"]);
-          ok = await crypto.subtle.verify({ name: "Ed25519" }, key, s.raw.subarray(12), msg);
-        } catch (e) {
-          throw new Invalid("bad-cosignature", "this browser cannot check Ed25519 cosignatures: " + e.message);
-        }
-        if (!ok) throw new Invalid("bad-cosignature", "cosignature of " + w.name + " does not verify");
-        valid.push({ name: w.name, time: Number(t) });
-      }
+  // C2SP tlog-cosignature/v1 (witnesses, Ed25519; host: host_tools/verify/cosignature.py):
+  // a line "— <name> base64(key ID[4] || time u64 BE[8] || Ed25519 signature[64])" under the
+  // checkpoint; key ID = SHA-256(name || 0x0A || 0x04 || key)[:4]; signed message
+  // "cosignature/v1\ntime <t>\n" + the checkpoint body. Witnesses are C2SP vkeys
+  // "<name>+<key id hex>+base64(type || key)" (type 0x04, or 0x01 reused). Unknown lines are
+  // ignored, a known line that fails refuses the note, distinct valid cosigners count to a quorum.
+  class CosigError extends Error {}
+  async function cosignKeyId(name, type, pub) {
+    return (await sha256(concat(enc.encode(name), Uint8Array.of(0x0a, type), pub))).subarray(0, 4);
+  }
+  async function parseVkey(vkey) {
+    const fail = (m) => { throw new Invalid("bad-witness-key", m); };
+    const text = String(vkey).trim();
+    const i = text.indexOf("+"), j = text.indexOf("+", i + 1);
+    if (i < 0 || j < 0) fail("a vkey is <name>+<key id hex>+<base64 key>: " + text.slice(0, 80));
+    const name = text.slice(0, i), kidHex = text.slice(i + 1, j);
+    let raw, kid;
+    try { raw = b64decode(text.slice(j + 1), true); kid = hexToBytes(kidHex); } catch (e) { fail("vkey key id or key material is not hex/base64"); }
+    if (kid.length !== 4 || raw.length !== 33) fail("vkey needs a 4-byte key id and a type byte + 32-byte Ed25519 key");
+    if (raw[0] !== 0x04 && raw[0] !== 0x01) fail("vkey signature type is not Ed25519 (0x01) or cosignature/v1 (0x04)");
+    if (!equal(await cosignKeyId(name, raw[0], raw.subarray(1)), kid)) fail("vkey key id " + kidHex + " does not match its name and key");
+    if (!/^[^\s+]+$/.test(name)) fail("bad cosigner name");
+    const pub = raw.subarray(1);
+    return { name, pub, keyId: await cosignKeyId(name, 0x04, pub) };
+  }
+  function noteWithLines(note, lines) {
+    const have = new Set(note.slice(note.indexOf("\n\n") + 2, -1).split("\n"));
+    const extra = [...new Set(lines.filter((l) => !have.has(l)))];
+    return note + extra.map((l) => l + "\n").join("");
+  }
+  async function verifyCosignatures(note, witnesses, quorum) {
+    if (quorum > witnesses.length) {
+      throw new Invalid("missing-cosignatures", "quorum " + quorum + " is more than the " + witnesses.length + " witness key(s) given");
     }
-    return valid;
+    const cut = note.indexOf("\n\n");
+    const body = enc.encode(note.slice(0, cut + 1));
+    const valid = {};
+    for (const text of note.slice(cut + 2, -1).split("\n")) {
+      const m = /^\u2014 (\S+) ([A-Za-z0-9+/]+=*)$/.exec(text);
+      let raw;
+      try { raw = m && b64decode(m[2], true); } catch (e) { raw = null; }
+      if (!raw || raw.length < 5) throw new Invalid("bad-cosignature", "not a signature line: " + text.slice(0, 120));
+      const w = witnesses.find((x) => x.name === m[1] && equal(x.keyId, raw.subarray(0, 4)));
+      if (!w) continue;                                          // the log's own line, or a stranger's
+      if (raw.length !== 76) throw new Invalid("bad-cosignature", "not an Ed25519 cosignature/v1: " + (raw.length - 4) + " bytes after the key id");
+      const t = bigOf(raw.subarray(4, 12));
+      if (t > 2n ** 63n - 1n) throw new Invalid("bad-cosignature", "timestamp outside 0..2^63-1");
+      let ok;
+      try {
+        const key = await crypto.subtle.importKey("raw", w.pub, { name: "Ed25519" }, false, ["verify"]);
+        ok = await crypto.subtle.verify({ name: "Ed25519" }, key, raw.subarray(12),
+                                        concat(enc.encode("cosignature/v1\ntime " + t + "\n"), body));
+      } catch (e) {
+        throw new Invalid("bad-cosignature", "this browser cannot check Ed25519 cosignatures: " + e.message);
+      }
+      if (!ok) throw new Invalid("bad-cosignature", "cosignature by " + w.name + " (" + toHex(w.keyId) + ") does not verify");
+      valid[w.name] = Number(t);
+    }
+    const names = Object.keys(valid).sort();
+    if (names.length < quorum) {
+      throw new Invalid("missing-cosignatures", names.length + " valid cosignature(s) from known witnesses (" +
+                        (names.join(", ") || "none") + "), quorum is " + quorum);
+    }
+    return names;
   }
 
   // ---- receipt record: <receipt JSON>|<DER signature hex> ----------------------------------------
@@ -419,6 +459,8 @@ const ChargeProofVerify = (() => {
   async function check(bundleText, pubDer, opts) {
     opts = opts || {};
     const notes = [];
+    const witnesses = [];                    // as the host CLI: the driver's witness keys come first
+    for (const v of opts.witnesses || []) witnesses.push(await parseVkey(v));
     let bundle, note, proof, consistency, tariffDoc, record;
     try {
       bundle = parseJson(bundleText);
@@ -479,11 +521,16 @@ const ChargeProofVerify = (() => {
       await checkHistory(older, cp, key, spki, c, true);
       notes.push("the checkpoint extends the older one of size " + c.old_size);
     }
-    const witnesses = opts.witnesses || bundle.witnesses;
-    const cosigned = await verifyCosignatures(cp, Array.isArray(witnesses) ? witnesses : []);
-    if (cosigned.length) notes.push("cosigned by " + cosigned.map((w) => w.name).join(", "));
-    const quorum = opts.quorum != null ? opts.quorum : 0;
-    if (cosigned.length < quorum) throw new Invalid("too-few-cosignatures", cosigned.length + " valid witness cosignatures, " + quorum + " required");
+    // Witnesses the driver trusts (vkeys) and how many of them must have cosigned; the bundle's
+    // cosignature lines belong to the bundle's checkpoint, a replacement brings its own lines.
+    const quorum = opts.quorum != null ? opts.quorum : witnesses.length;
+    if (quorum < 0) throw new Invalid("missing-cosignatures", "quorum must be >= 0");
+    let cosigned = [];
+    if (witnesses.length || quorum) {
+      const lines = opts.checkpoint == null && Array.isArray(bundle.cosignatures) ? bundle.cosignatures.map(String) : [];
+      cosigned = await verifyCosignatures(noteWithLines(note, lines), witnesses, quorum);
+      if (cosigned.length) notes.push("cosigned by " + cosigned.join(", "));
+    }
 
     // 2. The receipt: signed by the same key, and a leaf of the log the checkpoint commits to.
     let rc;
@@ -517,7 +564,8 @@ const ChargeProofVerify = (() => {
     const kwh = Math.floor(f.energy_wh / 1000) + "." + String(f.energy_wh % 1000).padStart(3, "0");
     const summary = "receipt " + f.index + " (session T" + f.seq + ") of " + f.charger + ": " + kwh + " kWh, " +
       Math.floor(f.price / 100) + "." + String(f.price % 100).padStart(2, "0") + " " + f.currency +
-      " incl. tax, leaf " + f.index + " of " + cp.size + " in " + cp.origin;
+      " incl. tax, leaf " + f.index + " of " + cp.size + " in " + cp.origin +
+      (cosigned.length ? ", cosigned by " + cosigned.join(", ") : "");
     return { summary, receipt: f, tariff: tar, price: pr, checkpoint: cp, readings: [b, e], ocmf: rec.payload,
              notes, cosigned, fingerprint };
   }

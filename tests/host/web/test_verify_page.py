@@ -152,3 +152,36 @@ def test_pasted_bundle_with_its_own_key(world, chrome):
     chrome.execute_script("arguments[0].value = arguments[1]", box, json.dumps(edited))
     chrome.find_element(By.ID, "check-btn").click()
     assert browser.wait_verdict(chrome).startswith("INVALID: bad-receipt-signature")
+
+
+def test_witness_cosignatures_agree_with_the_host(world, chrome):
+    """C2SP cosignatures (host_tools/verify/cosignature.py): the browser verifies Ed25519 with
+    WebCrypto and gives the host's verdict for a quorum met, missed, a forged line, a bad key."""
+    cosig = pytest.importorskip("host_tools.verify.cosignature")
+    import inspect
+    if "witnesses" not in inspect.signature(lightclient.check).parameters:
+        pytest.skip("this light client has no witness quorum yet")
+    from urllib.parse import quote
+    bundle = json.loads(world.bundle())
+    a, b, c = (cosig.Cosigner(n) for n in ("witness-a.example", "witness-b.example", "witness-c.example"))
+    line_b = b.cosign(bundle["checkpoint"], T_BEGIN + 10000)
+    bundle["cosignatures"] = [a.cosign(bundle["checkpoint"], T_BEGIN + 10001), line_b]
+    good = json.dumps(bundle)
+    forged = json.dumps(dict(bundle, cosignatures=[bundle["cosignatures"][0], line_b[:-8] + "AAAAAAA=" if line_b.endswith("=") else line_b[:-4] + "AAAA"]))
+    runs = [(good, [a, b], None), (good, [a, b, c], 2), (good, [a, b, c], None), (forged, [a, b], None),
+            (world.bundle(), [a], None)]
+    for text, ws, quorum in runs:
+        q = len(ws) if quorum is None else quorum
+        host = on_host(text, world.pub, witnesses=[w.witness for w in ws], quorum=q)
+        url = PAGE + "#b=" + b64url(text) + "&k=" + world.pub.hex() + "".join(
+            "&w=" + quote(w.vkey(), safe="") for w in ws) + ("&q=%d" % quorum if quorum is not None else "")
+        chrome.get("about:blank")
+        chrome.get(url)
+        page = browser.wait_verdict(chrome)
+        assert page.split(":")[:2] == host.split(":")[:2], (host, page)
+        if host.startswith("VALID"):
+            assert page == host
+    chrome.get("about:blank")
+    chrome.get(PAGE + "#b=" + b64url(good) + "&k=" + world.pub.hex() + "&w=" + quote("nobody+00000000+AAAA", safe=""))
+    assert browser.wait_verdict(chrome).startswith("INVALID: bad-witness-key")
+    assert browser.console_errors(chrome) == []
