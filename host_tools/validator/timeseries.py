@@ -7,11 +7,12 @@ enrolled chargers, size-checked and integer-checked, and never influence a recei
 Its tables are created here (IF NOT EXISTS), not by the ledger's numbered migrations: dropping
 them loses nothing recorded.
 
-    ts = TimeSeries(db_path); ts.attach(paho_client)     # the validator does this
+    ts = TimeSeries(db_path); ts.attach(paho_client)     # the validator does this (a writer thread)
     ts.telemetry("CP-001", t0, t1)  ->  [{"t", "w", "wh", "price", "received_at"}...]
     ts.latest_health()              ->  {charger: {"state", "fault", "heap_min", ...}}
 """
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ MAX_PAYLOAD = 512
 KEEP_S = 14 * 86400                 # rows older than this (receive time) are dropped
 MAX_ROWS_PER_CHARGER = 50000        # and at most this many per charger and table
 PRUNE_EVERY = 2000                  # inserts between two prunings
+QUEUE_MAX = 5000                    # messages waiting for the writer; beyond, they are dropped
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS telemetry (
@@ -61,10 +63,14 @@ class TimeSeries:
     # ---- writing ---------------------------------------------------------------------------
     def attach(self, client, prefix="cp"):
         """Route a paho client's telemetry and health messages here (the validator's own
-        on_message never sees them), and subscribe to them on every connect."""
+        on_message never sees them), and subscribe to them on every connect. The network
+        thread only queues them: a writer thread stores them in batches, so a flood of
+        telemetry never delays a receipt's verification or its ack."""
         filters = ["%s/+/telemetry" % prefix, "%s/+/health" % prefix]
+        self._queue = queue.Queue(QUEUE_MAX)
+        threading.Thread(target=self._writer, name="timeseries-writer", daemon=True).start()
         for f in filters:
-            client.message_callback_add(f, lambda c, u, msg: self.record(msg.topic, msg.payload))
+            client.message_callback_add(f, lambda c, u, msg: self._enqueue(msg.topic, msg.payload))
         previous = client.on_connect
 
         def on_connect(c, userdata, flags, reason_code, properties):
@@ -75,11 +81,46 @@ class TimeSeries:
         client.on_connect = on_connect
         return self
 
-    def record(self, topic, payload, received_at=None):
-        """Store one telemetry or health message; False (and counted) if it is refused."""
+    def _enqueue(self, topic, payload):
         try:
-            ok = self._record(topic, payload, self.clock() if received_at is None else received_at)
-        except (ValueError, TypeError, sqlite3.Error):
+            self._queue.put_nowait((topic, bytes(payload[:MAX_PAYLOAD + 1]), self.clock()))
+        except queue.Full:
+            self.dropped += 1
+
+    def _writer(self):
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.lock:
+                    self.db.execute("BEGIN")
+                    try:
+                        for topic, payload, now in batch:
+                            self._record_counted(topic, payload, now)
+                    finally:
+                        self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self.dropped += len(batch)
+            except Exception:                 # a closed database: the validator is stopping
+                return
+
+    def record(self, topic, payload, received_at=None):
+        """Store one telemetry or health message now; False (and counted) if it is refused."""
+        with self.lock:
+            try:
+                return self._record_counted(topic, payload, self.clock() if received_at is None else received_at)
+            except sqlite3.Error:
+                self.dropped += 1
+                return False
+
+    def _record_counted(self, topic, payload, now):
+        try:
+            ok = self._record(topic, payload, now)
+        except (ValueError, TypeError, RecursionError, sqlite3.IntegrityError, sqlite3.DataError):
             ok = False
         if not ok:
             self.dropped += 1
@@ -93,28 +134,25 @@ class TimeSeries:
             return False
         charger_id, kind = parts[1], parts[2]
         doc = json.loads(payload, parse_float=lambda s: None, parse_constant=lambda s: None)
-        if not isinstance(doc, dict):
+        if not isinstance(doc, dict) or not self._enrolled(charger_id):
             return False
-        with self.lock:
-            if not self._enrolled(charger_id):
+        if kind == "telemetry":
+            vals = [doc.get(k) for k in ("w", "wh", "price")]
+            t = doc.get("t", int(now))
+            if not all(_small_int(v) for v in vals + [t]):
                 return False
-            if kind == "telemetry":
-                vals = [doc.get(k) for k in ("w", "wh", "price")]
-                t = doc.get("t", int(now))
-                if not all(_small_int(v) for v in vals + [t]):
-                    return False
-                self.db.execute("INSERT INTO telemetry VALUES (?,?,?,?,?,?)", [charger_id, t] + vals + [now])
-            else:
-                ints = [doc.get(k) for k in HEALTH_INTS]
-                if not all(v is None or _small_int(v) for v in ints):
-                    return False
-                texts = [doc.get(k) for k in ("state", "fault")]
-                if not all(v is None or (isinstance(v, str) and len(v) <= 64) for v in texts):
-                    return False
-                self.db.execute("INSERT INTO health VALUES (?,?,?,?,?,?,?,?)", [charger_id, now] + texts + ints)
-            self.inserts += 1
-            if self.inserts % PRUNE_EVERY == 0:
-                self._prune(now)
+            self.db.execute("INSERT INTO telemetry VALUES (?,?,?,?,?,?)", [charger_id, t] + vals + [now])
+        else:
+            ints = [doc.get(k) for k in HEALTH_INTS]
+            if not all(v is None or _small_int(v) for v in ints):
+                return False
+            texts = [doc.get(k) for k in ("state", "fault")]
+            if not all(v is None or (isinstance(v, str) and len(v) <= 64) for v in texts):
+                return False
+            self.db.execute("INSERT INTO health VALUES (?,?,?,?,?,?,?,?)", [charger_id, now] + texts + ints)
+        self.inserts += 1
+        if self.inserts % PRUNE_EVERY == 0:
+            self._prune(now)
         return True
 
     def _enrolled(self, charger_id):

@@ -79,3 +79,39 @@ def test_time_series_retention_is_bounded(ledger, monkeypatch):
     for i in range(50):
         ts.record("cp/CP-0007/telemetry", b'{"w":1,"wh":%d,"price":0,"t":%d}' % (i, 10 ** 6 + i))
     assert [p["t"] for p in ts.telemetry("CP-0007")] == [10 ** 6 + i for i in range(50)]
+
+
+def test_validator_stores_telemetry_from_the_broker_off_its_network_thread(tmp_path, amqtt_broker):
+    """A running validator (amqtt) keeps telemetry and health of enrolled chargers through its
+    writer thread; telemetry never reaches process() (no rejection, no evidence)."""
+    import time
+    import paho.mqtt.client as mqtt
+    c = SimCharger(tmp_path / "cp", "CP-0009", seed=9)
+    v = Validator(str(tmp_path / "v.sqlite"), "val-1", tariffs=[c.tariff_json()])
+    v.enroll(c.charger_id, c.pubkey_der(), origin=c.origin)
+    v.start("127.0.0.1", amqtt_broker["broker_port"])
+    assert v.subscribed.wait(10)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cp-test")
+    pub.connect("127.0.0.1", amqtt_broker["broker_port"])
+    pub.loop_start()
+    ts = TimeSeries(str(tmp_path / "v.sqlite"))
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while len(ts.telemetry("CP-0009")) < 5 and time.monotonic() < deadline:
+            pub.publish("cp/CP-0009/telemetry", b'{"w":11000,"wh":%d,"price":%d,"t":%d}' % (i * 30, i, 1768455000 + 10 * i))
+            pub.publish("cp/CP-0009/health", b'{"state":"charging","fault":null,"heap_min":60000,'
+                                             b'"outbox_pending":0,"log_size":0,"uptime_s":%d}' % i)
+            pub.publish("cp/STRANGER/telemetry", b'{"w":1,"wh":1,"price":1}')
+            i += 1
+            time.sleep(0.1)
+        rows = ts.telemetry("CP-0009")
+        assert len(rows) >= 5 and [r["t"] for r in rows] == sorted(r["t"] for r in rows)
+        assert ts.latest_health()["CP-0009"]["state"] == "charging"
+        assert ts.telemetry("STRANGER") == []
+        assert v.db.rejections() == [] and v.db.evidence() == []
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        v.close()
+        ts.close()
