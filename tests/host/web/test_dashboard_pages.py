@@ -144,3 +144,24 @@ def test_report_is_one_self_contained_file(fleet, chrome):
         assert verdicts[:2] == ["ledger: accepted", "ledger-b: accepted"] and verdicts[2].startswith("light client: VALID")
     assert browser.console_errors(chrome) == []
     shoot(chrome, "report.png", 1300)
+
+
+def test_the_demo_receipt_and_its_edited_copy_in_the_link(fleet, chrome):
+    """What `make demo` leaves for the driver: receipt-CP-001-1.json in verify.html#b=... is
+    VALID (served and from file://), the copy with its price edited INVALID."""
+    from host_tools.web.bill import fragment_for
+    page = ROOT / "host_tools" / "web" / "static" / "verify.html"
+    genuine = (fleet["out"] / "receipt-CP-001-1.json").read_text()
+    edited = (fleet["out"] / "receipt-CP-001-1-edited.json").read_text()
+    for base in (page.as_uri(), fleet["url"] + "/verify.html"):
+        load(chrome, "about:blank")
+        load(chrome, base + "#" + fragment_for(genuine))
+        assert browser.wait_verdict(chrome).startswith("VALID: receipt 0 (session T1) of CP-001")
+        load(chrome, "about:blank")
+        load(chrome, base + "#" + fragment_for(edited))
+        assert browser.wait_verdict(chrome).startswith("INVALID: bad-receipt-signature")
+    link = (fleet["out"] / "verify-link.txt").read_text().strip()
+    load(chrome, "about:blank")
+    load(chrome, link)
+    assert browser.wait_verdict(chrome).startswith("VALID")
+    assert browser.console_errors(chrome) == []
