@@ -31,6 +31,10 @@ fuzz: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m host_tools.demo $(if $(OCPP),--ocpp $(OCPP))
 
+## the README's screenshots, made by the browser tests (headless Chromium) on a demo fleet
+screenshots: $(STAMP)
+	CHARGEPROOF_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/host/web -q
+
 ## compile every firmware file with mpy-cross into build/mpy (what goes onto the board)
 mpy: $(STAMP)
 	$(PY) -m host_tools.devtools.build_mpy

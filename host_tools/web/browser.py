@@ -1,5 +1,7 @@
 """A real headless Chromium driven by Selenium (Debian's `chromium` and `chromium-driver`),
 for the browser tests, the screenshots and the `browser_verify_ms` bench row."""
+import os
+import pathlib
 import shutil
 
 from selenium import webdriver
@@ -46,3 +48,10 @@ def wait_verdict(driver, timeout=20):
         text = d.find_element(By.ID, "verdict").text
         return text if text.startswith(("VALID", "INVALID")) else False
     return WebDriverWait(driver, timeout).until(done)
+
+
+def screenshot_dir() -> pathlib.Path:
+    """Where the browser tests save their screenshots: $CHARGEPROOF_SCREENSHOTS (`make
+    screenshots` points it at docs/screenshots), else build/screenshots (untracked)."""
+    from host_tools.paths import ROOT
+    return pathlib.Path(os.environ.get("CHARGEPROOF_SCREENSHOTS") or ROOT / "build" / "screenshots")
