@@ -29,7 +29,7 @@ import threading
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from host_tools.verify import merkle
-from host_tools.validator.store import LedgerDB, LedgerError
+from host_tools.validator.store import LedgerError, open_ledger
 from host_tools.validator.service import proof_bundle
 
 TOKEN_BYTES = 16
@@ -98,7 +98,9 @@ class _Trees:
 class ProofService:
     def __init__(self, db, secret=None):
         self.db = db
-        self.tokens = ProofTokens(secret if secret is not None else load_secret(db.path))
+        # A PostgreSQL ledger has no file: its server's secret lives in the working directory.
+        where = getattr(db, "path", None) or "chargeproof-proofs"
+        self.tokens = ProofTokens(secret if secret is not None else load_secret(where))
         self.trees = _Trees(db, self.tokens)
 
     def chargers(self):
@@ -203,7 +205,7 @@ def consistency(charger_id):
 
 def install(app: Flask, db_path, secret=None) -> ProofService:
     """Mount the proof API on app, over a read-only view of the ledger at db_path."""
-    service = ProofService(LedgerDB(db_path), secret)
+    service = ProofService(open_ledger(db_path), secret)
     app.extensions["chargeproof.proofs"] = service
     app.register_blueprint(api)
     return service

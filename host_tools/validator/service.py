@@ -139,8 +139,10 @@ class Validator(Engine):
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         # Telemetry and health go to the dashboard's time series, never through process().
-        from host_tools.validator.timeseries import TimeSeries
-        TimeSeries(self.db.path).attach(client)
+        # (SQLite ledgers only: the time series is a side table of the ledger file.)
+        if getattr(self.db, "path", None):
+            from host_tools.validator.timeseries import TimeSeries
+            TimeSeries(self.db.path).attach(client)
         return client
 
     def _start_worker(self) -> None:

@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, r
 
 from host_tools.lightclient import check as lightclient
 from host_tools.validator.service import proof_bundle
-from host_tools.validator.store import LedgerDB, LedgerError
+from host_tools.validator.store import LedgerError, open_ledger
 from host_tools.validator.timeseries import TimeSeries
 from host_tools.web import bill
 
@@ -34,9 +34,10 @@ class Dashboard:
     def __init__(self, proofs, operator_key=None, peers=()):
         self.proofs = proofs
         self.db = proofs.db
-        self.series = TimeSeries(self.db.path)
+        path = getattr(self.db, "path", None)       # curves from SQLite ledgers' time series
+        self.series = TimeSeries(path) if path else _NoSeries()
         self.operator_key = operator_key
-        self.peers = [LedgerDB(p) for p in peers]
+        self.peers = [open_ledger(p) for p in peers]
         self.peer_names = [str(p) for p in peers]
 
     def tariff_doc(self, tariff_hash):
@@ -113,6 +114,22 @@ class Dashboard:
                 check = "INVALID: %s" % exc
         return {"row": row, "bill": b, "curve": curve, "bundle": bundle, "check": check,
                 "token": self.proofs.tokens.token(charger_id, row["leaf_hash"])}
+
+
+class _NoSeries:
+    """No time series (a PostgreSQL ledger): no live values; curves come from receipts."""
+
+    def telemetry(self, *args, **kw):
+        return []
+
+    def recent_telemetry(self, *args, **kw):
+        return {}
+
+    def latest_health(self):
+        return {}
+
+    def last_seen(self):
+        return {}
 
 
 def _parse_day(text, end=False):
