@@ -14,6 +14,7 @@ validators' verdicts) and prints how to open the live dashboard and the driver's
 """
 import argparse
 import json
+import pathlib
 import shutil
 import sys
 import time
