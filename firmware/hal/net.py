@@ -110,6 +110,10 @@ class TimedSocket:
         self._poller = None
         self.deadline = None       # ticks_ms value after which every call fails, or None
         self.rx_bytes = 0          # proof of life: the uplink watches it for keepalive
+        # The first byte of the next packet is kept when keep_header is set (the MQTT fixed
+        # header, whose flags umqtt.simple does not pass on: uplink/mqtt.py reads RETAIN here).
+        self.keep_header = False
+        self.header = 0
         self._blocking = True
         self._wbuf = bytearray(_WBUF)
         self._wlen = 0
@@ -164,6 +168,13 @@ class TimedSocket:
         self.raw.settimeout(self.timeout_ms / 1000)
 
     def read(self, n):
+        data = self._read(n)
+        if self.keep_header and data:
+            self.keep_header = False
+            self.header = data[0]
+        return data
+
+    def _read(self, n):
         if not self._blocking:
             # One non-blocking look, as umqtt's check_msg expects: None when nothing waits.
             # MicroPython's read() says so with None (no exception allocated on every poll).

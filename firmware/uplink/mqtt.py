@@ -18,11 +18,20 @@ import random
 from hal import clock as _clock
 from hal import net
 from uplink import commands
-from uplink.outbox import BadAck, parse_ack
+from uplink.outbox import BadAck
 from uplink.topics import Topics
 
 net.install_umqtt_aliases()
 from umqtt import simple as _umqtt     # noqa: E402  (after the aliases, for CPython)
+
+
+class _Client(_umqtt.MQTTClient):
+    # umqtt.simple (1.3.4) does not hand the PUBLISH header's RETAIN bit to the callback. Every
+    # packet it reads starts with wait_msg()'s first one-byte read, so the socket keeps that byte
+    # for us: the callback, which wait_msg() calls, reads the flag from sock.header.
+    def wait_msg(self):
+        self.sock.keep_header = True
+        return super().wait_msg()
 
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -33,7 +42,7 @@ class Link:
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
                  window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
                  prefix="cp", client_id=None, max_pending_cmds=4, user=None, password=None,
-                 tls=None, clock=None, idle=None, wait_slice_us=5000):
+                 tls=None, clock=None, idle=None, wait_slice_us=5000, ack_checker=None):
         # user/password: the charger's broker login (the broker's ACL lets user <id> publish
         # only under cp/<id>/); tls: a hal.net.Tls (CA and name the broker must prove).
         # Real ticks (hal/clock.py): socket timeouts and keepalives run on the wall's time.
@@ -43,6 +52,7 @@ class Link:
         self.port = port
         self.outbox = outbox
         self.verifier = verifier
+        self.ack_checker = ack_checker      # uplink.acks.AckChecker; None: no ack can count
         self.keepalive_ms = keepalive_s * 1000
         self.keepalive_s = keepalive_s
         self.budget_ms = budget_ms or timeout_ms
@@ -63,6 +73,7 @@ class Link:
         self._net = net.Net(timeout_ms, tls=tls, clock=self.clock, idle=idle,
                             slice_us=wait_slice_us)
         self.client = None
+        self._sock = None
         self.cursor = outbox.acked          # highest seq sent on this connection
         self._cmds = []                     # raw commands waiting for verification
         now = self.clock.ticks_ms()
@@ -81,6 +92,7 @@ class Link:
         self.resends = 0
         self.acks = 0
         self.bad_acks = 0
+        self.retained_acks = 0
         self.dropped_cmds = 0
         self.last_error = None
 
@@ -115,14 +127,15 @@ class Link:
 
     def _connect(self, now, deadline):
         self.attempts += 1
-        c = _umqtt.MQTTClient(self.client_id, self.host, self.port, keepalive=self.keepalive_s,
-                              user=self.user, password=self.password or "")
+        c = _Client(self.client_id, self.host, self.port, keepalive=self.keepalive_s,
+                    user=self.user, password=self.password or "")
         c.set_callback(self._on_message)
         c.set_last_will(self.topics.status, OFFLINE, retain=True, qos=1)
         self._net.deadline = deadline
         _umqtt.socket = self._net           # umqtt.simple's sockets are made by hal.net
         try:
             c.connect(clean_session=True)
+            self._sock = c.sock             # retained messages may arrive inside subscribe()
             c.sock.deadline = deadline
             c.publish(self.topics.status, ONLINE, retain=True, qos=1)
             c.subscribe(self.topics.ack_filter, qos=1)
@@ -216,10 +229,17 @@ class Link:
         validator = self.topics.ack_validator(topic)
         if validator is None:
             return
+        if self._sock.header & 1:
+            # Retained: left on the broker by someone, not sent to us now. A validator never
+            # retains an ack (docs/mqtt.md), so this is stale or planted; it counts for nothing.
+            self.retained_acks += 1
+            return
         try:
-            seq, digest = parse_ack(msg)
+            if self.ack_checker is None:
+                raise BadAck("no ack keys provisioned")
+            seq, tag, digest = self.ack_checker.check(validator, msg)
             before = self.outbox.acked
-            if self.outbox.ack(seq, validator, digest):
+            if self.outbox.ack(seq, validator, digest, tag):
                 self.acks += 1
             if self.outbox.acked != before:
                 self._progress_at = self.clock.ticks_ms()

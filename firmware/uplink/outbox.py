@@ -9,9 +9,11 @@
 # poll) or after persist_every acks: one flash write per burst of acks, not per ack. A power
 # cut before sync() only means a few records are resent and deduplicated, never lost.
 #
-# Acks: the config names the validators whose ack is required (all of them); an empty list means
-# "any one validator". Acks above the contiguous mark are held in RAM; after a reboot those
-# records are resent and acked again, which validators treat as duplicates.
+# Acks: the config names the validators whose ack is required, and how many of them (all by
+# default, or k of n); an empty list means "any one validator". Only acks that uplink.acks has
+# authenticated reach ack(), and ack() itself deletes nothing unless the digest names the bytes
+# held under that seq and kind. Acks above the contiguous mark are held in RAM; after a reboot
+# those records are resent and acked again, which validators treat as duplicates.
 #
 # Flash full: put() raises JournalFull and writes nothing; the session layer asks has_room()
 # before it starts a session, so a running session's receipt always fits.
@@ -31,9 +33,15 @@ class BadAck(ValueError):
 
 class Outbox:
     def __init__(self, dirpath, validators=(), segment_bytes=4096, reserve_bytes=16384,
-                 persist_every=16):
+                 persist_every=16, quorum=None):
         self.journal = Journal(dirpath, segment_bytes=segment_bytes, reserve_bytes=reserve_bytes)
         self.required = tuple(validators)
+        # How many of the required validators must ack: all of them unless configured k of n.
+        if quorum is None or quorum == 0:
+            quorum = len(self.required)
+        if self.required and not 0 < quorum <= len(self.required):
+            raise ValueError("ack quorum %r: 1..%d" % (quorum, len(self.required)))
+        self.quorum = quorum
         self.persist_every = persist_every
         self.acked = self.journal.acked     # contiguous ack mark (RAM; flash via sync())
         self._acks = {}     # seq -> set of validator ids (or True when any validator will do)
@@ -95,33 +103,34 @@ class Outbox:
             return False
         if got is True:
             return True
-        for v in self.required:
-            if v not in got:
-                return False
-        return True
+        return len(got) >= self.quorum
 
-    def ack(self, seq, validator, sha256_hex=None):
-        """Record validator's ack of seq. Returns True if it counted, False for a duplicate or
-        an ack of something already gone (normal after a resend). Raises BadAck (and changes
-        nothing) for a seq never written, a validator not in the required list, or a digest
-        that is not the record's."""
+    def ack(self, seq, validator, sha256_hex, tag=None):
+        """Record validator's ack of seq, whose bytes hash to sha256_hex (and whose kind is
+        tag, when given). Returns True if it counted, False for a duplicate or an ack of
+        something already gone (normal after a resend). Raises BadAck (and changes nothing)
+        for a seq never written, a validator not in the required list, a missing digest, or a
+        digest or kind that is not the record's."""
         j = self.journal
+        if sha256_hex is None:
+            raise BadAck("an ack must name the bytes it acknowledges (sha256)")
         if seq <= self.acked:
             return False
         if seq > j.last_seq:
             raise BadAck("ack of seq %d beyond the last record %d" % (seq, j.last_seq))
         if self.required and validator not in self.required:
             raise BadAck("validator %r is not one whose ack is required" % validator)
-        if sha256_hex is not None:
-            rec = self.get(seq)
-            if rec is None:
-                raise BadAck("seq %d not readable" % seq)
-            if self.idle is not None:
-                self.idle()
-            want = hexlify(hashlib.sha256(rec[1]).digest())
-            got = sha256_hex.encode() if isinstance(sha256_hex, str) else bytes(sha256_hex)
-            if got.lower() != want:
-                raise BadAck("ack of seq %d names other bytes" % seq)
+        rec = self.get(seq)
+        if rec is None:
+            raise BadAck("seq %d not readable" % seq)
+        if tag is not None and rec[0] != tag:
+            raise BadAck("ack of seq %d names another kind of record" % seq)
+        if self.idle is not None:
+            self.idle()
+        want = hexlify(hashlib.sha256(rec[1]).digest())
+        got = sha256_hex.encode() if isinstance(sha256_hex, str) else bytes(sha256_hex)
+        if got.lower() != want:
+            raise BadAck("ack of seq %d names other bytes" % seq)
         if self._done(seq):
             return False
         if self.required:
@@ -151,25 +160,3 @@ class Outbox:
         if self.acked > self.journal.acked:
             self.journal.ack(self.acked)
 
-
-def parse_ack(payload):
-    """(seq, sha256_hex or None) from an ack payload {"seq": N, "sha256": "<64 hex>"}.
-    Raises BadAck for anything else."""
-    import json
-    try:
-        obj = json.loads(payload)
-    except (ValueError, TypeError):
-        raise BadAck("ack is not JSON")
-    if not isinstance(obj, dict):
-        raise BadAck("ack must be a JSON object")
-    seq = obj.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise BadAck("ack needs a positive integer seq")
-    digest = obj.get("sha256")
-    if digest is not None:
-        if not isinstance(digest, str) or len(digest) != 64:
-            raise BadAck("sha256 must be 64 hex digits")
-        for ch in digest:
-            if ch not in "0123456789abcdefABCDEF":
-                raise BadAck("sha256 must be 64 hex digits")
-    return seq, digest

@@ -1,5 +1,5 @@
 # uplink.mqtt against real brokers (amqtt in-process and Mosquitto) through a fault proxy.
-# The "validator" here is a second umqtt.simple client that acks by seq.
+# The "validator" here is a second umqtt.simple client that sends authenticated acks.
 import json
 
 from support.fwtest import raises
@@ -7,12 +7,15 @@ from store.journal import JournalFull
 from uplink.outbox import Outbox
 from uplink.mqtt import Link
 from support.mqttpeer import Peer, control, wait_for, sleep_ms
+from support import acking
+from uplink.acks import AckChecker
 
 CP = "CP-T1"
 
 
 def _link(broker, box, **kw):
-    args = dict(keepalive_s=4, timeout_ms=800, backoff_min_ms=50, backoff_max_ms=400)
+    args = dict(keepalive_s=4, timeout_ms=800, backoff_min_ms=50, backoff_max_ms=400,
+                ack_checker=AckChecker(CP, acking.KEYS))
     args.update(kw)
     return Link(CP, broker["host"], broker["port"], box, **args)
 
@@ -25,8 +28,11 @@ def _seqs(msgs):
     return [int(t.rsplit(b"/", 1)[1]) for t, _ in msgs]
 
 
-def _ack(peer, seq, name="v1"):
-    peer.publish(b"cp/%s/ack/%s" % (CP.encode(), name.encode()), b'{"seq": %d}' % seq)
+def _ack(peer, box, seq, name="v1"):
+    rec = box.get(seq)
+    kind, payload = ("receipt", b"never sent") if rec is None else (("receipt", "checkpoint")[rec[0]], rec[1])
+    peer.publish(b"cp/%s/ack/%s" % (CP.encode(), name.encode()),
+                 acking.ack(CP, name, kind, seq, payload))
 
 
 def _run(link, *peers):
@@ -55,9 +61,9 @@ def test_receipts_go_out_in_order_and_leave_flash_only_when_acked(tmp_path, amqt
     assert got[0] == (b"cp/CP-T1/receipt/1", b"OCMF|{\"n\":0}|{}")
     assert got[5] == (b"cp/CP-T1/checkpoint/6", b"cp-note")
     assert box.pending() == 6                 # QoS 1 reached the broker, not a validator
-    _ack(v, 1)
-    _ack(v, 2)
-    _ack(v, 9)                                # future seq: changes nothing
+    _ack(v, box, 1)
+    _ack(v, box, 2)
+    _ack(v, box, 9)                                # future seq: changes nothing
     v.publish(b"cp/CP-T1/ack/v1", b"garbage")
     wait_for(lambda: box.acked == 2 and link.bad_acks == 2, step)
     assert box.pending() == 4 and Outbox(tmp_path + "/ob2", reserve_bytes=0).pending() == 0
@@ -73,7 +79,7 @@ def _resend_after_reconnect(tmp_path, b):
     got = []
     step = _run(link, v)
     wait_for(lambda: len(got) >= 3 or got.extend(v.take()), step)
-    _ack(v, 1)
+    _ack(v, box, 1)
     wait_for(lambda: box.acked == 1, step)
     control(b, "broker stop")                 # the validator's connection dies with it
     # The charger keeps recording while the broker is gone.
@@ -219,7 +225,7 @@ def test_flash_full_refuses_new_records_but_sends_every_old_one(tmp_path, amqtt_
     wait_for(lambda: len(got) >= 3 or got.extend(v.take()), _run(link, v))
     assert _seqs(got) == [1, 2, 3] and got[2][1] == b"last-before-full"
     for seq in (1, 2, 3):
-        _ack(v, seq)
+        _ack(v, box, seq)
     wait_for(lambda: box.pending() == 0, _run(link, v))
     link.close()
     v.close()
