@@ -2,6 +2,8 @@
 
   chargeproof validate --db L.sqlite --broker HOST --port N --id val-1 [--tariff T.json ...]
   chargeproof enroll   --db L.sqlite --charger cp-001 --pubkey HEX_OR_FILE [--origin O]
+                       [--id val-1 --grant-out G.json]      also makes the charger's ack key
+  chargeproof ack-key  --db L.sqlite --id val-1 --charger cp-001 show|rotate|activate [--grant-out G.json]
   chargeproof tariff   --db L.sqlite --file T.json          publish a tariff document
   chargeproof chargers --db L.sqlite
   chargeproof sessions --db L.sqlite [--charger cp-001]
@@ -80,9 +82,54 @@ def cmd_enroll(args):
     pub = _read_key(args.pubkey)
     if not sigcheck.valid_public_key(pub):
         raise LedgerError("not a P-256 SubjectPublicKeyInfo (DER): %s..." % pub.hex()[:40])
+    from host_tools.validator.acks import AckKeys
+    if args.grant_out and not args.id:
+        raise LedgerError("--grant-out needs --id (the validator the ack key belongs to)")
     with _open(args) as db:
         kid = db.enroll(args.charger, pub, origin=args.origin)
-    print("enrolled %s key id %s" % (args.charger, kid))
+        keys = AckKeys(db)
+        ack_kid, _ = keys.ensure(args.charger)
+        if args.grant_out:
+            _write_grant(args.grant_out, keys.provisioning(args.id, args.charger))
+    print("enrolled %s key id %s, ack key id %s" % (args.charger, kid, ack_kid))
+    return 0
+
+
+def _write_grant(path, grant):
+    """The ack key(s) for the charger's secrets file (host_tools/provision/secrets.py): a secret,
+    written with mode 0600."""
+    from host_tools.provision import secrets
+    secrets.write(path, grant)
+    print("ack key grant for %s (keys %s) written to %s: provision it, then delete it"
+          % (grant["charger"], " ".join(sorted(grant["ack_keys"])), path))
+
+
+def cmd_ack_key(args):
+    from host_tools.validator.acks import AckKeys
+    with _open(args) as db:
+        if db.charger(args.charger) is None:
+            raise LedgerError("charger %s is not enrolled" % args.charger)
+        keys = AckKeys(db)
+        if args.action == "rotate":
+            kid, _ = keys.rotate(args.charger)
+            print("next ack key %s made; provision current + next, then `activate`" % kid)
+        elif args.action == "activate":
+            kid, _ = keys.activate(args.charger)
+            print("acks are now made with key %s; provision it alone to retire the old one" % kid)
+        grant = keys.provisioning(args.id, args.charger)
+        cur, nxt = keys.current(args.charger), keys.pending(args.charger)
+        print("charger %s: current ack key %s, next %s" % (args.charger, cur[0] if cur else "-",
+                                                           nxt[0] if nxt else "-"))
+        if args.grant_out:
+            _write_grant(args.grant_out, grant)
+    return 0
+
+
+def cmd_pseudonym(args):
+    from host_tools.provision.pseudonym import pseudonym_of_card
+    with open(args.key_file, encoding="ascii") as f:
+        key = bytes.fromhex(f.read().strip())
+    print(pseudonym_of_card(key, args.card))
     return 0
 
 
@@ -231,7 +278,21 @@ def build_parser():
     sp.add_argument("--charger", required=True)
     sp.add_argument("--pubkey", required=True, help="SPKI DER as hex, or a file with hex or DER")
     sp.add_argument("--origin", help="checkpoint origin line (default: chargeproof.local/<charger>, the firmware's)")
+    sp.add_argument("--id", help="this validator's id (names the ack key in the grant)")
+    sp.add_argument("--grant-out", help="write the charger's ack key grant here (for provisioning)")
     sp.set_defaults(fn=cmd_enroll)
+
+    sp = with_db(sub.add_parser("ack-key", help="show, rotate or activate a charger's ack key"))
+    sp.add_argument("action", choices=("show", "rotate", "activate"))
+    sp.add_argument("--id", required=True, help="this validator's id")
+    sp.add_argument("--charger", required=True)
+    sp.add_argument("--grant-out", help="write the grant (current and next key) for provisioning")
+    sp.set_defaults(fn=cmd_ack_key)
+
+    sp = sub.add_parser("pseudonym", help="a card's pseudonym, as the operator's chargers publish it")
+    sp.add_argument("--card", required=True, help="the card UID as the reader gives it (hex)")
+    sp.add_argument("--key-file", required=True, help="the operator's pseudonym secret (64 hex)")
+    sp.set_defaults(fn=cmd_pseudonym)
 
     sp = with_db(sub.add_parser("tariff", help="publish a tariff document"))
     sp.add_argument("--file", required=True)

@@ -24,6 +24,7 @@ from host_tools import mqtt_conn
 from host_tools.firmware_rules import default_origin
 from host_tools.provision.broker_conf import Roster
 from host_tools.sim.broker import AmqttBroker, MosquittoBroker, find_mosquitto
+from host_tools.provision import secrets
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator, proof_bundle
@@ -220,6 +221,8 @@ def main(argv=None):
             devices.append(dev.start())
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin=default_origin(cid))
+            # Enrollment made an ack key per (validator, charger): onto the charger's flash.
+            dev.provision(secrets.from_validators(validators, cid))
             print("charger %s: key %s... enrolled with %d validators" % (
                 cid, dev.pubkey_hex[-16:], len(validators)))
         for v in validators:

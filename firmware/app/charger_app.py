@@ -24,6 +24,7 @@ from session.tariff import TariffError
 from store import atomic
 from uplink.outbox import Outbox
 
+from app import config as config_mod
 from app.records import Records
 from app.safety import SafetyWatch
 
@@ -51,7 +52,8 @@ class ChargerApp:
         pilot = Pilot(hw["pilot_pwm"], hw["pilot_adc"], clock, max_ma=board.rated_current_a * 1000)
         self.keys = KeyStore(data + "/key", hw["urandom"])
         log = ChargerLog(data + "/log", self.keys, cfg["charger_id"], cfg["log_origin"], clock)
-        self.outbox = Outbox(data + "/outbox", cfg["validators"])
+        self.secrets = config_mod.load_secrets(cfg["secrets_path"])
+        self.outbox = Outbox(data + "/outbox", cfg["validators"], quorum=cfg["ack_quorum"])
         self.records = Records(log, self.outbox, data)
         self.auth = Authoriser(cfg["auth_mode"], cfg["allow_list"])
         self.billing = Billing(data + "/tariff", cfg["tariff"])
@@ -94,11 +96,17 @@ class ChargerApp:
                                          cfg["charger_id"], clock.time)
             verifier.idle = self.safety
         from app.config import mqtt_tls
+        from uplink.acks import AckChecker
+        try:
+            acks = AckChecker(cfg["charger_id"], self.secrets["ack_keys"])
+        except ValueError as exc:
+            raise config_mod.ConfigError("secrets: %s" % exc)
         return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
                     verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
                     budget_ms=cfg["mqtt_budget_ms"], user=cfg["mqtt_user"],
                     password=cfg["mqtt_password"], tls=mqtt_tls(cfg), idle=self.safety,
-                    wait_slice_us=cfg["wait_slice_us"])
+                    wait_slice_us=cfg["wait_slice_us"], resend_ms=cfg["mqtt_resend_ms"],
+                    ack_checker=acks)
 
     @staticmethod
     def _reader(spi):

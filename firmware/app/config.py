@@ -30,7 +30,9 @@ DEFAULTS = {
     "meter_serial": None,          # required: the meter's serial number (OCMF MS)
     "meter_timeout_ms": 200,
     "meter_retries": 2,
-    "validators": [],              # validator ids whose ack frees a receipt; [] = any one
+    "validators": [],              # validator ids whose ack frees a receipt; [] = any one with a key
+    "ack_quorum": 0,               # how many of `validators` must ack: 0 = all, else k of n
+    "secrets_path": "/secrets.json",   # ack keys and the pseudonym key (load_secrets), never published
     "operator_key": None,          # hex SPKI DER / point of the operator's command key
     "log_origin": None,            # C2SP checkpoint origin; default ledger.ids.default_origin
     "loop_ms": 20,                 # main loop period: pilot debounce is 3 polls (app/main.py)
@@ -57,6 +59,7 @@ DEFAULTS = {
     "mqtt_ca": None,               # hex DER of the CA certificate the broker's must chain to
     "mqtt_tls_name": None,         # name the broker's certificate must carry; None: mqtt_host
     "mqtt_budget_ms": 500,         # the most one network poll may block the charging loop
+    "mqtt_resend_ms": 30000,       # no ack moved the outbox for this long: resend from the oldest
     "data_dir": "/data",
 }
 
@@ -159,3 +162,27 @@ def _check_watchdog(cfg):
         raise ConfigError("config: field 'watchdog_ms': %d outside %d..%d ms (at least four "
                           "loop passes of loop_ms + mqtt_budget_ms + meter_timeout_ms x "
                           "(meter_retries + 1))" % (w, lo, WATCHDOG_MAX_MS))
+
+
+def load_secrets(path):
+    """The charger's secrets file (written by host_tools/provision, never published):
+    {"ack_keys": {validator: {key id: "<64 hex>"}}, "pseudonym_key": "<64 hex>" or null}.
+    A missing file means no secrets: no ack can free a receipt, and card UIDs cannot be
+    pseudonymised (cards are then refused rather than published)."""
+    out = {"ack_keys": {}, "pseudonym_key": None}
+    try:
+        with open(path) as f:
+            raw = f.read()
+    except OSError:
+        return out
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError("%s: not JSON: %s" % (path, exc))
+    if not isinstance(obj, dict):
+        raise ConfigError("%s: must be a JSON object" % path)
+    for key in obj:
+        if key not in out:
+            raise ConfigError("%s: unknown field %r" % (path, key))
+    out.update(obj)
+    return out

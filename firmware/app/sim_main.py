@@ -5,11 +5,13 @@
 #   micropython -m app.sim_main      stdin: the scenario as one JSON line, then "go"
 #
 # scenario: {"charger_id", "data_dir", "board", "meter": {"port", "baud", "control"},
-#            "mqtt_host", "mqtt_port", "config": {...overrides},
+#            "mqtt_host", "mqtt_port", "config": {...overrides}, "secrets": {...} (written to
+#            <data_dir>/secrets.json as provisioning would; absent: keep what is there),
 #            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
 #            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s"}
-# Prints one line per event: "PUBKEY <spki hex>" (then waits for "go": the operator enrolls
-# the key with the validators), "CHARGING <n>", "UNPLUG <n> <unix ns>", "SESSION <n> <state> <unix ns>",
+# Prints one line per event: "PUBKEY <spki hex>" (then reads "secrets <json>" (optional: the
+# provisioning after enrollment) and waits for "go": the operator enrolls the key with the
+# validators), "CHARGING <n>", "UNPLUG <n> <unix ns>", "SESSION <n> <state> <unix ns>",
 # "DRAINED <receipts not acknowledged> <meter Wh>".
 # Simulated time runs as fast as the loop goes; the network keeps real time.
 import json
@@ -22,6 +24,8 @@ from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from hal import sim
 from hal.meterctl import MeterControl
+from ledger.keys import KeyStore
+from store import atomic
 
 
 class SimCharger:
@@ -30,8 +34,10 @@ class SimCharger:
         board = load_board(sc["board"])
         overrides = {"charger_id": sc["charger_id"], "data_dir": sc["data_dir"],
                      "mqtt_host": sc["mqtt_host"], "mqtt_port": sc["mqtt_port"]}
+        overrides["secrets_path"] = sc["data_dir"] + "/secrets.json"
         overrides.update(sc.get("config", {}))
-        cfg = config.load(board, None, overrides)
+        self.board = board
+        self.cfg = cfg = config.load(board, None, overrides)
         clock = sim.SimClock(epoch=sc.get("start_time", 1767225600))
         meter = sc["meter"]
         self.hw = sim_hardware(board, meter["port"], meter["baud"], clock)
@@ -41,7 +47,20 @@ class SimCharger:
         self.meter = MeterControl(meter["control"])
         self.power_w = 0
         self.meter.set_power_w(0)
-        self.app = ChargerApp(board, cfg, self.hw)
+        self.app = None
+        # First boot makes the key (ChargerApp loads the same one): its public half is read out
+        # before provisioning, as host_tools/provision/deploy.py --pubkey does on a board.
+        atomic.makedirs(cfg["data_dir"])
+        self.pubkey_hex = KeyStore(cfg["data_dir"] + "/key", self.hw["urandom"]).public_key_hex()
+
+    def provision(self, secrets):
+        """The secrets file on flash (ack keys, pseudonym key), as deploy.py --secrets writes it."""
+        with open(self.cfg["secrets_path"], "w") as f:     # a plain file, as mpremote cp leaves it
+            f.write(json.dumps(secrets))
+
+    def boot(self):
+        sc = self.sc
+        self.app = ChargerApp(self.board, self.cfg, self.hw)
         if sc.get("start_wh") is None:        # a reboot: the meter kept counting
             self.wh = self.app.charger.meter.read_energy_wh()
         else:
@@ -101,9 +120,16 @@ class SimCharger:
 def main():
     sc = json.loads(sys.stdin.readline())
     ch = SimCharger(sc)
-    print("PUBKEY %s" % ch.app.public_key_hex())
-    if sys.stdin.readline().strip() != "go":
+    if sc.get("secrets") is not None:
+        ch.provision(sc["secrets"])
+    print("PUBKEY %s" % ch.pubkey_hex)
+    line = sys.stdin.readline().strip()
+    if line.startswith("secrets "):          # provisioned after enrollment made the ack keys
+        ch.provision(json.loads(line[8:]))
+        line = sys.stdin.readline().strip()
+    if line != "go":
         return
+    ch.boot()
     ch.run(1)
     for n, s in enumerate(sc["sessions"]):
         ch.session(n + 1, s)

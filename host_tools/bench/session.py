@@ -26,6 +26,7 @@ from host_tools.devtools import mp32, mprun
 from host_tools.firmware_rules import default_origin
 from host_tools.sim.broker import AmqttBroker
 from host_tools.demo import CARDS, default_tariff
+from host_tools.provision import secrets
 from host_tools.sim.fleet import DEFAULT_BOARD, Device, start_meter, stop
 from host_tools.validator.service import Validator
 
@@ -98,6 +99,7 @@ def ack_rows(sessions=8):
         dev.start()
         validator.enroll("CP-BENCH", bytes.fromhex(dev.pubkey_hex),
                          origin=default_origin("CP-BENCH"))
+        dev.provision(secrets.from_validators([validator], "CP-BENCH"))
         validator.subscribed.wait(10)
         time.sleep(0.3)
         dev.go()

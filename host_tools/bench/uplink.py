@@ -4,7 +4,6 @@ A paho validator on the host acks every receipt as it arrives (end-to-end ack th
 the half-dead link is made by host_tools.sim.netfault's proxy. Figures are for the unix port:
 divide throughput by the ESP32 factor in DESIGN.md before expecting them on a board.
 """
-import hashlib
 import json
 import os
 import pathlib
@@ -19,10 +18,14 @@ from host_tools.sim.broker import AmqttBroker
 from host_tools.sim.netfault import ControlServer, FaultProxy
 
 from host_tools import paths
+from host_tools.validator import acks
 from host_tools.paths import ROOT
 N_RECEIPTS = 200
 CHARGER = "CP-BENCH"
 T0 = 1800000000
+
+
+ACK_KEY = bytes(range(32))        # the bench validator's ack key, provisioned on the charger below
 
 
 def _validator(broker):
@@ -30,7 +33,7 @@ def _validator(broker):
 
     def on_message(client, userdata, msg):
         seq = int(msg.topic.rsplit("/", 1)[1])
-        body = json.dumps({"seq": seq, "sha256": hashlib.sha256(msg.payload).hexdigest()})
+        body = acks.make_ack("bench", CHARGER, "receipt", seq, msg.payload, "k1", ACK_KEY)
         client.publish("cp/%s/ack/bench" % CHARGER, body, qos=1)
 
     c.on_message = on_message
@@ -54,7 +57,8 @@ def run_interp(interp="micropython"):
             cfg = {"host": broker.host, "port": proxy.port, "broker_port": broker.port,
                    "control": ctl.port,
                    "dir": tmp + "/ob", "n": N_RECEIPTS, "cmds": cmds, "charger": CHARGER,
-                   "operator_spki": op.public_spki_hex(key), "t0": T0}
+                   "operator_spki": op.public_spki_hex(key), "t0": T0,
+                   "ack_keys": {"bench": {"k1": ACK_KEY.hex()}}}
             env = dict(os.environ)
             mp_path = [str(paths.FIRMWARE), str(paths.MPLIB)]
             if interp == "micropython":

@@ -3,6 +3,7 @@
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --board boards/X.json --config my.json
     python -m host_tools.provision.deploy --port /dev/ttyUSB0 --pubkey
     ... --config my.json --mqtt-user CP-001 --mqtt-password-file pw --mqtt-ca ca.crt [--mqtt-tls-name N]
+    python -m host_tools.provision.deploy --port /dev/ttyUSB0 --secrets cp-001.secrets.json
 
 Deploy puts the firmware on the board the way the board file says ("firmware": frozen, romfs
 or mpy; --mode overrides; host_tools/provision/fit.py explains the three), the board file at
@@ -21,6 +22,9 @@ The --mqtt-* options put the charger's broker login and the broker's CA (PEM fil
 the board as DER hex, TLS on) into the configuration written to the board; the password never
 appears on a command line. --pubkey makes the key on first boot (from the
 board's RNG) or loads it, and prints only the public key: the private key never leaves the board.
+--secrets writes the charger's secrets file (its validators' ack keys and the operator's pseudonym
+key, host_tools/provision/secrets.py) to /secrets.json, after checking it with the firmware's own
+loaders; it is never published. Rotating an ack key is the same command with the new file.
 
 --resume (for the MicroPython unix port as a virtual board over socat, which has no soft reset)
 adds mpremote's `resume` to every call.
@@ -105,6 +109,27 @@ def build_romfs():
     return ROMFS_IMAGE
 
 
+def check_secrets(secrets_path):
+    """Load the secrets file with the firmware's loaders (raises ConfigError / ValueError)."""
+    from host_tools.paths import firmware_on_path
+    firmware_on_path()
+    from app import config
+    from uplink.acks import load_keys
+    sec = config.load_secrets(str(secrets_path))
+    if not sec["ack_keys"]:
+        raise ValueError("%s holds no ack keys: no receipt could ever leave the charger" % secrets_path)
+    load_keys(sec["ack_keys"])
+    key = sec["pseudonym_key"]
+    if key is not None and (not isinstance(key, str) or len(key) != 64):
+        raise ValueError("pseudonym_key must be 64 hex digits")
+    return sec
+
+
+def put_secrets(port, secrets_path, resume=False):
+    check_secrets(secrets_path)
+    mpremote(port, ["fs", "cp", str(secrets_path), ":secrets.json"], resume)
+
+
 def deploy(port, board_path, config_path, resume=False, mode=None):
     cfg, board = check_files(board_path, config_path)
     mode = mode or board.firmware
@@ -163,6 +188,7 @@ def main(argv=None):
     ap.add_argument("--board", help="board file (boards/*.json)")
     ap.add_argument("--config", help="charger configuration JSON (charger_id, meter_serial, ...)")
     ap.add_argument("--pubkey", action="store_true", help="print the charger's public key")
+    ap.add_argument("--secrets", help="the charger's secrets file (ack keys, pseudonym key) -> /secrets.json")
     ap.add_argument("--data-dir", default=None, help="the charger's data directory on the board")
     ap.add_argument("--resume", action="store_true", help="no soft reset (unix-port virtual board)")
     ap.add_argument("--mode", choices=fit.MODES, help="how the firmware goes on (default: the "
@@ -187,13 +213,16 @@ def main(argv=None):
             print("deploy refused: %s" % exc, file=sys.stderr)
             return 2
         print("deployed %s to %s: %s" % (cfg["charger_id"], args.port, verdict))
+    if args.secrets:
+        put_secrets(args.port, args.secrets, args.resume)
+        print("secrets written to %s:/secrets.json" % args.port)
     if args.pubkey:
         data_dir = args.data_dir
         if data_dir is None and args.config:
             data_dir = json.loads(pathlib.Path(args.config).read_text()).get("data_dir")
         print(public_key(args.port, data_dir or "/data", args.resume))
-    if not args.board and not args.pubkey:
-        ap.error("nothing to do: give --board (deploy) and/or --pubkey")
+    if not args.board and not args.pubkey and not args.secrets:
+        ap.error("nothing to do: give --board (deploy), --secrets and/or --pubkey")
     return 0
 
 

@@ -4,6 +4,7 @@
     dev = Device("CP-001", workdir, broker_host, broker_port, sessions=[...])
     dev.start()                 # meter simulator + MicroPython process; reads the public key
     validator.enroll(dev.charger_id, bytes.fromhex(dev.pubkey_hex))
+    dev.provision(secrets.from_validators([validator], dev.charger_id))   # provision/secrets.py
     dev.go()                    # the scripted sessions run
     dev.wait()                  # until every receipt is acknowledged (or the drain timeout)
 """
@@ -92,6 +93,11 @@ class Device:
             self.close()                      # nothing of a device that did not boot stays
             raise
         return self
+
+    def provision(self, secrets):
+        """The charger's secrets file (host_tools/provision/secrets.py) before its first run."""
+        self.proc.stdin.write("secrets %s\n" % json.dumps(secrets))
+        self.proc.stdin.flush()
 
     def go(self):
         self.proc.stdin.write("go\n")

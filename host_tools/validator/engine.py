@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 from host_tools.verify import formats, merkle, sigcheck
 from host_tools.validator import checks
+from host_tools.validator.acks import AckKeys
 from host_tools.validator.checks import Reject, Result
 from host_tools.validator.proofs import proof_bundle
 from host_tools.validator.registry import Registry
@@ -95,6 +96,7 @@ class Engine:
             raise ValueError("backend must be one of %s" % (sigcheck.BACKENDS,))
         self.db = store if store is not None else open_ledger(db_path)
         self.registry = Registry(self.db)
+        self.ack_keys = AckKeys(self.db)         # per charger, made at enrollment (acks.py)
         self.validator_id = validator_id
         self.backend = backend
         self.skew_s = skew_s
@@ -108,7 +110,9 @@ class Engine:
 
     # ---- registry --------------------------------------------------------------------------
     def enroll(self, charger_id: str, pubkey_der: bytes, origin: Optional[str] = None) -> str:
-        return self.registry.enroll(charger_id, pubkey_der, origin)
+        kid = self.registry.enroll(charger_id, pubkey_der, origin)
+        self.ack_keys.ensure(charger_id)         # the charger gets it by provisioning
+        return kid
 
     def publish_tariff(self, document: Union[str, bytes, dict]) -> str:
         return self.registry.publish_tariff(document)
@@ -155,7 +159,8 @@ class Engine:
 
     def _ack(self, result: Result, envelope: dict) -> Result:
         result.ack_topic = formats.ack_topic(result.charger_id, self.validator_id)
-        result.ack = formats.ack_payload(envelope, result)
+        result.ack = self.ack_keys.ack(self.validator_id, result.charger_id, envelope["kind"],
+                                       envelope["outbox_seq"], envelope["body"])
         return result
 
     def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Reject,

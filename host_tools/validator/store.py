@@ -49,7 +49,7 @@ import time
 from host_tools.firmware_rules import IdError, check_charger_id, default_origin
 from host_tools.verify.checkpoint import key_id as c2sp_key_id
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class LedgerError(Exception):
@@ -152,6 +152,17 @@ MIGRATIONS = {
             hour         INTEGER NOT NULL,       -- epoch seconds // 3600
             dropped      INTEGER NOT NULL,
             PRIMARY KEY (charger_id, hour))""",
+    ],
+    5: [
+        # Ack keys (host_tools/validator/acks.py): one 32-byte secret per charger, made at
+        # enrollment and provisioned onto the charger; 'next' during a rotation.
+        """CREATE TABLE ack_keys (
+            charger_id   TEXT NOT NULL,
+            kid          TEXT NOT NULL,
+            key_hex      TEXT NOT NULL,
+            state        TEXT NOT NULL CHECK (state IN ('current', 'next', 'retired')),
+            created_at   INTEGER NOT NULL,
+            PRIMARY KEY (charger_id, kid))""",
     ],
 }
 

@@ -60,17 +60,6 @@ def ack_topic(charger_id, validator_id, prefix=PREFIX):
     return "%s/%s/ack/%s" % (prefix, charger_id, validator_id)
 
 
-def ack_payload(envelope, result):
-    """{"seq": N, "sha256": hex of the acked bytes}: the charger drops outbox record N only if
-    the hash matches what it sent (a replayed message under another seq acks nothing).
-    "status" and "reason" tell operators the verdict; the charger ignores them."""
-    doc = {"seq": envelope["outbox_seq"], "sha256": hashlib.sha256(envelope["body"]).hexdigest(),
-           "status": result.status}
-    if result.reason:
-        doc["reason"] = result.reason
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
 def evidence_topic(charger_id, validator_id, prefix=PREFIX):
     """Where a validator reports misbehaviour of a charger (not part of the charger's tree of
     subscriptions: for operators, auditors and other validators)."""

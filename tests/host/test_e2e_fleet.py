@@ -11,6 +11,7 @@ import pytest
 
 from host_tools.sim.broker import make_broker
 from host_tools.demo import CARDS, default_tariff
+from host_tools.provision import secrets
 from host_tools.sim.fleet import Device, start_meter, stop
 from host_tools.validator.store import LedgerDB
 from host_tools.verify import merkle
@@ -52,6 +53,7 @@ def test_fleet_billed_exactly_once_through_broker_restart_and_power_cut(tmp_path
             dev = device(cid, tmp_path, broker, info, plan, START_WH).start()
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + cid)
+            dev.provision(secrets.from_validators(validators, cid))
             devices.append(dev)
         for v in validators:
             assert v.subscribed.wait(10)

@@ -17,6 +17,7 @@ heap0 = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
 from hal import clock                    # noqa: E402
 from uplink.outbox import Outbox         # noqa: E402
 from uplink.mqtt import Link             # noqa: E402
+from uplink.acks import AckChecker        # noqa: E402
 from uplink.commands import Verifier     # noqa: E402
 
 ticks_ms, ticks_diff = clock.ticks_ms, clock.ticks_diff
@@ -51,7 +52,8 @@ def main():
 
     # Throughput straight to the broker (the fault proxy is a Python relay: it would dominate).
     link = Link(cfg["charger"], cfg["host"], cfg["broker_port"], box, keepalive_s=2,
-                timeout_ms=300, backoff_min_ms=20, backoff_max_ms=200, window=16, burst=8)
+                timeout_ms=300, backoff_min_ms=20, backoff_max_ms=200, window=16, burst=8,
+                ack_checker=AckChecker(cfg["charger"], cfg["ack_keys"]))
     while not link.connected:
         link.poll()
     t = ticks_ms()

@@ -1,12 +1,14 @@
 # A charger's uplink as its own process (MicroPython or CPython), so host tests can kill it
 # with SIGKILL (power cut) and start it again (reboot) against a real broker.
 # stdin, one JSON line: {"host", "port", "dir", "put": [payload str...], "keepalive": s,
-#                        "operator_key": spki hex (optional: accept signed commands)}
+#                        "operator_key": spki hex (optional: accept signed commands),
+#                        "ack_keys": {validator: {kid: hex}} (the provisioned ack keys)}
 # stdout, one line per event: "connected", "down", "acked <n>", "pending <n>", "cmd <name> <n>".
 import json
 import sys
 import time
 
+from uplink.acks import AckChecker
 from uplink.outbox import Outbox
 from uplink.mqtt import Link
 
@@ -30,7 +32,8 @@ def main():
         verifier = Verifier(cfg["dir"] + "-cmd_n", cfg["operator_key"], charger,
                             lambda: int(time.time()))
     link = Link(charger, cfg["host"], cfg["port"], box, verifier=verifier,
-                keepalive_s=cfg.get("keepalive", 5), timeout_ms=1000, backoff_min_ms=50)
+                keepalive_s=cfg.get("keepalive", 5), timeout_ms=1000, backoff_min_ms=50,
+                ack_checker=AckChecker(charger, cfg.get("ack_keys", {})))
     was, acked = False, box.acked
     while True:
         for cmd in link.poll():

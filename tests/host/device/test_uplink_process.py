@@ -6,7 +6,7 @@ socket) and boots it again from the same flash directory.
 """
 import pytest
 
-from fixtures.charger_process import CP, ChargerProcess, Observer
+from fixtures.charger_process import ACK_KEYS, CP, ChargerProcess, Observer
 
 
 @pytest.mark.parametrize("interp", ["micropython", "cpython"])
@@ -15,7 +15,7 @@ def test_power_cut_fires_the_will_and_reboot_resends_in_order(tmp_path, mqtt_bro
     payloads = [b"OCMF|{\"n\":%d}|{}" % i for i in range(1, 4)]
     obs = Observer(b, "obs-1")
     cfg = {"host": b["host"], "port": b["port"], "dir": str(tmp_path / "ob"), "charger": CP,
-           "put": [p.decode() for p in payloads]}
+           "put": [p.decode() for p in payloads], "ack_keys": ACK_KEYS}
     proc = ChargerProcess(interp, cfg)
     try:
         proc.wait_line("connected")

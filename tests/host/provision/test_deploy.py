@@ -78,6 +78,64 @@ def test_deploy_then_provision(virtual_board, tmp_path):
     out = deploy.mpremote(virtual_board["port"], ["exec", "import sys; sys.path.insert(0, 'lib');"
                           "import session.charger as m; print(m.__file__)"], resume=True)
     assert "lib/session/charger.mpy" in out
+    _provision_and_rotate_ack_keys(virtual_board, tmp_path, first)
+
+
+_CHECK_ACK = """
+import sys
+sys.path.insert(0, 'lib')
+from app import config
+from uplink.acks import AckChecker
+from uplink.outbox import BadAck
+chk = AckChecker('CP-BENCH-1', config.load_secrets('secrets.json')['ack_keys'])
+for raw in %r:
+    try:
+        print('ACK', chk.check('val-1', raw)[0])
+    except BadAck as exc:
+        print('ACK refused')
+"""
+
+
+def _provision_and_rotate_ack_keys(board, tmp_path, pubkey_hex):
+    """Enrollment makes the ack key, provisioning puts it on the board, the board verifies the
+    validator's acks with it; a rotation goes through current+next, then next alone."""
+    from host_tools import cli
+    from host_tools.provision import secrets
+    from host_tools.validator.acks import AckKeys, make_ack
+    from host_tools.validator.store import LedgerDB
+    db, grant, sec = str(tmp_path / "v.sqlite"), tmp_path / "grant.json", tmp_path / "cp.secrets.json"
+    assert cli.main(["enroll", "--db", db, "--charger", "CP-BENCH-1", "--pubkey", pubkey_hex,
+                     "--id", "val-1", "--grant-out", str(grant)]) == 0
+    assert oct(grant.stat().st_mode & 0o777) == "0o600"
+    assert secrets.main(["add", "--secrets", str(sec), "--grant", str(grant)]) == 0
+    deploy.main(["--port", board["port"], "--resume", "--secrets", str(sec)])
+
+    def acks_by(kid):
+        with LedgerDB(db) as ledger:
+            keys = AckKeys(ledger)
+            key = dict(keys.provisioning("val-1", "CP-BENCH-1")["ack_keys"])[kid]
+        return make_ack("val-1", "CP-BENCH-1", "receipt", 7, b"r", kid, bytes.fromhex(key))
+
+    def board_says(raws):
+        out = deploy.mpremote(board["port"], ["exec", _CHECK_ACK % (raws,)], resume=True)
+        return [line for line in out.splitlines() if line.startswith("ACK")]
+
+    k1 = acks_by("k1")
+    assert board_says([k1]) == ["ACK 7"]
+    assert cli.main(["ack-key", "rotate", "--db", db, "--id", "val-1", "--charger", "CP-BENCH-1",
+                     "--grant-out", str(grant)]) == 0
+    k2 = acks_by("k2")
+    assert board_says([k1, k2]) == ["ACK 7", "ACK refused"]      # not provisioned yet
+    secrets.main(["add", "--secrets", str(sec), "--grant", str(grant)])
+    deploy.main(["--port", board["port"], "--resume", "--secrets", str(sec)])
+    assert board_says([k1, k2]) == ["ACK 7", "ACK 7"]            # during the rotation: both
+    assert cli.main(["ack-key", "activate", "--db", db, "--id", "val-1", "--charger", "CP-BENCH-1",
+                     "--grant-out", str(grant)]) == 0
+    secrets.main(["add", "--secrets", str(sec), "--grant", str(grant)])
+    deploy.main(["--port", board["port"], "--resume", "--secrets", str(sec)])
+    assert board_says([k1, k2]) == ["ACK refused", "ACK 7"]      # the old key is retired
+    assert json.loads((board["dir"] / "secrets.json").read_text())["ack_keys"] == {
+        "val-1": {"k2": json.loads(grant.read_text())["ack_keys"]["k2"]}}
 
 
 def test_bad_board_file_is_refused_before_anything_is_written(virtual_board, tmp_path):

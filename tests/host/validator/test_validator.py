@@ -13,6 +13,7 @@ from host_tools.sim.charger import SimCharger
 from host_tools.validator.service import Validator, proof_bundle
 from ledger import receipt as fw_receipt
 from uplink import outbox
+from uplink.acks import AckChecker
 
 
 @pytest.fixture
@@ -47,10 +48,12 @@ def test_valid_sessions_are_accepted_stored_and_acked_in_the_uplinks_format(vali
         results = feed(validator, msgs)
         for (topic, payload), r in zip(msgs, results):
             assert r.status == "accepted", r
-            # The ack is what firmware/uplink/outbox.py accepts, names the outbox seq of the topic
-            # and the SHA-256 of the exact bytes, and goes to this validator's ack topic.
-            seq, digest = outbox.parse_ack(r.ack)
+            # The ack is what firmware/uplink/acks.py accepts with the provisioned key, names the
+            # outbox seq of the topic and the SHA-256 of the exact bytes, and goes to this
+            # validator's ack topic.
+            seq, tag, digest = _checker(validator).check("val-1", r.ack)
             assert seq == int(topic.rsplit("/", 1)[1])
+            assert tag == outbox.kind_tag(topic.split("/")[2])
             assert digest == hashlib.sha256(payload).hexdigest()
             assert r.ack_topic == "cp/CP-0001/ack/val-1"
     rows = validator.db.sessions("CP-0001")
@@ -180,7 +183,7 @@ def test_meter_going_backwards_across_sessions_is_disputed_with_evidence(validat
     msgs = charger.charge(energy_wh=3000)
     r = validator.process(*msgs[0])
     assert (r.status, r.reason) == ("rejected", "meter-backwards")
-    assert r.ack is not None and json.loads(r.ack)["status"] == "rejected"     # final verdict: stored
+    assert r.ack is not None and r.status == "rejected"     # final verdict: stored, acked
     row = validator.db.receipt_at("CP-0001", 1)
     assert row["status"] == "disputed" and row["note"].startswith("meter-backwards")
     assert evidence_kinds(validator) == ["meter-backwards"]
@@ -382,17 +385,24 @@ def test_a_replayed_receipt_under_another_seq_cannot_make_the_charger_drop_a_rec
     (rt, rec), (ct, cp) = charger.charge()
     assert box.put("receipt", rec) == 1 and box.put("checkpoint", cp) == 2
     r1 = validator.process(rt, rec)
-    box.ack(*_ack_args(r1))
+    box.ack(*_ack_args(validator, r1))
     assert box.acked == 1
     replay = validator.process(ct.replace("/checkpoint/", "/receipt/"), rec)
     assert replay.status == "duplicate"
     with pytest.raises(outbox.BadAck):
-        box.ack(*_ack_args(replay))
+        box.ack(*_ack_args(validator, replay))
     assert box.acked == 1 and box.get(2) is not None
-    box.ack(*_ack_args(validator.process(ct, cp)))
+    box.ack(*_ack_args(validator, validator.process(ct, cp)))
     assert box.acked == 2
 
 
-def _ack_args(result):
-    seq, digest = outbox.parse_ack(result.ack)
-    return seq, result.ack_topic.rsplit("/", 1)[1], digest
+def _checker(validator, charger_id="CP-0001"):
+    """The charger's side of the acks: the keys provisioning gives it (acks.AckKeys)."""
+    prov = validator.ack_keys.provisioning(validator.validator_id, charger_id)
+    return AckChecker(charger_id, {validator.validator_id: prov["ack_keys"]})
+
+
+def _ack_args(validator, result):
+    """What the charger hands its outbox for this ack, after authenticating it."""
+    seq, tag, digest = _checker(validator).check(validator.validator_id, result.ack)
+    return seq, result.ack_topic.rsplit("/", 1)[1], digest, tag

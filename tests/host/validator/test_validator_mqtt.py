@@ -7,8 +7,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from host_tools.provision import secrets
 from host_tools.sim.charger import SimCharger
 from host_tools.validator.service import Validator
+from uplink.acks import AckChecker
 from uplink.mqtt import Link
 from uplink.outbox import Outbox
 
@@ -48,7 +50,9 @@ def fleet(tmp_path, mqtt_broker):
     links = []
     for c in chargers:
         box = Outbox(str(tmp_path / ("outbox-" + c.charger_id)), validators=VALIDATORS)
+        keys = secrets.from_validators(validators, c.charger_id)["ack_keys"]
         links.append(Link(c.charger_id, "127.0.0.1", mqtt_broker["port"], box, timeout_ms=2000,
+                          ack_checker=AckChecker(c.charger_id, keys),
                           backoff_min_ms=50, backoff_max_ms=500, window=16, burst=8,
                           resend_ms=1000))   # amqtt drops offline sessions: the resend covers it
     yield {"chargers": chargers, "validators": validators, "links": links, "broker": mqtt_broker}
