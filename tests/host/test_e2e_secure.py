@@ -8,6 +8,7 @@ import time
 
 from host_tools.demo import CARDS, default_tariff
 from host_tools.mqtt_conn import charger_config
+from host_tools.provision import secrets
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator
@@ -30,6 +31,7 @@ def test_tls_charger_delivers_receipts_to_tls_validators(tmp_path, secure_mosqui
         for v in validators:
             v.enroll("CP-1", bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/CP-1")
             assert v.subscribed.wait(10)
+        dev.provision(secrets.from_validators(validators, "CP-1"))      # the ack keys
         dev.go()
         assert dev.wait(timeout=300) == 0            # every receipt acked by both validators
     finally:
