@@ -73,8 +73,12 @@ def resigned(key, raw: bytes) -> bytes:
 
 
 def ack_seeds() -> List[bytes]:
-    return [b'{"seq":1,"sha256":"' + b"ab" * 32 + b'"}', b'{"seq":12}',
-            b'{"seq":3,"sha256":"' + b"0F" * 32 + b'","status":"accepted"}']
+    """Authentic acks for the fuzz target's key (devtools/mp/fuzz_run.py _ack), and old forms."""
+    from host_tools.validator.acks import make_ack
+    key = bytes.fromhex("11" * 32)
+    return [make_ack("v1", "CP-FUZZ", "receipt", 1, b"OCMF|{}|{}", "k1", key),
+            make_ack("v1", "CP-FUZZ", "checkpoint", 12, b"note", "k1", key),
+            b'{"seq":3,"sha256":"' + b"0f" * 32 + b'"}']
 
 
 def tariff_seeds(charger_tariff: bytes) -> List[bytes]:
