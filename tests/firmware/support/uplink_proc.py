@@ -8,9 +8,9 @@ import json
 import sys
 import time
 
-from uplink.acks import AckChecker
 from uplink.outbox import Outbox
 from uplink.mqtt import Link
+from uplink.acks import AckChecker     # after mqtt: the P-256 tables first (heap)
 
 
 def say(line):
