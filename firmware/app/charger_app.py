@@ -93,7 +93,8 @@ class ChargerApp:
         if cfg["operator_key"]:
             from uplink import commands
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
-                                         cfg["charger_id"], clock.time)
+                                         cfg["charger_id"], clock.time,
+                                         clock_status=clock.status)
             verifier.idle = self.safety
         from app.config import mqtt_tls
         from uplink.acks import AckChecker

@@ -25,6 +25,12 @@ WRONG_CHARGER = "wrong-charger"
 UNKNOWN_COMMAND = "unknown-command"
 REPLAYED = "replayed"
 EXPIRED = "expired"
+CLOCK_UNSYNCED = "clock-unsynchronised"
+
+# Commands whose effect only makes the charger do less: accepted whatever the clock says. Every
+# other command is bounded by its expiry, which means nothing while the clock is not
+# synchronised (it counts from 2000 until NTP answers): refused then, and the result says so.
+CLOCK_FREE = ("stop", "cancel_reservation")
 
 # name -> ((arg, type, required), ...). Unknown args are malformed: a typo must not be ignored.
 SCHEMA = {
@@ -122,10 +128,11 @@ def _check_args(name, args):
 class Verifier:
     """Checks commands for one charger. now() returns the charger's clock in unix seconds."""
 
-    def __init__(self, state_path, operator_key, charger_id, now):
+    def __init__(self, state_path, operator_key, charger_id, now, clock_status=None):
         self.pub = load_operator_key(operator_key)
         self.charger_id = charger_id
         self.now = now
+        self.clock_status = clock_status    # the clock's OCMF status letter; None: trusted
         self.state_path = state_path
         raw = atomic.read(state_path, b"0")
         self.last_n = int(raw)
@@ -170,6 +177,10 @@ class Verifier:
             raise CommandRejected(MALFORMED, str(exc), n, name)
         if n <= self.last_n:
             raise CommandRejected(REPLAYED, "n %d <= last accepted %d" % (n, self.last_n), n, name)
+        status = self.clock_status() if self.clock_status is not None else "S"
+        if status != "S" and name not in CLOCK_FREE:
+            raise CommandRejected(CLOCK_UNSYNCED, "clock status %s: %s depends on its expiry (exp %d); "
+                                  "refused until the clock is synchronised" % (status, name, exp), n, name)
         if self.now() > exp:
             raise CommandRejected(EXPIRED, "expired at %d" % exp, n, name)
         atomic.write(self.state_path, b"%d" % n)

@@ -95,3 +95,22 @@ def test_result_messages_name_the_command_and_reason(tmp_path, operator_commands
     assert cmd.ref == commands.ref_of(operator_commands["msgs"]["stop_n10"].encode())
     res = json.loads(commands.result("ok", cmd.n, cmd.name, ref=cmd.ref))
     assert res["result"] == "ok" and res["n"] == 10 and res["ref"] == cmd.ref
+
+
+def test_while_the_clock_is_not_synchronised_only_clock_free_commands_pass(tmp_path, operator_commands):
+    # A clock counting from 2000 until NTP answers makes every expiry meaningless: commands that
+    # depend on it are refused and the result names the command; a stop still works.
+    t0 = operator_commands["t0"]
+    m = operator_commands["msgs"]
+    status = ["U"]
+    v = Verifier(tmp_path + "/cmd_n", operator_commands["operator_spki"], operator_commands["charger"],
+                 lambda: t0, clock_status=lambda: status[0])
+    exc = raises(CommandRejected, v.verify, m["limit_n11"].encode())
+    assert exc.reason == "clock-unsynchronised" and "current_limit" in exc.detail
+    assert exc.cmd == "current_limit" and v.last_n == 0              # the counter did not move
+    assert _reason(v, m["reserve_n13"]) == "clock-unsynchronised"
+    status[0] = "I"
+    assert _reason(v, m["tariff_n12"]) == "clock-unsynchronised"
+    assert v.verify(m["stop_n10"].encode()).n == 10                  # stopping needs no clock
+    status[0] = "S"                                                  # NTP answered
+    assert v.verify(m["limit_n11"].encode()).n == 11
