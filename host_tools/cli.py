@@ -125,14 +125,6 @@ def cmd_ack_key(args):
     return 0
 
 
-def cmd_pseudonym(args):
-    from host_tools.provision.pseudonym import pseudonym_of_card
-    with open(args.key_file, encoding="ascii") as f:
-        key = bytes.fromhex(f.read().strip())
-    print(pseudonym_of_card(key, args.card))
-    return 0
-
-
 def cmd_tariff(args):
     from host_tools.verify import formats
     with open(args.file, encoding="utf-8") as f:
@@ -288,11 +280,6 @@ def build_parser():
     sp.add_argument("--charger", required=True)
     sp.add_argument("--grant-out", help="write the grant (current and next key) for provisioning")
     sp.set_defaults(fn=cmd_ack_key)
-
-    sp = sub.add_parser("pseudonym", help="a card's pseudonym, as the operator's chargers publish it")
-    sp.add_argument("--card", required=True, help="the card UID as the reader gives it (hex)")
-    sp.add_argument("--key-file", required=True, help="the operator's pseudonym secret (64 hex)")
-    sp.set_defaults(fn=cmd_pseudonym)
 
     sp = with_db(sub.add_parser("tariff", help="publish a tariff document"))
     sp.add_argument("--file", required=True)
