@@ -158,8 +158,8 @@ class Engine:
         return self._rejected(kind, charger_id, str(topic), payload, rej, state["authenticated"])
 
     def _ack(self, result: Result, envelope: dict) -> Result:
-        result.ack_topic = formats.ack_topic(result.charger_id, self.validator_id)
-        result.ack = self.ack_keys.ack(self.validator_id, result.charger_id, envelope["kind"],
+        result.ack_topic = formats.ack_topic(str(result.charger_id), self.validator_id)
+        result.ack = self.ack_keys.ack(self.validator_id, str(result.charger_id), envelope["kind"],
                                        envelope["outbox_seq"], envelope["body"])
         return result
 

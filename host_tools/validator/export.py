@@ -28,6 +28,7 @@ Transparenzsoftware XML (see its XML_Format.md and xml/Value.java, PublicKey.jav
     "base64" for keys (EncodingDecoder.decodeAsHex), not "hex".
   - signedData must have no whitespace around the record, or its signature cannot be checked.
 """
+from typing import Any, Dict, Optional, Tuple
 import base64
 import xml.etree.ElementTree as ET
 
@@ -41,7 +42,7 @@ def _tree(db, charger_id):
     return tree
 
 
-def export_json(db):
+def export_json(db: Any) -> Dict[str, Any]:
     chargers = []
     for c in db.chargers():
         cid = c["charger_id"]
@@ -76,7 +77,8 @@ def export_json(db):
                          for e in db.evidence()]}
 
 
-def export_transparency_xml(db, charger_id=None, statuses=("accepted", "flagged")):
+def export_transparency_xml(db: Any, charger_id: Optional[str] = None,
+                            statuses: Tuple[str, ...] = ("accepted", "flagged")) -> str:
     """The Transparenzsoftware's XML container with every billed session (status in statuses)."""
     root = ET.Element("values")
     number = 0

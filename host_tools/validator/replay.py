@@ -12,18 +12,20 @@ statuses the exporting validator recorded.
 Keys: by default the chargers must already be enrolled here (keys come from provisioning, not
 from the file being checked); --enroll-from-export takes them from the file and says so.
 """
+from typing import Any, Dict
+
 from host_tools.validator.store import LedgerError
 
 # What the exporting validator's status means for the verdict we should reach.
 _EXPECTED = {"accepted": ("accepted",), "flagged": ("flagged",), "disputed": ("rejected",)}
 
 
-def replay(validator, doc, enroll_from_export=False):
+def replay(validator: Any, doc: Any, enroll_from_export: bool = False) -> Dict[str, Any]:
     """Feed every record of export doc through validator. Returns a report dict:
     {"receipts": n, "checkpoints": n, "enrolled": [(charger, key id)], "disagreements": [...]},
     where a disagreement is (charger, kind, index or size, their status, our status, our reason)."""
     check_export(doc)
-    report = {"receipts": 0, "checkpoints": 0, "enrolled": [], "disagreements": []}
+    report: Dict[str, Any] = {"receipts": 0, "checkpoints": 0, "enrolled": [], "disagreements": []}
     for t in doc.get("tariffs", ()):
         h = validator.publish_tariff(t["document"])
         if h != t["tariff_hash"]:
@@ -72,7 +74,7 @@ def _rows(items, what):
     return items
 
 
-def check_export(doc):
+def check_export(doc: Any) -> None:
     """Raise LedgerError unless doc has the shape of a chargeproof-ledger version 1 export."""
     if not isinstance(doc, dict) or doc.get("format") != "chargeproof-ledger" or doc.get("version") != 1:
         raise LedgerError("not a chargeproof-ledger version 1 export")

@@ -1,5 +1,6 @@
 """C2SP tlog-checkpoint signed notes on the host: parse, and verify with a charger's P-256 key
 (signature type 0x02: key ID = SHA-256(SPKI DER)[:4], DER ECDSA over the note text)."""
+from typing import List, Optional
 import base64
 import binascii
 import hashlib
@@ -74,7 +75,7 @@ class Checkpoint:
                 raise CheckpointError("signature too short")
             self.signatures.append((m.group(1), raw[:4], raw[4:]))
 
-    def verify(self, pub_der: bytes, name=None):
+    def verify(self, pub_der: bytes, name: Optional[str] = None) -> None:
         """Raise WrongKey / BadSignature unless the key (named `name`, default the origin)
         signed this note."""
         name = self.origin if name is None else name
@@ -96,7 +97,7 @@ class Equivocation(CheckpointError):
     the pair itself is the proof of misbehaviour."""
 
 
-def check_extends(old: Checkpoint, new: Checkpoint, proof, pub_der: bytes):
+def check_extends(old: Checkpoint, new: Checkpoint, proof: List[bytes], pub_der: bytes) -> None:
     """Verify both notes with the charger's key, then that `new` extends `old` (RFC 9162
     consistency proof). Raises WrongKey/BadSignature, or Equivocation if the log was rewritten."""
     from host_tools.verify import merkle

@@ -6,6 +6,7 @@ the checkpoint note (host_tools/verify/checkpoint.py) and the tariff (host_tools
 through the functions below, which reuse those modules rather than parse a second time. The
 validator itself only sees plain dicts.
 """
+from typing import Any, Dict, List, Optional, Tuple, Union
 import hashlib
 import json
 
@@ -24,12 +25,12 @@ class FormatError(ValueError):
 
 
 # ---- MQTT (see docs/mqtt.md) -----------------------------------------------------------------
-def subscriptions(prefix=PREFIX):
+def subscriptions(prefix: str = PREFIX) -> List[str]:
     """Wildcard filters for every charger's outbox records."""
     return ["%s/+/%s/+" % (prefix, k) for k in KINDS]
 
 
-def route(topic, prefix=PREFIX):
+def route(topic: Union[str, bytes], prefix: str = PREFIX) -> Optional[Tuple[str, str]]:
     """(charger id, kind) for cp/<charger>/<kind>/<seq>, else None."""
     if isinstance(topic, bytes):
         topic = topic.decode("utf-8", "replace")
@@ -39,14 +40,14 @@ def route(topic, prefix=PREFIX):
     return parts[1], parts[2]
 
 
-def unwrap(kind, payload, topic):
+def unwrap(kind: str, payload: bytes, topic: Union[str, bytes]) -> Dict[str, Any]:
     """The outbox record: its seq (from the topic) and the exact signed bytes (the payload)."""
     if not payload:
         raise FormatError("empty %s message" % kind)
     return {"kind": kind, "body": bytes(payload), "outbox_seq": outbox_seq(topic)}
 
 
-def outbox_seq(topic):
+def outbox_seq(topic: Union[str, bytes]) -> int:
     """The outbox seq a charger put in the topic: a decimal >= 1 (what its ack parser accepts)."""
     if isinstance(topic, bytes):
         topic = topic.decode("utf-8", "replace")
@@ -56,23 +57,23 @@ def outbox_seq(topic):
     return int(last)
 
 
-def ack_topic(charger_id, validator_id, prefix=PREFIX):
+def ack_topic(charger_id: str, validator_id: str, prefix: str = PREFIX) -> str:
     return "%s/%s/ack/%s" % (prefix, charger_id, validator_id)
 
 
-def evidence_topic(charger_id, validator_id, prefix=PREFIX):
+def evidence_topic(charger_id: str, validator_id: str, prefix: str = PREFIX) -> str:
     """Where a validator reports misbehaviour of a charger (not part of the charger's tree of
     subscriptions: for operators, auditors and other validators)."""
     return "%s/%s/evidence/%s" % (prefix, charger_id, validator_id)
 
 
-def evidence_payload(result):
+def evidence_payload(result: Any) -> bytes:
     return json.dumps({"kind": result.evidence, "reason": result.reason, "detail": result.detail,
                        "message": result.kind, "sha256": result.digest}, separators=(",", ":")).encode()
 
 
 # ---- tariffs ---------------------------------------------------------------------------------
-def tariff_canonical(document):
+def tariff_canonical(document: Union[str, bytes, bytearray, dict]) -> Tuple[str, str]:
     """(canonical JSON text, hash hex) of a tariff document given as text, bytes or dict."""
     if isinstance(document, (bytes, bytearray)):
         document = document.decode()
@@ -95,7 +96,7 @@ def _whole_wh(value, what):
     return int(value)
 
 
-def parse_receipt(record):
+def parse_receipt(record: bytes) -> Dict[str, Any]:
     """A receipt record (<JSON>|<hex DER signature>) as the dict the validator checks. Parsing
     and the OCMF rules are host_tools.verify.receipt's and host_tools.verify.ocmf's; signatures are checked by
     the validator with its configured backend over the bytes named here."""
@@ -119,7 +120,7 @@ def parse_receipt(record):
     }
 
 
-def receipt_inconsistency(rc):
+def receipt_inconsistency(rc: Dict[str, Any]) -> Optional[Tuple[str, str]]:
     """(reason, detail) where a receipt contradicts its own OCMF record or itself, else None."""
     try:
         rc["receipt"].check_against_ocmf(rc["ocmf_record"])
@@ -137,7 +138,7 @@ def receipt_inconsistency(rc):
 _tariffs: dict = {}          # canonical text -> host_tools.verify.tariff.Tariff (parsed once)
 
 
-def recompute_price(tariff_text, rc):
+def recompute_price(tariff_text: str, rc: Dict[str, Any]) -> Tuple[int, int, int]:
     """(net, tax, total) in minor units, as host_tools.verify.tariff computes them for the receipt."""
     try:
         t = _tariffs.get(tariff_text)
@@ -153,7 +154,7 @@ def recompute_price(tariff_text, rc):
 
 
 # ---- checkpoints (host_tools/verify/checkpoint.py: C2SP tlog-checkpoint signed note) -------------
-def parse_checkpoint(note, key_id_hex=None):
+def parse_checkpoint(note: bytes, key_id_hex: Optional[str] = None) -> Dict[str, Any]:
     """The note as a dict; "signature"/"key_id" are those of the line by the origin's key name
     with key id key_id_hex (or the first such line if it has none, for the unknown-key report)."""
     try:
@@ -170,7 +171,8 @@ def parse_checkpoint(note, key_id_hex=None):
 
 
 # ---- light-client bundle (host_tools/verify/receipt.py defines it) ------------------------------------
-def make_bundle(receipt, index, size, inclusion, checkpoint, pubkey_hex, tariff):
+def make_bundle(receipt: bytes, index: int, size: int, inclusion: List[bytes], checkpoint: bytes,
+                pubkey_hex: str, tariff: Optional[str]) -> Dict[str, Any]:
     bundle = json.loads(receipt_mod.make_bundle(receipt, index, size, inclusion, bytes(checkpoint).decode("utf-8"),
                                                 json.loads(tariff) if tariff else None))
     bundle["pubkey"] = pubkey_hex        # convenience for the driver; the light client takes the key separately

@@ -4,6 +4,7 @@ proofs (generation §2.1.3.1 / §2.1.4.1, verification §2.1.3.2 / §2.1.4.2).
 Independent of firmware/ledger/merkle.py on purpose: the host checks what the device claims.
 Perfect subtrees are cached level by level, so a proof costs O(log^2 n) hashes, not O(n).
 """
+from typing import List, Optional
 import hashlib
 
 
@@ -37,7 +38,7 @@ class Tree:
             self.append(data)
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.levels[0])
 
     def append(self, data: bytes) -> int:
@@ -57,7 +58,7 @@ class Tree:
             i >>= 1
         return index
 
-    def leaf(self, index):
+    def leaf(self, index: int) -> bytes:
         return self.levels[0][index]
 
     def _mth(self, start, end):
@@ -70,7 +71,7 @@ class Tree:
         k = _split(n)
         return node_hash(self._mth(start, start + k), self._mth(start + k, end))
 
-    def root(self, size=None):
+    def root(self, size: Optional[int] = None) -> bytes:
         size = self.size if size is None else size
         self._check_size(size)
         return self._mth(0, size)
@@ -79,7 +80,7 @@ class Tree:
         if not 0 <= size <= self.size:
             raise ValueError("tree size %d outside 0..%d" % (size, self.size))
 
-    def inclusion_proof(self, index, size=None):
+    def inclusion_proof(self, index: int, size: Optional[int] = None) -> List[bytes]:
         """PATH(index, D[size]) as a list of 32-byte hashes, leaf side first."""
         size = self.size if size is None else size
         self._check_size(size)
@@ -100,7 +101,7 @@ class Tree:
         proof.extend(reversed(stack))
         return proof
 
-    def consistency_proof(self, old_size, new_size=None):
+    def consistency_proof(self, old_size: int, new_size: Optional[int] = None) -> List[bytes]:
         """PROOF(old_size, D[new_size]) per RFC 9162 §2.1.4.1 (empty when old_size is 0 or equal)."""
         new_size = self.size if new_size is None else new_size
         self._check_size(new_size)

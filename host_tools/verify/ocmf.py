@@ -1,6 +1,7 @@
 """Strict OCMF reader for the host (S.A.F.E. e.V., OCMF-en.md): parse a record, verify its
 ECDSA-secp256r1-SHA256 signature over the payload bytes exactly as transmitted, and read the
 begin/end readings as exact decimals. Independent of firmware/ledger/ocmf.py."""
+from typing import Any, Dict, Tuple
 import datetime
 import re
 from decimal import Decimal
@@ -21,7 +22,7 @@ class OcmfError(ValueError):
     """The record is not well-formed OCMF (message says which rule it breaks)."""
 
 
-def parse_time(tm):
+def parse_time(tm: Any) -> Tuple[Decimal, str]:
     """(epoch seconds as Decimal, clock status letter) of an OCMF TM string."""
     m = _TM.match(tm) if isinstance(tm, str) else None
     if not m:
@@ -123,7 +124,7 @@ class Record:
         return sigcheck.verify(pubkey_der, self.payload_text.encode("utf-8"), self.sig_der,
                                backend="both")
 
-    def begin_end(self):
+    def begin_end(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         """(begin reading, end reading) of a transaction record: TX B first, E/L/R/A/P last."""
         if len(self.readings) < 2:
             raise OcmfError("a session record needs a begin and an end reading")

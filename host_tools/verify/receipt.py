@@ -10,6 +10,7 @@ Bundle (JSON file handed to the driver, checked offline by host_tools.lightclien
    "checkpoint": "<C2SP checkpoint note of that size>",
    "tariff": {<tariff document>}}
 """
+from typing import Any, Dict, Union
 import base64
 import json
 from decimal import Decimal
@@ -92,10 +93,10 @@ class Receipt:
     def verify(self, pub_der) -> bool:
         return self.canonical_signature() and sigcheck.verify(pub_der, self.body, self.sig_der, backend="both")
 
-    def ocmf_record(self):
+    def ocmf_record(self) -> ocmf.Record:
         return ocmf.parse(self.fields["ocmf"])
 
-    def check_against_ocmf(self, rec):
+    def check_against_ocmf(self, rec: ocmf.Record) -> None:
         """Raise Mismatch(reason, detail) unless the receipt says what its OCMF record says."""
         f, p = self.fields, rec.payload
         b, e = rec.begin_end()
@@ -128,7 +129,7 @@ def make_bundle(record, index, tree_size, proof, checkpoint_note, tariff_doc) ->
                        "checkpoint": checkpoint_note, "tariff": tariff_doc}, indent=1)
 
 
-def read_bundle(text):
+def read_bundle(text: Union[str, bytes]) -> Dict[str, Any]:
     try:
         b = strictjson.loads(text, parse_float=float)
         if not isinstance(b, dict) or b.get("format") != BUNDLE_FORMAT:

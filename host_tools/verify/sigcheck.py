@@ -9,6 +9,7 @@ ECDSA-Sig-Value, and return True/False: a malformed signature or key is just "do
 a validator checks many messages from the same few chargers. The tests cross-check that the
 two backends agree on valid, forged and malformed inputs.
 """
+from typing import Iterable, Optional, Tuple
 import hashlib
 
 import ecdsa
@@ -49,7 +50,7 @@ def _fast_key(pub_der):
     return key
 
 
-def verify_reference(pub_der, message, sig_der):
+def verify_reference(pub_der: bytes, message: bytes, sig_der: bytes) -> bool:
     """python-ecdsa: True iff sig_der is a valid ECDSA-P256-SHA256 signature of message."""
     try:
         key = _ref_key(bytes(pub_der))
@@ -61,7 +62,7 @@ def verify_reference(pub_der, message, sig_der):
         return False
 
 
-def verify_fast(pub_der, message, sig_der):
+def verify_fast(pub_der: bytes, message: bytes, sig_der: bytes) -> bool:
     """cryptography (OpenSSL): same contract as verify_reference."""
     try:
         _fast_key(bytes(pub_der)).verify(bytes(sig_der), bytes(message), _ECDSA_SHA256)
@@ -70,7 +71,7 @@ def verify_fast(pub_der, message, sig_der):
         return False
 
 
-def verify(pub_der, message, sig_der, backend="fast"):
+def verify(pub_der: bytes, message: bytes, sig_der: bytes, backend: str = "fast") -> bool:
     if backend == "fast":
         return verify_fast(pub_der, message, sig_der)
     if backend == "reference":
@@ -84,7 +85,7 @@ def verify(pub_der, message, sig_der, backend="fast"):
     raise ValueError("unknown signature backend %r (one of %s)" % (backend, ", ".join(BACKENDS)))
 
 
-def valid_public_key(pub_der):
+def valid_public_key(pub_der: bytes) -> bool:
     """True iff pub_der is a P-256 SubjectPublicKeyInfo both backends accept."""
     try:
         _ref_key(bytes(pub_der))
@@ -94,7 +95,7 @@ def valid_public_key(pub_der):
         return False
 
 
-def recover_signer(pairs):
+def recover_signer(pairs: Iterable[Tuple[bytes, bytes]]) -> Optional[bytes]:
     """The one P-256 key (SPKI DER) that made every (message, DER signature) in pairs, or None.
 
     ECDSA public-key recovery (SEC 1 v2 §4.1.6) gives, for any single signature, up to two keys

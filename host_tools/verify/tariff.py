@@ -4,6 +4,7 @@ recomputes a receipt's price does not share the device's bugs.
 
 The rules (also in README "Pricing") are those stated in firmware/session/tariff.py.
 """
+from typing import List, Tuple, Union
 import datetime
 import hashlib
 import json
@@ -80,7 +81,7 @@ class Tariff:
         self.currency = doc["currency"]
 
     @classmethod
-    def load(cls, text):
+    def load(cls, text: Union[str, bytes]) -> "Tariff":
         try:
             return cls(strictjson.loads(text))
         except strictjson.JsonError as exc:
@@ -95,11 +96,11 @@ class Tariff:
         minute = local.hour * 60 + local.minute
         return [p for start, p in self.bands if start <= minute][-1]
 
-    def boundaries(self, begin, end, limit=MAX_BOUNDARIES):
+    def boundaries(self, begin: int, end: int, limit: int = MAX_BOUNDARIES) -> List[int]:
         """Every band start s with begin < s <= end, as epoch seconds (at most limit of them:
         a longer list cannot match a receipt's segments, and a years-long session must not
         cost years of iterations)."""
-        out = []
+        out: List[int] = []
         day = self._local(begin).replace(hour=0, minute=0, second=0, microsecond=0)
         while True:
             for start, _ in self.bands:
@@ -112,7 +113,7 @@ class Tariff:
                         raise TariffError("session crosses more than %d band starts" % limit)
             day = day + datetime.timedelta(days=1)
 
-    def check_segments(self, segments, begin, end):
+    def check_segments(self, segments: List[Tuple[int, int]], begin: int, end: int) -> int:
         if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= MAX_TIME):
             raise TariffError("session times out of range")
         starts = [s[0] for s in segments]
@@ -126,7 +127,7 @@ class Tariff:
             raise TariffError("negative segment energy")
         return sum(s[1] for s in segments)
 
-    def price(self, segments, begin, charge_end, end):
+    def price(self, segments: List[Tuple[int, int]], begin: int, charge_end: int, end: int) -> Tuple[int, int, int]:
         """(net, tax, total) in minor units, per the rules."""
         self.check_segments(segments, begin, end)
         if not begin <= charge_end <= end:
