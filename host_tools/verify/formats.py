@@ -7,7 +7,6 @@ through the functions below, which reuse those modules rather than parse a secon
 validator itself only sees plain dicts.
 """
 from typing import Any, Dict, List, Optional, Tuple, Union
-import hashlib
 import json
 
 from host_tools.verify import checkpoint as checkpoint_mod
