@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: setup test test-firmware bench fuzz demo mpy esp32-image clean
+.PHONY: setup lint test test-firmware bench fuzz demo mpy esp32-image clean
 
 $(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
 	bash host_tools/devtools/bootstrap.sh
@@ -11,8 +11,14 @@ $(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
 
 setup: $(STAMP)
 
-## the whole suite: firmware tests on CPython and MicroPython, host tests
-test: $(STAMP)
+## style and types: ruff over the tree (rules in pyproject.toml), mypy over the validators'
+## independent checks and the validator (host_tools/verify, host_tools/validator)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy host_tools/verify host_tools/validator
+
+## the whole suite: lint, then firmware tests on CPython and MicroPython, host tests
+test: $(STAMP) lint
 	$(PY) -m pytest tests
 
 test-firmware: $(STAMP)

@@ -1,9 +1,9 @@
 """`make demo`: a simulated charger fleet with independent validators, on embedded defaults.
 
 Starts a locked-down MQTT broker (Mosquitto with TLS, logins and the deployment's ACL where
-Mosquitto is installed, else the embedded amqtt with logins and the same ACL), two validators with their own SQLite ledgers, and
-three chargers running the real firmware on the MicroPython unix port, each with a pymodbus
-meter on a pty. Every charger runs its scripted sessions (plug, card, charge, unplug); the
+Mosquitto is installed, else the embedded amqtt with logins and the same ACL), two validators
+with their own SQLite ledgers, and three chargers running the real firmware on the MicroPython
+unix port, each with a pymodbus meter on a pty. Every charger runs its scripted sessions (plug, card, charge, unplug); the
 validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
 printed. The first validator's ledger stays at demo-out/ledger.sqlite.
 
@@ -179,7 +179,8 @@ def write_report(ledgers):
     print("report (one file, no network): %s" % shown(path))
     print("live dashboard:  %s   then open http://127.0.0.1:8080/" % serve)
     print("driver's check in a browser:  %s#%s" % (verify, bill.fragment_for(bundle)[:48] + "..."))
-    print("  (the whole link: open the report, or a session page of the dashboard, and follow 'Check it in the browser')")
+    print("  (the whole link: open the report, or a session page of the dashboard, and follow "
+          "'Check it in the browser')")
     (OUT / "verify-link.txt").write_text("%s#%s\n" % (verify, bill.fragment_for(bundle)))
     print("  or the link in %s" % shown(OUT / "verify-link.txt"))
 

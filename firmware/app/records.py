@@ -3,7 +3,7 @@
 # outbox, which holds it until the validators acknowledge it: the one copy on flash of every
 # receipt not yet acknowledged.
 
-from ledger.log import RECEIPT_MAX, ChargerLog
+from ledger.log import RECEIPT_MAX
 from store import atomic
 
 

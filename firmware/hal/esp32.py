@@ -217,7 +217,8 @@ def urandom(n):
 def devices(board):
     """The board's contactor and pilot hardware: {"relay", "feedback", "pilot_pwm",
     "pilot_adc"}, plus "rcd_fault" and "rcd_test" (None without a test pin) when the board has
-    a residual current monitor, and "rfid_spi" when it has an RFID reader; board is a validated app.board.Board (passed in, not imported)."""
+    a residual current monitor, and "rfid_spi" when it has an RFID reader; board is a validated
+    app.board.Board (passed in, not imported)."""
     hw = {
         "relay": OutputPin(board.contactor_relay, board.contactor_relay_active_low),
         "feedback": InputPin(board.contactor_feedback, board.contactor_feedback_active_low,

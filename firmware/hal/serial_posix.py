@@ -18,7 +18,8 @@ _MICROPYTHON = sys.implementation.name == "micropython"
 # Linux <termios.h> values: MicroPython's termios module exports only a few of them.
 _BAUD = {1200: 0o11, 2400: 0o13, 4800: 0o14, 9600: 0o15, 19200: 0o16, 38400: 0o17,
          57600: 0o10001, 115200: 0o10002, 230400: 0o10003}
-_IFLAG_CLEAR = 0o1 | 0o2 | 0o10 | 0o40 | 0o100 | 0o200 | 0o400 | 0o2000 | 0o10000  # IGNBRK BRKINT PARMRK ISTRIP INLCR IGNCR ICRNL IXON IXOFF
+# IGNBRK BRKINT PARMRK ISTRIP INLCR IGNCR ICRNL IXON IXOFF
+_IFLAG_CLEAR = 0o1 | 0o2 | 0o10 | 0o40 | 0o100 | 0o200 | 0o400 | 0o2000 | 0o10000
 _OFLAG_CLEAR = 0o1                                                   # OPOST
 _LFLAG_CLEAR = 0o2 | 0o10 | 0o100 | 0o1 | 0o100000                   # ICANON ECHO ECHONL ISIG IEXTEN
 _CFLAG_CLEAR = 0o60 | 0o400 | 0o1000 | 0o100 | 0o10017               # CSIZE PARENB PARODD CSTOPB CBAUD

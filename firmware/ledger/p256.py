@@ -569,7 +569,8 @@ def verify_digest(pub, digest, r, s):
 class Verifier:
     """Verifier(pub, teeth=6): verification for one key that is used again and again (the
     operator's command key). A signed comb table for the key is built once (2 KiB of heap
-    for teeth=6, 8 KiB for 8; building it needs a few KiB more, chunk by chunk), which makes each verification about 2-3x faster than
+    for teeth=6, 8 KiB for 8; building it needs a few KiB more, chunk by chunk), which makes each
+    verification about 2-3x faster than
     verify_digest."""
 
     def __init__(self, pub, teeth=6):

@@ -5,7 +5,6 @@ A benchmark module is host_tools/bench/<topic>.py with a function run() that ret
 """
 import importlib
 import json
-import pathlib
 import sys
 import time
 

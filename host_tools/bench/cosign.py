@@ -13,7 +13,8 @@ ROUNDS = 2000
 
 
 def run():
-    note = ("chargeproof.local/CP-0001\n1234\n%s\ntime 1768455000\n\n\u2014 chargeproof.local/CP-0001 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n"
+    note = ("chargeproof.local/CP-0001\n1234\n%s\ntime 1768455000\n\n"
+            "\u2014 chargeproof.local/CP-0001 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n"
             % base64.b64encode(bytes(range(32))).decode())
     signer = cs.Cosigner("bench-validator")
     t0 = time.perf_counter()

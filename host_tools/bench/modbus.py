@@ -16,7 +16,6 @@ modbus_driver_heap_bytes    MicroPython heap held after importing the serial hal
 """
 import json
 import os
-import pathlib
 import statistics
 import subprocess
 import sys

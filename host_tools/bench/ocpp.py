@@ -63,12 +63,12 @@ def run():
                 res = csms.remote(CID, call.RemoteStartTransaction(id_tag="BENCH-%d" % i))
                 if res.status != "Accepted":
                     raise RuntimeError("ocpp bench: remote start %d %s" % (i, res.status))
-                _wait(lambda: len(cmds) > i)
+                _wait(lambda i=i: len(cmds) > i)
                 begin = sim.meter_wh
                 pub("telemetry", json.dumps({"w": 7000, "wh": 0, "price": 0, "reg": begin}))
                 topic, record = sim.charge(energy_wh=5000)[0]
                 pub(topic.split("/", 2)[2], record)
-                _wait(lambda: len(csms.wait("StopTransaction", timeout=0)) > i)
+                _wait(lambda i=i: len(csms.wait("StopTransaction", timeout=0)) > i)
                 times.append((time.perf_counter() - t0) * 1000)
         finally:
             bridge.stop()

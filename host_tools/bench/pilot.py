@@ -16,9 +16,7 @@ app.board, the Board and the meter tables: the checker module is dropped after t
 """
 import json
 import os
-import pathlib
 import subprocess
-import sys
 import time
 
 from host_tools import paths

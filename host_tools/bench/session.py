@@ -110,7 +110,7 @@ def ack_rows(sessions=8):
         watcher.loop_stop()
         watcher.disconnect()
         broker.stop()
-    ends = [int(l.split()[2]) for l in dev.lines if l.startswith("UNPLUG ")]
+    ends = [int(ln.split()[2]) for ln in dev.lines if ln.startswith("UNPLUG ")]
     # Session k's receipt is outbox record 2k-1 (each session: a receipt, then a checkpoint).
     lat = [(acks[2 * k + 1] - t) / 1e6 for k, t in enumerate(ends) if 2 * k + 1 in acks]
     return {"e2e_ack_ms": round(statistics.median(lat), 2)}

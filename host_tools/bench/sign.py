@@ -18,7 +18,6 @@ flash).
 import hashlib
 import json
 import os
-import pathlib
 import statistics
 import subprocess
 import tempfile
@@ -129,7 +128,6 @@ def _mp(script, keyfile, heapsize=None, path=None):
 
 def _keyfile(tmp):
     # The key goes onto "flash" in the firmware's own record format (store.atomic).
-    import sys
     from host_tools.paths import firmware_on_path
     firmware_on_path()
     from store import atomic

@@ -6,10 +6,8 @@ divide throughput by the ESP32 factor in DESIGN.md before expecting them on a bo
 """
 import json
 import os
-import pathlib
 import subprocess
 import tempfile
-import threading
 
 import paho.mqtt.client as mqtt
 
@@ -19,7 +17,6 @@ from host_tools.sim.netfault import ControlServer, FaultProxy
 
 from host_tools import paths
 from host_tools.validator import acks
-from host_tools.paths import ROOT
 N_RECEIPTS = 200
 CHARGER = "CP-BENCH"
 T0 = 1800000000

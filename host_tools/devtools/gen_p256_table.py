@@ -16,7 +16,6 @@ min heap as .mpy), W,T = 6,2 (4 KiB): 0.88 ms, 36 KB; 7,2 (8 KiB): 0.77 ms, 40 K
 8,1 (8 KiB): 0.84 ms, 40 KB; 8,2 (16 KiB): 0.66 ms, 48 KB; 8,4 (32 KiB): 0.62 ms, 66 KB.
 8,2 is the knee; doubling the table again buys 5%.
 """
-import pathlib
 import sys
 
 from ecdsa import NIST256p

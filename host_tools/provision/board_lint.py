@@ -6,7 +6,6 @@
 Prints one line per file (the pins it uses, or the BoardError naming the bad field) and exits 1
 if any file is bad: the same check the charger runs at boot, run at provisioning time.
 """
-import pathlib
 import sys
 
 from host_tools.paths import ROOT, firmware_on_path

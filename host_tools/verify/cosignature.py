@@ -168,7 +168,7 @@ class Line:
 
     @property
     def signature(self) -> bytes:
-        self.timestamp                         # raises on the wrong length
+        _ = self.timestamp                     # raises on the wrong length
         return self.payload[8:]
 
 

@@ -32,7 +32,8 @@ def breakdown(receipt_bytes, tariff_doc):
            "reason": f["reason"], "segments": [], "readings": [], "offset_min": 0}
     try:
         rec = ocmf_mod.parse(f["ocmf"])
-        out["readings"] = [{"tx": r["tx"], "tm": raw.get("TM", ""), "wh": int(r["wh"]) if r["wh"] % 1 == 0 else float(r["wh"]),
+        out["readings"] = [{"tx": r["tx"], "tm": raw.get("TM", ""),
+                            "wh": int(r["wh"]) if r["wh"] % 1 == 0 else float(r["wh"]),
                             "status": r["st"]} for r, raw in zip(rec.readings, _raw_readings(rec))]
         out["meter"] = {k: rec.payload.get(k) for k in ("MV", "MM", "MS")}
         out["identification"] = {k: rec.payload.get(k) for k in ("IT", "ID", "IL")}

@@ -62,7 +62,8 @@ def build(ledgers, serve_cmd="chargeproof serve --db demo-out/ledger.sqlite"):
                 verdicts.append((name, mine[1]))
         try:
             bundle = proof_bundle(main, cid, index=index)
-            verdicts.append(("light client", "VALID: " + lightclient.check(json.dumps(bundle), bytes.fromhex(bundle["pubkey"]))))
+            verdict = lightclient.check(json.dumps(bundle), bytes.fromhex(bundle["pubkey"]))
+            verdicts.append(("light client", "VALID: " + verdict))
         except LedgerError as exc:
             verdicts.append(("light client", "no proof: %s" % exc))
         except lightclient.Invalid as exc:

@@ -109,7 +109,7 @@ def signer_gaps(reps=7):
             gaps = []
             last = [ticks_us()]
 
-            def hook():
+            def hook(gaps=gaps, last=last):
                 now = ticks_us()
                 gaps.append(ticks_diff(now, last[0]))
                 last[0] = ticks_us()
@@ -142,7 +142,6 @@ def main():
     hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
     app = ChargerApp(board, conf, hw)
     gm = GapMeter(app.safety)
-    watch = gm
     ev = hw["ev"]
     relay = hw["relay"]
     # Where each long gap ended: the innermost labelled call running at that poll.

@@ -4,7 +4,7 @@ from support.fwtest import raises
 from hal.meterctl import MeterControl
 from hal.serial_posix import SerialPort
 from drivers import meters
-from drivers.modbus import (ModbusRTU, ModbusError, ModbusTimeout, ModbusCRCError,
+from drivers.modbus import (ModbusRTU, ModbusTimeout, ModbusCRCError,
                             ModbusFrameError, ModbusEchoError, ModbusException)
 from drivers.meter import Meter, MeterError, MeterCommError, UnknownMeterModel, FAULTS
 

@@ -214,7 +214,7 @@ def test_socket_errors_use_the_ports_errno_numbers():
         s = net.TimedSocket(_Sock(116), 1000)        # the ESP32's ETIMEDOUT
         try:
             s.read(4)
-            assert False, "no error"
+            raise AssertionError("no error")
         except OSError as exc:
             assert net._errno(exc) == net.ETIMEDOUT == 116
         s = net.TimedSocket(_Sock(119), 1000)        # EINPROGRESS on a non-blocking look
@@ -224,7 +224,7 @@ def test_socket_errors_use_the_ports_errno_numbers():
         s.setblocking(False)
         try:
             s.read(1)
-            assert False, "errno 115 taken for 'would block'"
+            raise AssertionError("errno 115 taken for 'would block'")
         except OSError as exc:
             assert net._errno(exc) == 115
     finally:

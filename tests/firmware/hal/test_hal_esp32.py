@@ -42,7 +42,7 @@ def test_input_pin_pull_and_polarity():
         assert fb.value() == 1
         try:
             esp32.InputPin(27, pull="sideways")
-            assert False, "bad pull accepted"
+            raise AssertionError("bad pull accepted")
         except esp32.HalError:
             pass
     finally:
@@ -63,7 +63,7 @@ def test_pilot_pwm_duty_and_steady_levels():
         assert 25 not in m.pwms and m.levels[25] == 0 and pwm.duty() == 0
         try:
             pwm.set_duty(1001)
-            assert False, "duty 1001 accepted"
+            raise AssertionError("duty 1001 accepted")
         except esp32.HalError:
             pass
         assert pwm.duty() == 0

@@ -1,6 +1,5 @@
 # hal.net: every wait on the network is bounded, on both interpreters. The silent peer is the
 # fixture's fault proxy in blackhole mode (TCP up, nothing comes back).
-import socket
 
 from support.fwtest import raises
 from hal import clock, net

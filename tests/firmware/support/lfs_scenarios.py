@@ -1,7 +1,6 @@
 # Scenarios on a real littlefs v2 filesystem (the ESP32's default), mounted on a RAM block
 # device inside the MicroPython unix port. Run from tests/host/test_littlefs.py (CPython has no
 # littlefs); each function raises on failure.
-import os
 import vfs
 
 from store import atomic

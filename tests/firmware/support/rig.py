@@ -5,7 +5,6 @@ from app import config
 from app.board import load_board
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
-from hal.sim import SimClock
 from ledger import receipt
 from hal.meterctl import MeterControl
 

@@ -2,7 +2,6 @@
 pymodbus's own client, so the firmware tests are not a closed loop."""
 import os
 import random
-import subprocess
 
 from pymodbus.client import ModbusSerialClient
 from pymodbus.client.mixin import ModbusClientMixin

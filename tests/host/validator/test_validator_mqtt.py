@@ -78,8 +78,8 @@ def test_two_validators_agree_and_the_outbox_empties_only_with_both_acks(fleet):
     chargers, validators, links = fleet["chargers"], fleet["validators"], fleet["links"]
     for c, link in zip(chargers, links):
         record_sessions(c, link, 6)
-    assert wait_for(lambda: all(l.outbox.acked == l.outbox.last_seq == 12 for l in links),
-                    step=lambda: poll_all(links)), [(l.outbox.acked, l.last_error) for l in links]
+    assert wait_for(lambda: all(lk.outbox.acked == lk.outbox.last_seq == 12 for lk in links),
+                    step=lambda: poll_all(links)), [(lk.outbox.acked, lk.last_error) for lk in links]
     for c in chargers:
         views = [ledger_view(v, c.charger_id) for v in validators]
         assert views[0] == views[1]

@@ -38,7 +38,7 @@ def test_spec_example_line_parses_to_its_key_id_and_time_and_signed_message():
     assert w1.timestamp == 1679315147
     assert cs.signed_message(cs.note_body(SPEC_NOTE), w1.timestamp) == SPEC_MESSAGE
     with pytest.raises(cs.CosignatureError):
-        lines[0].timestamp                        # the log's own line is not a cosignature/v1
+        _ = lines[0].timestamp                    # the log's own line is not a cosignature/v1
 
 
 def test_transparency_dev_cosignature_timestamp_vectors():
@@ -46,7 +46,7 @@ def test_transparency_dev_cosignature_timestamp_vectors():
     assert line.timestamp == 1727964367
     plain = cs.Line("\u2014 w eQjRQm6eSKzFoiYalgwCPXu2y3ijtg68is9M46JKxuZB+dRfTmeQeDBoXnvxZx2ugnkyV+MUMLXpWs1hPb/W/4xkNQY=")
     with pytest.raises(cs.CosignatureError):
-        plain.timestamp                           # "wrong type of signature"
+        _ = plain.timestamp                       # "wrong type of signature"
     with pytest.raises(cs.CosignatureError):
         cs.Line("\u2014 w 5%/$!")                 # "gibberish"
 
