@@ -3,8 +3,8 @@
 Starts a locked-down MQTT broker (Mosquitto with TLS, logins and the deployment's ACL where
 Mosquitto is installed, else the embedded amqtt with logins and the same ACL), two validators
 with their own SQLite ledgers, and three chargers running the real firmware on the MicroPython
-unix port, each with a pymodbus meter on a pty. Every charger runs its scripted sessions (plug, card, charge, unplug); the
-validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
+unix port, each with a pymodbus meter on a pty. Every charger runs its scripted sessions (plug,
+card, charge, unplug); the validators verify and acknowledge every receipt and checkpoint. Then the verified ledger is
 printed. The first validator's ledger stays at demo-out/ledger.sqlite.
 
     python -m host_tools.demo [--chargers 3] [--sessions 3] [--out demo-out]

@@ -70,7 +70,7 @@ def test_chargers_and_sessions_tables(ledger):
     assert lines[2].split()[-2:] == ["4", "4"]
     r = run("sessions", "--db", ledger["db"])
     assert r.returncode == 0
-    rows = [l.split() for l in r.stdout.splitlines()[1:] if l.startswith("CP-")]
+    rows = [ln.split() for ln in r.stdout.splitlines()[1:] if ln.startswith("CP-")]
     assert [x[0] for x in rows] == ["CP-A"] * 3 + ["CP-B"] * 4
     assert [x[3] for x in rows[:3]] == ["1.000", "2.000", "3.000"]
     assert rows[-1][6] == "disputed"
