@@ -46,6 +46,7 @@ DEFAULTS = {
               '"idle_min_price_milli":10000,"idle_grace_min":30,"tax_bp":1900}',
     "telemetry_interval_s": 10,
     "rfid_poll_ms": 250,           # how often the RFID reader looks for a card
+    "ota_confirm_s": 300,          # healthy run after which an update on trial stays (app/main.py)
     "health_interval_s": 60,       # retained health message (state, fault, heap low-water mark)
     "nominal_voltage_v": 230,
     "wifi_ssid": None,             # the ESP32's WiFi (app/main.py); None: no WiFi

@@ -7,6 +7,9 @@ import time
 from app import config
 from app.board import BoardError, load_board
 from app.charger_app import ChargerApp
+from store import bootsel
+
+OTA_ROOT = "/ota"
 
 
 def run(board_path="/board.json", config_path="/config.json"):
@@ -14,6 +17,7 @@ def run(board_path="/board.json", config_path="/config.json"):
     try:
         board = load_board(board_path)
         cfg = config.load(board, config_path)
+        cfg["firmware_version"] = bootsel.active(OTA_ROOT)[1]
     except (BoardError, config.ConfigError) as exc:
         print("boot refused:", exc)
         return
@@ -30,6 +34,9 @@ def run(board_path="/board.json", config_path="/config.json"):
     try:
         app = ChargerApp(board, cfg, hw)
     except Exception as exc:
+        if bootsel.on_trial(OTA_ROOT):     # a new version that cannot build: back to the old one
+            bootsel.rollback(OTA_ROOT)
+            esp32.reset()
         # Flash that cannot be read as it must (a damaged log or key) must not become a boot
         # loop: contactor off, watchdog fed, the reason repeated for whoever connects.
         hw["relay"].off()
@@ -50,7 +57,13 @@ def loop(app, net, clock, watchdog, cfg):
         app.charger.safety_poll()
         watchdog.feed()
     next_sync = clock.ticks_ms()
+    # An update on trial stays once the loop has run this long (store/bootsel.py).
+    confirm_at = clock.ticks_add(clock.ticks_ms(), cfg["ota_confirm_s"] * 1000)
+    unconfirmed = bootsel.on_trial(OTA_ROOT)
     while True:
+        if unconfirmed and clock.ticks_diff(clock.ticks_ms(), confirm_at) >= 0:
+            bootsel.confirm(OTA_ROOT)
+            unconfirmed = False
         try:
             app.step()
         except Exception as exc:     # fail safe: the fault path opens, records and closes

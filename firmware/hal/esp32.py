@@ -319,3 +319,8 @@ class Network:
         if ip is not None:
             self._ntp = (host, ip, ticks_ms())
         return ip
+
+
+def reset():
+    """A hard reset (the boot selector has just rolled back a version that cannot build)."""
+    machine.reset()

@@ -21,6 +21,7 @@ def receipt_fields(cfg, s, clock_status, currency):
         "segments": s["segments"], "tariff": s["tariff"],
         "net_minor": net, "tax_minor": tax, "price_minor": total,
         "currency": currency, "stop_reason": reason, "end_tx": END_TX.get(reason, "A"),
+        "firmware": cfg.get("firmware_version", "0"),    # OCMF GV: the running version
     }
     if cfg["evse_id"]:
         fields["evse_id"] = cfg["evse_id"]
