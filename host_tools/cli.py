@@ -16,17 +16,22 @@
   chargeproof verify   --receipt B.json ...                  the light client (offline)
   chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
   chargeproof replay   --db NEW.sqlite --export L.json [--enroll-from-export]   rebuild + audit
+  chargeproof witness-key --key V.key --id val-1              make/show a validator's cosigning key (vkey)
+
+--db takes a SQLite file or a PostgreSQL conninfo/URL ("host=/run/postgresql dbname=ledger",
+"postgresql://user@host/ledger"): the same commands work on either store.
 
 Exit status: 0 success, 1 a check failed (verify, replay), 2 bad usage or input.
 """
 import argparse
 import json
+import os
 import sys
 
 from host_tools.lightclient.check import read_pubkey
 from host_tools.validator import export as export_mod
 from host_tools.verify import units
-from host_tools.validator.store import LedgerDB, LedgerError
+from host_tools.validator.store import LedgerError, open_ledger
 
 
 def _read_key(value):
@@ -38,7 +43,7 @@ def _read_key(value):
 
 
 def _open(args):
-    return LedgerDB(args.db)
+    return open_ledger(args.db)
 
 
 def _out(args, text):
@@ -246,12 +251,20 @@ def cmd_export(args):
     return 0
 
 
+def cmd_witness_key(args):
+    from host_tools.validator import witness
+    signer = witness.load_cosigner(args.key, args.id)
+    print(signer.vkey())
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="chargeproof", description="ChargeProof validator and ledger tools")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_db(sp):
-        sp.add_argument("--db", required=True, help="the validator's SQLite ledger file")
+        sp.add_argument("--db", required=True,
+                        help="the validator's ledger: a SQLite file or a PostgreSQL conninfo/URL")
         return sp
 
     sp = with_db(sub.add_parser("validate", help="run the validator service on an MQTT broker"))
@@ -332,6 +345,11 @@ def build_parser():
     sp.add_argument("--charger", help="only this charger (transparency-xml)")
     sp.add_argument("--out", help="output file (default stdout)")
     sp.set_defaults(fn=cmd_export)
+
+    sp = sub.add_parser("witness-key", help="make (on first use) and print a validator's cosigning key")
+    sp.add_argument("--key", required=True, help="key file (Ed25519 seed, hex; made with mode 0600)")
+    sp.add_argument("--id", required=True, help="the validator id (the cosigner's key name)")
+    sp.set_defaults(fn=cmd_witness_key)
     return p
 
 

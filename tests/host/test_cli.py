@@ -194,3 +194,20 @@ def test_replay_rebuilds_an_identical_ledger_and_audits_the_export(ledger):
     r = run("replay", "--db", str(ledger["tmp"] / "audit.sqlite"), "--export", out, "--enroll-from-export")
     assert r.returncode == 1 and "DISAGREE CP-B receipt 3: export says accepted" in r.stdout
     assert "price-mismatch" in r.stdout
+
+
+def test_witness_key_is_made_once_and_printed_as_a_vkey(tmp_path):
+    from host_tools.verify import cosignature
+    key = tmp_path / "val-1.key"
+    first = run("witness-key", "--key", str(key), "--id", "val-1")
+    again = run("witness-key", "--key", str(key), "--id", "val-1")
+    assert first.returncode == 0 and first.stdout == again.stdout
+    w = cosignature.parse_vkey(first.stdout.strip())
+    assert w.name == "val-1" and oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_ledger_commands_work_on_postgresql(pg_dsn, ledger):
+    r = run("enroll", "--db", pg_dsn, "--charger", "CP-A", "--pubkey", ledger["a"].pubkey_der().hex())
+    assert r.returncode == 0, r.stderr
+    r = run("chargers", "--db", pg_dsn)
+    assert r.returncode == 0 and "CP-A" in r.stdout
