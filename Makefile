@@ -3,7 +3,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: setup lint test test-firmware bench fuzz demo mpy esp32-image clean
+.PHONY: setup lint test test-firmware bench fuzz fleet-load demo mpy esp32-image clean
+
 
 $(STAMP): requirements.txt pyproject.toml host_tools/devtools/bootstrap.sh
 	bash host_tools/devtools/bootstrap.sh
@@ -32,6 +33,11 @@ bench: $(STAMP)
 ## rows into bench/results.json; fails on any unexpected exception or an input slower than 100 ms
 fuzz: $(STAMP)
 	$(PY) -m host_tools.fuzz
+
+## the validator network under a city's load: 10,000 simulated chargers through Mosquitto ->
+## validator workers -> PostgreSQL (also part of `make bench`; CP_FLEET_CHARGERS=N to shrink)
+fleet-load: $(STAMP)
+	$(PY) -m host_tools.bench fleet
 
 ## the main job: a simulated charger fleet with its validator, on embedded defaults
 demo: $(STAMP)

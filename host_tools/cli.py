@@ -1,6 +1,7 @@
 """`chargeproof`: the command line of a ChargeProof validator and its ledger.
 
   chargeproof validate --db L.sqlite --broker HOST --port N --id val-1 [--tariff T.json ...]
+                       [--worker w1 --cosign-key V.key --peer VKEY ... --verify-procs N --batch N]
   chargeproof enroll   --db L.sqlite --charger cp-001 --pubkey HEX_OR_FILE [--origin O]
                        [--id val-1 --grant-out G.json]      also makes the charger's ack key
   chargeproof ack-key  --db L.sqlite --id val-1 --charger cp-001 show|rotate|activate [--grant-out G.json]
@@ -62,8 +63,19 @@ def cmd_validate(args):
             tariffs.append(f.read())
     from host_tools import mqtt_conn
     spec = mqtt_conn.spec_from_args(args)
-    v = Validator(args.db, args.id, tariffs=tariffs, backend=args.backend, skew_s=args.skew,
-                  broker=spec)
+    if args.worker or args.cosign_key or args.peer or args.verify_procs:
+        # one worker of a validator network: shared subscription, group commit, witnessing
+        from host_tools.validator import witness
+        from host_tools.validator.workers import Worker
+        from host_tools.verify import cosignature
+        cosigner = witness.load_cosigner(args.cosign_key, args.id) if args.cosign_key else None
+        peers = [cosignature.parse_vkey(open(p).read() if os.path.exists(p) else p) for p in args.peer]
+        v = Worker(args.db, args.id, args.worker or "w0", cosigner=cosigner, peers=peers,
+                   verify_procs=args.verify_procs, batch_size=args.batch, tariffs=tariffs,
+                   backend=args.backend, skew_s=args.skew, broker=spec)
+    else:
+        v = Validator(args.db, args.id, tariffs=tariffs, backend=args.backend, skew_s=args.skew,
+                      broker=spec)
 
     def report(result):
         if result.status not in ("accepted", "duplicate") or args.verbose:
@@ -276,6 +288,14 @@ def build_parser():
                     help="signature backend: cryptography, python-ecdsa, or both (must agree)")
     sp.add_argument("--skew", type=int, default=300,
                     help="seconds a charger's clock may run ahead of ours (default 300)")
+    sp.add_argument("--worker", help="run as this worker of a validator network (several workers of "
+                                      "one --id share the load and one PostgreSQL --db)")
+    sp.add_argument("--cosign-key", help="cosign accepted checkpoints with this Ed25519 key file "
+                                         "(chargeproof witness-key makes it)")
+    sp.add_argument("--peer", action="append", default=[],
+                    help="another validator's cosigner vkey (or a file): read its cosigned checkpoints")
+    sp.add_argument("--verify-procs", type=int, default=0, help="processes checking signatures in parallel")
+    sp.add_argument("--batch", type=int, default=128, help="messages per group commit (workers)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(fn=cmd_validate)
 

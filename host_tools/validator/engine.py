@@ -48,14 +48,14 @@ from host_tools.validator.checks import Reject, Result
 from host_tools.validator.proofs import proof_bundle
 from host_tools.validator.registry import Registry
 from host_tools.validator.rejections import RejectionLog
-from host_tools.validator.store import open_ledger
+from host_tools.validator.store import DATABASE_ERRORS, open_ledger
 
 DEFAULT_SKEW_S = 300          # a charger clock may run this far ahead of ours
 MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.py RECEIPT_MAX)
 
 # Failures of the infrastructure (disk, database), not of the message: they propagate, the
 # message is not acknowledged, and the charger resends it later.
-INFRASTRUCTURE_ERRORS: tuple = (OSError, MemoryError)
+INFRASTRUCTURE_ERRORS: tuple = (OSError, MemoryError) + DATABASE_ERRORS
 
 # Naming the key that signed a receipt the enrolled key did not (ECDSA key recovery in pure
 # Python, ~50 ms) is rationed: anyone can send such receipts, at any rate.

@@ -31,6 +31,9 @@ def proof_bundle(db: Any, charger_id: str, seq: Optional[int] = None, index: Opt
         receipt=row["receipt"], index=row["log_index"], size=cp["size"],
         inclusion=tree.inclusion_proof(row["log_index"], cp["size"]),
         checkpoint=cp["note"], pubkey_hex=charger["pubkey_hex"], tariff=db.tariff(row["tariff_hash"]))
+    # witness cosignatures (C2SP tlog-cosignature) of that checkpoint: ours and the other
+    # validators' we verified; a light client counts them against its quorum
+    bundle["cosignatures"] = [c["line"] for c in db.cosignatures(charger_id, cp["size"]) if c["root"] == cp["root"]]
     if old_size is not None:
         bundle["consistency"] = _consistency(db, tree, charger_id, old_size, cp["size"])
     return bundle

@@ -52,6 +52,17 @@ from host_tools.verify.checkpoint import key_id as c2sp_key_id
 SCHEMA_VERSION = 5
 
 
+try:
+    import psycopg as _psycopg
+    _PG_ERRORS: tuple = (_psycopg.Error,)
+except ImportError:                 # PostgreSQL support is optional for an embedded validator
+    _PG_ERRORS = ()
+
+# A failing store (disk, lock, connection, constraint raced by another worker) is not a verdict
+# on the message being checked: the caller must not acknowledge it, the message comes again.
+DATABASE_ERRORS: tuple = (sqlite3.Error,) + _PG_ERRORS
+
+
 class LedgerError(Exception):
     """Bad use of the ledger: unknown charger, conflicting enrolment, newer schema, ..."""
 
@@ -209,6 +220,31 @@ class _Ledger:
     def lock_charger(self, tx, charger_id):
         """Inside a transaction(): serialise every writer of this charger's log until commit.
         SQLite's BEGIN IMMEDIATE already holds the one write lock of the file."""
+
+    def lock_chargers(self, tx, charger_ids):
+        """Inside a transaction(): lock these chargers' logs (in sorted order) and return
+        {charger id: (the log index its next receipt must have, how many checkpoints are
+        stored)}, in one round trip."""
+        ids = sorted(set(charger_ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        if self._for_update:
+            # The lock first, the sizes in a statement of their own: under READ COMMITTED a
+            # statement that waited for a lock still reads with the snapshot it started with,
+            # so sizes read in the locking statement would miss what the lock holder committed.
+            tx.execute("SELECT charger_id FROM chargers WHERE charger_id IN (%s) ORDER BY charger_id%s"
+                       % (marks, self._for_update), ids).fetchall()
+        rows = tx.execute("SELECT c.charger_id, (SELECT MAX(log_index) FROM receipts r WHERE r.charger_id=c.charger_id),"
+                          " (SELECT COUNT(*) FROM checkpoints k WHERE k.charger_id=c.charger_id)"
+                          " FROM chargers c WHERE c.charger_id IN (%s)" % marks, ids).fetchall()
+        return {r[0]: (0 if r[1] is None else r[1] + 1, r[2]) for r in rows}
+
+    _for_update = ""
+
+    def parked_chargers(self, tx):
+        """Inside a transaction(): the chargers that have parked messages."""
+        return {r[0] for r in tx.execute("SELECT DISTINCT charger_id FROM parked").fetchall()}
 
     def next_index(self, tx, charger_id):
         """Inside a transaction(): the log index the next receipt of this charger must have."""
@@ -616,6 +652,7 @@ class _PgTx:
 
 
 class PgLedgerDB(_Ledger):
+    _for_update = " FOR UPDATE"
     """PostgreSQL backend (psycopg 3): the store several worker processes of one validator share.
     One connection per instance behind a lock (each worker process opens its own). Durability:
     a COMMIT returns once the WAL is flushed (synchronous_commit on, the server's default), so
@@ -659,11 +696,14 @@ class PgLedgerDB(_Ledger):
 
     @contextlib.contextmanager
     def batch(self):
-        """Group commit: one transaction around many transaction() blocks (savepoints)."""
+        """Group commit: one transaction around many transaction() blocks (savepoints), in
+        pipeline mode: statements whose results nobody reads yet (inserts, savepoints) go out
+        without waiting for the server, a round trip only where a result is needed."""
         with self._lock:
-            with self._db.transaction():
-                with self._db.cursor() as cur:
-                    yield _PgTx(cur)
+            with self._db.pipeline():
+                with self._db.transaction():
+                    with self._db.cursor() as cur:
+                        yield _PgTx(cur)
 
     def lock_charger(self, tx, charger_id):
         tx.execute("SELECT 1 FROM chargers WHERE charger_id=? FOR UPDATE", (charger_id,))

@@ -92,9 +92,12 @@ class Witnessing:
         root = cpmod.parse(note).root
         now = int(self.clock())
         line = self.cosigner.cosign(note, now)
-        row = tx.execute("SELECT MAX(size) FROM cosignatures WHERE charger_id=? AND cosigner=?",
-                         (charger_id, self.cosigner.name)).fetchone()
-        newest = row[0] is None or size >= row[0]
+        # one round trip: our newer cosignatures of this log (then this one is not our newest)
+        # and the peers' cosignatures of this size (a different root is a split view)
+        rows = tx.execute("SELECT cosigner, size, root, line, note FROM cosignatures WHERE charger_id=?"
+                          " AND ((cosigner=? AND size>?) OR (cosigner<>? AND size=?))",
+                          (charger_id, self.cosigner.name, size, self.cosigner.name, size)).fetchall()
+        newest = not any(r[0] == self.cosigner.name for r in rows)
         self.db.insert_cosignature(tx, charger_id, size, self.cosigner.name,
                                    self.cosigner.witness.key_id.hex(), root, now, line, note, now)
         self._count("cosigned")
@@ -102,10 +105,9 @@ class Witnessing:
         if newest:
             out.append((cosig_topic(charger_id, self.validator_id),
                         cs.add_lines(note.decode(), [line]).encode(), True))
-        for peer in tx.execute("SELECT cosigner, root, line, note FROM cosignatures WHERE charger_id=?"
-                               " AND size=? AND cosigner<>?", (charger_id, size, self.cosigner.name)).fetchall():
-            if bytes(peer[1]) != root:
-                theirs = cs.add_lines(bytes(peer[3]).decode(), [peer[2]]).encode()
+        for peer in rows:
+            if peer[0] != self.cosigner.name and bytes(peer[2]) != root:
+                theirs = cs.add_lines(bytes(peer[4]).decode(), [peer[3]]).encode()
                 out += self._split_view(charger_id, size, note, theirs, peer[0], tx=tx)
         return out
 

@@ -188,7 +188,7 @@ def test_parked_receipts_are_held_once_and_released_in_order(ledger_target):
         db.enroll("cp1", PUB_A)
         with db.transaction() as tx:
             db.lock_charger(tx, "cp1")
-            assert db.next_index(tx, "cp1") == 0
+            assert db.next_index(tx, "cp1") == 0 and db.lock_chargers(tx, ["cp1"]) == {"cp1": (0, 0)}
             db.park(tx, "cp1", 2, "cp/cp1/receipt/3", b"third")
             db.park(tx, "cp1", 1, "cp/cp1/receipt/2", b"second")
             db.park(tx, "cp1", 1, "cp/cp1/receipt/2", b"second")        # a resend: held once

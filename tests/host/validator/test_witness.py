@@ -98,3 +98,24 @@ def test_two_roots_for_one_size_become_evidence_at_both_validators(world, tmp_pa
     # reported once: the same peer message again adds nothing
     assert b.witnessing.peer_message(*pub_a[-1][:2]) == []
     assert len([e for e in b.db.evidence() if e["kind"] == "split-view"]) == 1
+
+
+def test_proof_bundles_carry_the_cosignatures_a_light_client_counts(world):
+    import json
+    from host_tools.lightclient import check as lightclient
+    from host_tools.validator.service import proof_bundle
+    charger, (a, b) = world
+    pubs = _accept(a, charger.charge())
+    _accept(b, [])
+    b.witnessing.peer_message(*pubs[0][:2])             # b holds a's cosignature of size 1
+    bundle = proof_bundle(a.db, "CP-0001", seq=1)
+    assert bundle["cosignatures"] and all(line.startswith("\u2014 val-a ") for line in bundle["cosignatures"])
+    witnesses = [a.cosigner.witness, b.cosigner.witness]
+    text = json.dumps(bundle)
+    assert "cosigned by val-a" in lightclient.check(text, charger.pubkey_der(), witnesses=witnesses, quorum=1)
+    with pytest.raises(lightclient.Invalid) as exc:
+        lightclient.check(text, charger.pubkey_der(), witnesses=witnesses, quorum=2)
+    assert exc.value.reason == "missing-cosignatures"
+    # a validator serving another's cosignature too: b's bundle carries a's line (b never
+    # accepted the checkpoint itself here, so its bundle needs its own receipts: none)
+    assert [r["cosigner"] for r in b.db.cosignatures("CP-0001", 1)] == ["val-a"]
