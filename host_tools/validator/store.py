@@ -235,7 +235,8 @@ class _Ledger:
             # so sizes read in the locking statement would miss what the lock holder committed.
             tx.execute("SELECT charger_id FROM chargers WHERE charger_id IN (%s) ORDER BY charger_id%s"
                        % (marks, self._for_update), ids).fetchall()
-        rows = tx.execute("SELECT c.charger_id, (SELECT MAX(log_index) FROM receipts r WHERE r.charger_id=c.charger_id),"
+        rows = tx.execute("SELECT c.charger_id,"
+                          " (SELECT MAX(log_index) FROM receipts r WHERE r.charger_id=c.charger_id),"
                           " (SELECT COUNT(*) FROM checkpoints k WHERE k.charger_id=c.charger_id)"
                           " FROM chargers c WHERE c.charger_id IN (%s)" % marks, ids).fetchall()
         return {r[0]: (0 if r[1] is None else r[1] + 1, r[2]) for r in rows}

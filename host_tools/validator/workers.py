@@ -117,7 +117,7 @@ class CachedReads:
         got = self._chargers[charger_id]
         return dict(got) if got is not None else None
 
-    def tariff(self, tariff_hash: str) -> Optional[str]:
+    def tariff(self, tariff_hash: str) -> Any:
         key = ("tariff", tariff_hash)
         if key not in self._last:
             self._last[key] = self._db.tariff(tariff_hash)
@@ -131,7 +131,8 @@ class CachedReads:
         """The charger's log is empty (seen under its lock): no previous receipt of any meter."""
         self._empty.add(charger_id)
 
-    def last_receipt(self, charger_id: str, meter_serial: Optional[str] = None, any_meter: bool = False) -> Optional[dict]:
+    def last_receipt(self, charger_id: str, meter_serial: Optional[str] = None,
+                     any_meter: bool = False) -> Optional[dict]:
         key = (charger_id, None if any_meter else meter_serial, any_meter)
         if key not in self._last and charger_id in self._empty:
             return None
@@ -198,11 +199,11 @@ class Worker(Validator):
         self._sigcache: Dict[Tuple[bytes, bytes, bytes], bool] = {}
         self._pool = (concurrent.futures.ProcessPoolExecutor(verify_procs) if verify_procs > 0 else None)
         self.verify_procs = verify_procs
-        self.witnessing = None
+        self.witnessing: Any = None
         if cosigner is not None:
             self.witnessing = witness_mod.Witnessing(self.db, validator_id, cosigner, peers,
                                                      clock=self.clock, trees=self.registry.tree)
-        self._cosign_due: List[Tuple[str, int, bytes]] = []
+        self._cosign_due: List[Tuple[Any, Any, bytes]] = []
         self._has_parked: set = set()
 
     # ---- signatures: a cache filled in parallel --------------------------------------------------
@@ -259,7 +260,7 @@ class Worker(Validator):
         except Exception:
             return None
 
-    def _drain(self, charger_id: str, results: List[Result]) -> None:
+    def _drain(self, charger_id: Any, results: List[Result]) -> None:
         """Process what was parked for this charger and can go now (it may unlock more)."""
         while charger_id in self._has_parked:
             size = self.registry.tree(charger_id).size
@@ -331,7 +332,7 @@ class Worker(Validator):
                 self.on_result(r)
         return results, publish
 
-    def process(self, topic: Any, payload: bytes) -> Result:
+    def process(self, topic: Any, payload: bytes) -> Any:
         results, publish = self.process_batch([(topic, payload)])
         self._pending_publish = publish
         return results[0]

@@ -4,7 +4,6 @@ checkpoints (cp/<charger>/cosig/<validator>). A charger whose flash was copied s
 a different second session; both turn the two charger-signed roots for size 2 into split-view
 evidence, stored and published on cp/<charger>/evidence/<validator>, while running."""
 import json
-import threading
 import time
 
 import paho.mqtt.client as mqtt
