@@ -40,15 +40,18 @@ TARIFF = ('{"v":1,"currency":"EUR","utc_offset_min":0,"session_fee_minor":100,'
           '"idle_min_price_milli":0,"idle_grace_min":0,"tax_bp":0}')
 
 
+ACK_KEY = bytes(range(32))          # the bench validator's ack key, provisioned below
+
+
 def _validator(broker: AmqttBroker) -> mqtt.Client:
-    """Acks every receipt and checkpoint as it arrives (the outbox empties)."""
-    import hashlib
+    """Acks every receipt and checkpoint as it arrives, authenticated (the outbox empties)."""
+    from host_tools.validator.acks import make_ack
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="safety-validator")
 
     def on_message(client, userdata, msg):
-        seq = int(msg.topic.rsplit("/", 1)[1])
-        body = json.dumps({"seq": seq, "sha256": hashlib.sha256(msg.payload).hexdigest()})
-        client.publish("cp/%s/ack/bench" % CHARGER, body, qos=1)
+        _, charger, kind, seq = msg.topic.split("/")
+        body = make_ack("bench", charger, kind, int(seq), msg.payload, "k1", ACK_KEY)
+        client.publish("cp/%s/ack/bench" % charger, body, qos=1)
 
     c.on_message = on_message
     c.connect(broker.host, broker.port)
@@ -93,7 +96,10 @@ def run_gap(interp: str = "32") -> dict:
     key = op.generate_key()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = {"board": str(DEFAULT_BOARD), "meter_port": meter["port"],
+            secrets = tmp + "/secrets.json"
+            with open(secrets, "w") as f:
+                json.dump({"ack_keys": {"bench": {"k1": ACK_KEY.hex()}}}, f)
+            cfg = {"board": str(DEFAULT_BOARD), "meter_port": meter["port"], "secrets": secrets,
                    "baud": meter["baud"], "meter_control": meter["control"],
                    "data": tmp + "/flash", "host": broker.host, "port": broker.port, "t0": T0,
                    "operator_spki": op.public_spki_hex(key), "cmds": _commands(key),

@@ -134,7 +134,7 @@ def main():
         "mqtt_host": cfg["host"], "mqtt_port": cfg["port"],
         "operator_key": cfg["operator_spki"], "telemetry_interval_s": 1,
         "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50,
-        "meter_poll_ms": 1000})
+        "meter_poll_ms": 1000, "secrets_path": cfg["secrets"]})
     meter = MeterControl(cfg["meter_control"])
     wh = 1000000
     meter.set_energy_wh(wh)
