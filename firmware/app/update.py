@@ -13,11 +13,10 @@
 import hashlib
 import json
 import os
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 
-from ledger import der, p256
 from store import atomic, bootsel
-from uplink.commands import load_operator_key
+from uplink.commands import load_operator_key, operator_signed
 
 MAX_MANIFEST = 4096
 MAX_FILES = 64
@@ -134,14 +133,9 @@ class Updater:
             raise UpdateRejected(BAD_SIGNATURE, "unsigned")
         payload = raw[:bar]
         try:
-            r, s = der.decode_sig(unhexlify(raw[bar + 1:].strip()))
+            ok = operator_signed(self.pub, payload, raw[bar + 1:].strip(), self.idle)
         except (ValueError, TypeError) as exc:
             raise UpdateRejected(BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
-        prev = p256.set_idle(self.idle)
-        try:
-            ok = p256.verify_digest(self.pub, hashlib.sha256(payload).digest(), r, s)
-        finally:
-            p256.set_idle(prev)
         if not ok:
             raise UpdateRejected(BAD_SIGNATURE, "not signed by the operator key")
         try:

@@ -125,6 +125,18 @@ def _check_args(name, args):
             raise ValueError("%s must be 1..64 characters" % arg)
 
 
+def operator_signed(pub, payload, sig_hex, idle=None):
+    """True if sig_hex (hex DER) is the operator key's ECDSA P-256 signature over payload;
+    raises ValueError when it is not hex DER at all. idle is the safety poll the verifier
+    calls between field operations (commands and update manifests share this check)."""
+    r, s = der.decode_sig(unhexlify(sig_hex))      # DerError and binascii.Error: ValueErrors
+    prev = p256.set_idle(idle)
+    try:
+        return p256.verify_digest(pub, hashlib.sha256(payload).digest(), r, s)
+    finally:
+        p256.set_idle(prev)
+
+
 class Verifier:
     """Checks commands for one charger. now() returns the charger's clock in unix seconds."""
 
@@ -152,14 +164,9 @@ class Verifier:
             _parse(payload)
             raise CommandRejected(UNSIGNED, "no signature")
         try:
-            r, s = der.decode_sig(unhexlify(sig_hex))
-        except (ValueError, TypeError) as exc:   # DerError and binascii.Error are ValueErrors
+            ok = operator_signed(self.pub, payload, sig_hex, self.idle)
+        except (ValueError, TypeError) as exc:
             raise CommandRejected(BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
-        prev = p256.set_idle(self.idle)
-        try:
-            ok = p256.verify_digest(self.pub, hashlib.sha256(payload).digest(), r, s)
-        finally:
-            p256.set_idle(prev)
         if not ok:
             raise CommandRejected(BAD_SIGNATURE, "not signed by the operator key")
         obj = _parse(payload)
