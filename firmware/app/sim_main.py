@@ -70,7 +70,7 @@ class SimCharger:
     def run(self, seconds, step_ms=100, power_w=0):
         """Advance simulated time; the meter counts power_w while the contacts are closed."""
         left = seconds * 1000
-        carry = 0
+        flow = sim.EnergyFlow()
         while left > 0:
             self.clock.advance(step_ms)
             left -= step_ms
@@ -79,12 +79,10 @@ class SimCharger:
             if w != self.power_w:              # the meter's power register follows the flow
                 self.meter.set_power_w(w)
                 self.power_w = w
-            if flowing:
-                carry += power_w * step_ms
-                if carry >= 3600000:
-                    self.wh += carry // 3600000
-                    carry %= 3600000
-                    self.meter.set_energy_wh(self.wh)
+            gained = flow.add(w, step_ms)
+            if gained:
+                self.wh += gained
+                self.meter.set_energy_wh(self.wh)
             self.app.step()
 
     def session(self, n, s):

@@ -156,6 +156,20 @@ class SimRelay(SimOutputPin):
         return self._contacts == 1
 
 
+class EnergyFlow:
+    """What a simulated meter's energy register gains from power x time: whole Wh, as the
+    meter counts, with the remainder (W*ms) carried to the next step."""
+
+    def __init__(self):
+        self.carry = 0
+
+    def add(self, power_w, ms):
+        self.carry += power_w * ms
+        wh = self.carry // 3600000
+        self.carry -= wh * 3600000
+        return wh
+
+
 # ---- control pilot ------------------------------------------------------------------------
 # The EV side of IEC 61851-1 Annex A: the EV's resistors pull the +12 V high level of the
 # pilot down to 9 V (B, 2.74 kOhm), 6 V (C, 882 Ohm) or 3 V (D, 246 Ohm); its diode keeps the

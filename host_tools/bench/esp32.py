@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from host_tools import paths
 from host_tools.devtools import build_mpy, mp32, mprun
 from host_tools.provision import operator_cmd as op
+from host_tools.provision import secrets
 from host_tools.sim.broker import MosquittoBroker
 from host_tools.sim.fleet import DEFAULT_BOARD, start_meter, stop
 from host_tools.validator.service import Validator
@@ -72,6 +73,11 @@ class _Rig:
         stop(self.meter_proc)
         self.broker.stop()
 
+    def _secrets(self, charger_id):
+        """The charger's ack keys, made before its signing key exists (enroll follows PUBKEY)."""
+        self.validator.ack_keys.ensure(charger_id)
+        return secrets.from_validators([self.validator], charger_id)
+
     def run_app(self, heap, sessions, charge_s=60, timeout=900, module="app_scenario"):
         """One app process; returns (passed, RESULT dict or None, stdout)."""
         self.runs += 1
@@ -81,7 +87,8 @@ class _Rig:
               "data": tempfile.mkdtemp(prefix="cp-app-", dir=self.tmp), "meter_serial": "SIM-32",
               "mqtt_host": self.broker.host, "mqtt_port": self.broker.port,
               "operator_spki": op.public_spki_hex(self.key), "t0": t0, "sessions": sessions,
-              "charge_s": charge_s, "expect_cmds": 2, "drain_s": 30}
+              "charge_s": charge_s, "expect_cmds": 2, "drain_s": 30,
+              "secrets": self._secrets(cid)}
         cmds = [op.sign(self.key, cid, "current_limit", {"ma": 16000}, n=1, exp=t0 + 3600),
                 op.sign(self.key, cid, "tariff", {"tariff": _NEW_TARIFF}, n=2, exp=t0 + 3600)]
         env = {"MICROPYPATH": ".frozen:" + str(paths.MPY_TESTS)}

@@ -8,7 +8,7 @@
 # then it prints "PUBKEY <hex>" and waits for "go" (the host enrolls the key with its validator
 # and publishes the signed commands). Each session: plug in, card, charge (telemetry on),
 # unplug, receipt signed, logged, published, acknowledged. Last line:
-#   RESULT {"ok", "sessions", "pending", "cmds", "min_free", "faults"}
+#   RESULT {"ok", "sessions", "pending", "cmds", "min_free", "acks", "bad_acks", "fault", "detail"}
 # followed by micropython.mem_info() (the host reads the largest free block from it).
 import gc
 import json
@@ -20,7 +20,7 @@ from app.board import load_board
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from hal.meterctl import MeterControl
-from hal.sim import SimClock
+from hal.sim import EnergyFlow, SimClock
 
 CARD = "04A2B3C4D5E6F7"
 
@@ -29,7 +29,11 @@ class Scenario:
     def __init__(self, sc):
         self.sc = sc
         board = load_board(sc["board"])
+        secrets_path = sc["data"] + "/secrets.json"      # as provisioning leaves it on flash
+        with open(secrets_path, "w") as f:
+            f.write(json.dumps(sc["secrets"]))
         cfg = config.load(board, None, {
+            "secrets_path": secrets_path,
             "charger_id": sc["charger_id"], "data_dir": sc["data"], "allow_list": [CARD],
             "meter_serial": sc["meter_serial"], "mqtt_host": sc["mqtt_host"],
             "mqtt_port": sc["mqtt_port"], "operator_key": sc["operator_spki"],
@@ -71,16 +75,14 @@ class Scenario:
 
     def run(self, seconds, step_ms=100, power_w=0):
         left = seconds * 1000
-        carry = 0
+        flow = EnergyFlow()
         while left > 0:
             self.clock.advance(step_ms)
             left -= step_ms
-            if power_w and self.relay.contacts_closed():
-                carry += power_w * step_ms
-                if carry >= 3600000:
-                    self.wh += carry // 3600000
-                    carry %= 3600000
-                    self.meter.set_energy_wh(self.wh)
+            gained = flow.add(power_w if self.relay.contacts_closed() else 0, step_ms)
+            if gained:
+                self.wh += gained
+                self.meter.set_energy_wh(self.wh)
             self.app.step()
 
     def until(self, cond, real_s):
@@ -133,7 +135,8 @@ def main():
           and s.cmds >= sc["expect_cmds"] and fault is None)
     print("RESULT " + json.dumps({
         "ok": ok, "sessions": receipts, "pending": app.outbox.pending(), "cmds": s.cmds,
-        "min_free": s.min_free, "fault": fault["code"] if fault else None,
+        "min_free": s.min_free, "acks": app.link.acks, "bad_acks": app.link.bad_acks,
+        "fault": fault["code"] if fault else None,
         "detail": fault["detail"] if fault else None}))
     import micropython
     micropython.mem_info()

@@ -192,17 +192,14 @@ class Charger:
 
     def run(self, seconds, step_ms=100, power_w=0):
         left = seconds * 1000
-        carry = 0
+        flow = sim.EnergyFlow()
         while left > 0:
             self.clock.advance(step_ms)
             left -= step_ms
             closed = self.relay.contacts_closed()
             self.meter.power_w = power_w if closed else 0
-            if closed:
-                self.was_closed = True
-                carry += power_w * step_ms
-                self.meter.energy_wh += carry // 3600000
-                carry %= 3600000
+            self.was_closed = self.was_closed or closed
+            self.meter.energy_wh += flow.add(self.meter.power_w, step_ms)
             self.app.step()
             self._check_safe("running")
 

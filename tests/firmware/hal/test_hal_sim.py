@@ -1,7 +1,7 @@
 # The simulated hal: the devices behave as the hardware they stand in for.
 from support.fwtest import raises
 from hal.clock import RealClock
-from hal.sim import (SimClock, SimRelay, SimEV, SimPilot, SimWatchdog,
+from hal.sim import (EnergyFlow, SimClock, SimRelay, SimEV, SimPilot, SimWatchdog,
                      SimOutputPin, SimError, TICKS_PERIOD)
 
 
@@ -221,3 +221,11 @@ def test_clock_passes_allocate_nothing_on_32_bit():
     assert within == 0, within
     assert ten_s <= 10 * 32, ten_s                # one epoch value per second at most
     assert c.time() == 1800000000 + 10
+
+
+def test_energy_flow_counts_whole_wh_and_loses_no_remainder():
+    flow = EnergyFlow()
+    gained = [flow.add(11000, 100) for _ in range(36)]   # 11 kW for 3.6 s = 11 Wh
+    assert sum(gained) == 11 and max(gained) == 1         # whole Wh, as soon as each is due
+    assert flow.add(0, 100000) == 0                       # no power, no energy
+    assert sum(flow.add(7, 1000) for _ in range(3600)) == 7   # 7 W for an hour, in 1 s steps
