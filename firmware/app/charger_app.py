@@ -34,12 +34,20 @@ from app.safety import SafetyWatch
 # low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's end
 # are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
 GC_SHARE = 8
+# The collector is run by the safety watch, between two polls (app/safety.py): in the signer
+# and verifier every GC_HOOK_CALLS hook calls (each field operation allocates ~1.3-2.1 KB of
+# big integers on 32 bits, so five calls stay below the threshold), and at the end of a pass
+# that left more than half the threshold of garbage. The threshold stays as a backstop.
+GC_HOOK_CALLS = 5
 
 
 class ChargerApp:
     def __init__(self, board, cfg, hw):
+        gc_calls = tidy_bytes = 0
         if hasattr(gc, "threshold"):            # MicroPython
-            gc.threshold((gc.mem_free() + gc.mem_alloc()) // GC_SHARE)
+            share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
+            gc.threshold(share)
+            gc_calls, tidy_bytes = GC_HOOK_CALLS, share // 2
         self.cfg = cfg
         self.clock = clock = hw["clock"]
         self.watchdog = hw.get("watchdog")
@@ -67,10 +75,12 @@ class ChargerApp:
         # One watch over the pilot and the coil, called by every long operation: Modbus
         # waits, signatures and verifications, socket waits, the steps of a receipt
         # (docs/firmware.md, "Safety loop").
-        self.safety = safety = SafetyWatch(self.charger.safety_poll, cfg["safety_poll_us"])
+        self.safety = safety = SafetyWatch(self.charger.safety_poll, cfg["safety_poll_us"],
+                                           gc_calls, tidy_bytes)
         master.idle = safety
         master.idle_slice_us = cfg["wait_slice_us"]
-        self.keys.set_idle(safety)
+        self.keys.set_idle(safety.heavy)
+        atomic.set_idle(safety)         # between the chunks of every flash write
         self.records.idle = safety
         self.outbox.idle = safety
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
@@ -95,7 +105,7 @@ class ChargerApp:
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time,
                                          clock_status=clock.status)
-            verifier.idle = self.safety
+            verifier.idle = self.safety.heavy
         from app.config import mqtt_tls
         from uplink.acks import AckChecker
         try:
@@ -132,20 +142,26 @@ class ChargerApp:
         The safety watch runs between the phases (and inside each long one)."""
         safety = self.safety
         safety.mark()                   # the charger's step polls the pilot and the coil first
+        safety.phase = "charger"
         self.charger.step()
         safety()
         if self.reader is not None:
+            safety.phase = "rfid"
             self._poll_reader()
             safety()
         link = self.link
         if link is not None:
+            safety.phase = "mqtt"
             for cmd in link.poll():
                 safety()
+                safety.phase = "command"
                 result, detail = self.execute(cmd)
                 safety()
+                safety.phase = "reply"
                 link.reply(cmd, result, detail)
             safety()
             if self.charger.session is not None:
+                safety.phase = "telemetry"
                 now = self.clock.ticks_ms()
                 # The status (a dict and a price) is built only when telemetry is due.
                 if self.clock.ticks_diff(now, self._telemetry_due) >= 0:
@@ -156,12 +172,15 @@ class ChargerApp:
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
             now = self.clock.ticks_ms()
             if self.clock.ticks_diff(now, self._health_due) >= 0:
+                safety.phase = "health"
                 self._health_due = self.clock.ticks_add(now, 1000)
                 self._sample_heap()
                 health = self.health()
                 safety()
                 if link.connected and link.health(health):
                     self._health_due = self.clock.ticks_add(now, self.cfg["health_interval_s"] * 1000)
+        safety.phase = "loop"
+        safety.tidy()
         if self.watchdog is not None:
             self.watchdog.feed()
 

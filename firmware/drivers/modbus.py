@@ -243,7 +243,7 @@ class ModbusRTU:
         c = self.clock
         wait = self.gap_us - c.ticks_diff(c.ticks_us(), self._last_us)
         if wait > 0:
-            c.sleep_us(wait)
+            self._pause(wait)
         port.drain_input()          # a late reply to an earlier request must not be taken for ours
         port.write(req)
         got = self._receive(reply_len)
@@ -289,6 +289,19 @@ class ModbusRTU:
                 return got
             idle()
             c.sleep_us(slice_us)
+
+    def _pause(self, us):
+        """Sleep us (the inter-frame gap), with idle() between slices."""
+        idle = self.idle
+        if idle is None:
+            self.clock.sleep_us(us)
+            return
+        slice_us = self.idle_slice_us
+        while us > 0:
+            step = slice_us if us > slice_us else us
+            self.clock.sleep_us(step)
+            us -= step
+            idle()
 
     def _rx_from(self, got):
         v = self._rx_views.get(got)

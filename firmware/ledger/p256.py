@@ -254,6 +254,8 @@ class _Comb:
                 z = 2 * y * z % p
                 x = (a * a - 8 * bb) % p
                 y = (a * (4 * bb - x) - 8 * g * g) % p
+                if idle is not None:        # the doubling and the addition: one hook each
+                    idle()
             o = (n * tabsize) + ((idx & low) << 6 if idx & half else ((~idx) & low) << 6)
             x2 = fb(tab[o:o + 32], "big")
             y2 = fb(tab[o + 32:o + 64], "big")
@@ -442,6 +444,8 @@ def _mul_point(k, px, py):
             y = (a * (4 * bb - x) - 8 * g * g) % p
         dg = digits[i] - 16
         if dg:
+            if idle is not None and z:  # the doubling and the addition: one hook each
+                idle()
             x2, y2 = tbl[(dg if dg > 0 else -dg) >> 1]
             if dg < 0:
                 y2 = p - y2

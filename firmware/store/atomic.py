@@ -10,6 +10,40 @@ _HEADER = "<4sII"          # magic, length, crc32 of the data
 _HEADER_LEN = 12
 
 
+# The safety hook (the app's safety watch), called between the pieces of every write here and
+# in store/journal.py: a record goes to flash in CHUNK-byte pieces with the watch between them.
+_idle = None
+CHUNK = 512
+
+
+def set_idle(fn):
+    """Install fn as the flash writes' safety hook; return the previous one."""
+    global _idle
+    prev = _idle
+    _idle = fn
+    return prev
+
+
+def idle():
+    fn = _idle
+    if fn is not None:
+        fn()
+
+
+def write_chunks(f, data):
+    """f.write(data) in CHUNK-byte pieces with the safety hook between them."""
+    n = len(data)
+    if n <= CHUNK or _idle is None:
+        f.write(data)
+        return
+    mv = memoryview(data)
+    i = 0
+    while i < n:
+        f.write(mv[i:i + CHUNK])
+        i += CHUNK
+        _idle()
+
+
 class CorruptFile(Exception):
     pass
 
@@ -35,17 +69,22 @@ def _read_raw(path):
 def write(path, data):
     """Replace the file at path with data (bytes) so that a power cut leaves old or new, whole."""
     tmp = path + ".tmp"
+    crc = crc32(data) & 0xFFFFFFFF
+    idle()
     with open(tmp, "wb") as f:
         # Header and data written one after the other: no framed copy of the record.
-        f.write(struct.pack(_HEADER, _MAGIC, len(data), crc32(data) & 0xFFFFFFFF))
-        f.write(data)
+        f.write(struct.pack(_HEADER, _MAGIC, len(data), crc))
+        write_chunks(f, data)
+        idle()
         f.flush()
+    idle()
     try:
         os.rename(tmp, path)
     except OSError:
         # FAT: rename does not replace. The temp file stays valid until the rename is done.
         remove(path)
         os.rename(tmp, path)
+    idle()
 
 
 def read(path, default=None):

@@ -81,11 +81,14 @@ class Journal:
         for p in parts:
             crc = crc32(p, crc)
         header = struct.pack(_HEADER, _MAGIC, size, seq, crc & 0xFFFFFFFF)
+        atomic.idle()
         with open(self._seg_path(self._segments[-1]), "ab") as f:
             f.write(header)
             for p in parts:
-                f.write(p)
+                atomic.write_chunks(f, p)
+            atomic.idle()
             f.flush()
+        atomic.idle()
         self.last_seq = seq
         return seq
 

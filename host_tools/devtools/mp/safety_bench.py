@@ -14,6 +14,7 @@ import sys
 from time import ticks_diff, ticks_us
 
 from app import config
+from hal import clock as clock_mod
 from app.board import load_board
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
@@ -22,24 +23,57 @@ from hal.sim import SimClock
 from umqtt.simple import MQTTClient
 
 
+_NV = b"nonvoluntary_ctxt_switches:"
+NBUCKETS = 201
+
+
+def _bucket(us):
+    """Histogram bucket: 10 us wide below 1 ms, 1 ms wide below 100 ms, then one."""
+    if us < 1000:
+        return us // 10
+    if us < 100000:
+        return 99 + us // 1000
+    return 200
+
+
+def _bucket_top(i):
+    return (i + 1) * 10 if i < 100 else ((i - 98) * 1000 if i < 200 else 1 << 30)
+
+
+def percentile(hist, total, q):
+    """The upper edge of the bucket holding the q-th quantile (q in thousandths)."""
+    need = (total * q + 999) // 1000
+    seen = 0
+    for i in range(NBUCKETS):
+        seen += hist[i]
+        if seen >= need:
+            return _bucket_top(i)
+    return 0
+
+
+_sleep_us = clock_mod.sleep_us
+
+
 class GapMeter:
     """Wraps the app's safety watch (every_us 0: every call polls) and measures every gap
-    between two polls in wall time. The machine is shared (2 cores, a VM): a gap in which the
-    kernel switched this process out involuntarily (nonvoluntary_ctxt_switches in
-    /proc/self/status went up) is someone else's time, not the firmware's; those are counted
-    apart. The firmware's own sleeps (its wait slices, 50 us here) stay in. The VM's own
-    steal time is invisible from inside: what remains is an upper bound."""
+    between two polls in wall time, filed by where it started and ended: the main loop's
+    phase (watch.phase) and the innermost labelled call (self.where). The machine is shared
+    (2 cores, a VM): a gap in which the kernel switched this process out involuntarily
+    (nonvoluntary_ctxt_switches in /proc/self/status went up) or the hypervisor stole time
+    from a CPU (the steal column of /proc/stat's cpu line went up) is someone else's time, not
+    the firmware's; those are counted apart. The firmware's own sleeps (its wait slices, 50 us
+    here) stay in. A collection (the heap's allocated bytes went down) is marked "+gc". The
+    meter reads /proc into buffers made once, so it allocates nothing per poll (except when
+    it files a long gap): the app's collections come when the app's own allocations ask."""
 
     def __init__(self, watch):
         self.watch = watch
-        self.f = open("/proc/self/status")
-        self.max_wall = 0          # every gap
-        self.max_clean = 0         # gaps without an involuntary switch
-        self.preempted = 0         # gaps left out for one
-        self.gaps = 0
-        self.over = 0              # clean gaps above 250 us
-        self.worst = []
-        self.resume()
+        self.f = open("/proc/self/status", "rb")
+        self.fs = open("/proc/stat", "rb")
+        self.buf = bytearray(4096)
+        self.hist = [0] * NBUCKETS       # every clean gap
+        self.long = {}                   # "start > end" -> [count, max us], clean gaps > 250 us
+        self.reset()
         inner = watch.poll
 
         def poll():
@@ -55,39 +89,142 @@ class GapMeter:
             self.resume()
         watch.mark = marked
 
+    def reset(self):
+        self.max_wall = 0          # every gap
+        self.max_clean = 0         # gaps without an involuntary switch or steal
+        self.preempted = 0         # gaps left out for an involuntary switch
+        self.stolen = 0            # gaps left out for hypervisor steal
+        self.gaps = 0
+        self.over = 0              # clean gaps above 250 us
+        self.gc_gaps = 0           # clean gaps with a collection inside
+        self.gc_max = 0
+        self.busy_us = 0           # the sum of all gaps: the app's own time
+        self.max_code = 0          # clean gaps less the host's oversleep in them
+        self.code_over = 0         # of those, above 250 us
+        self.overslept = 0         # oversleep so far in the gap running now
+        for i in range(NBUCKETS):
+            self.hist[i] = 0
+        self.long.clear()
+        self.resume()
+
+    def _number_after(self, f, key, skip):
+        b = self.buf
+        f.seek(0)
+        n = f.readinto(b)
+        i = b.find(key, 0, n) + len(key)
+        while skip:                          # the skip-th number after the key
+            while b[i] == 32 or b[i] == 9:
+                i += 1
+            while b[i] > 32:
+                i += 1
+            skip -= 1
+        while b[i] == 32 or b[i] == 9:
+            i += 1
+        v = 0
+        while 48 <= b[i] <= 57:
+            v = v * 10 + b[i] - 48
+            i += 1
+        return v
+
     def _switches(self):
-        self.f.seek(0)
-        t = self.f.read()
-        i = t.find("nonvoluntary_ctxt_switches:")
-        return int(t[i + 27:].split(None, 1)[0])
+        return self._number_after(self.f, _NV, 0)
+
+    def _steal(self):
+        return self._number_after(self.fs, b"cpu ", 7)
 
     def _note(self):
         now = ticks_us()
+        alloc = gc.mem_alloc()
         sw = self._switches()
+        st = self._steal()
         wall = ticks_diff(now, self.last)
         self.gaps += 1
+        self.busy_us += wall
         if wall > self.max_wall:
             self.max_wall = wall
         if sw != self.sw:
             self.preempted += 1
             return
+        if st != self.st:
+            self.stolen += 1
+            return
+        collected = alloc < self.alloc
+        if collected:
+            self.gc_gaps += 1
+            if wall > self.gc_max:
+                self.gc_max = wall
+        self.hist[_bucket(wall)] += 1
         if wall > self.max_clean:
             self.max_clean = wall
+        code = wall - self.overslept
+        if code > self.max_code:
+            self.max_code = code
+        if code > 250:
+            self.code_over += 1
         if wall > 250:
             self.over += 1
-            w = self.worst                   # keep the 16 worst
-            if len(w) < 16:
-                w.append((wall, self.watch.polls, self.where))
+            key = "%s/%s > %s/%s%s" % (self.start_phase, self.start_where, self.watch.phase,
+                                        self.where, " +gc" if collected else "")
+            e = self.long.get(key)
+            if e is None:
+                self.long[key] = [1, wall]
             else:
-                i = min(range(16), key=lambda j: w[j][0])
-                if w[i][0] < wall:
-                    w[i] = (wall, self.watch.polls, self.where)
+                e[0] += 1
+                if wall > e[1]:
+                    e[1] = wall
 
     def resume(self):
+        self.start_phase = self.watch.phase
+        self.start_where = self.where
         self.sw = self._switches()
+        self.st = self._steal()
+        self.alloc = gc.mem_alloc()
+        self.overslept = 0
         self.last = ticks_us()
 
+    def sleep_us(self, us):
+        """The firmware's sleeps (wait slices, the Modbus frame gap), timed: what the host adds
+        beyond the time asked for is the host scheduler's wake-up latency, not the firmware."""
+        t = ticks_us()
+        _sleep_us(us)
+        late = ticks_diff(ticks_us(), t) - us
+        if late > 0:
+            self.overslept += late
+
+    def summary(self, prefix=""):
+        n = self.gaps - self.preempted - self.stolen
+        top = sorted(self.long.items(), key=lambda kv: -kv[1][0] * 1000000 - kv[1][1])
+        return {prefix + "max_gap_us": self.max_clean, prefix + "max_gap_wall_us": self.max_wall,
+                prefix + "gaps": self.gaps, prefix + "preempted_gaps": self.preempted,
+                prefix + "stolen_gaps": self.stolen,
+                prefix + "clean_gaps_over_250us": self.over,
+                prefix + "p99_us": percentile(self.hist, n, 990),
+                prefix + "p999_us": percentile(self.hist, n, 999),
+                prefix + "gc_gaps": self.gc_gaps, prefix + "gc_gap_max_us": self.gc_max,
+                prefix + "busy_us": self.busy_us,
+                prefix + "code_max_gap_us": self.max_code,
+                prefix + "code_gaps_over_250us": self.code_over,
+                prefix + "long_by_phase": [[k, v[0], v[1]] for k, v in top[:40]]}
+
     where = ""
+
+
+def idle_gaps(watch, gm, busy_us, slice_us):
+    """The host's noise floor: nothing but safety polls (the same watch and meter) for as long
+    as the app ran, so whatever long gaps remain here are the machine's, not the firmware's;
+    then the same with a wait slice's sleep between the polls (the host's wake-up latency)."""
+    out = {}
+    for name, sleep in (("idle_", 0), ("idle_sleep_", slice_us)):
+        gm.reset()
+        watch.phase = name
+        t0 = ticks_us()
+        while ticks_diff(ticks_us(), t0) < busy_us:
+            for _ in range(100):
+                watch()
+                if sleep:
+                    clock_mod.sleep_us(sleep)
+        out.update(gm.summary(name))
+    return out
 
 
 def signer_gaps(reps=7):
@@ -125,6 +262,18 @@ def signer_gaps(reps=7):
     return out
 
 
+def gc_pauses(n=5):
+    """A full collection's pause with the app's heap as it is now (the slowest of n)."""
+    worst = 0
+    for _ in range(n):
+        t = ticks_us()
+        gc.collect()
+        d = ticks_diff(ticks_us(), t)
+        if d > worst:
+            worst = d
+    return worst
+
+
 def main():
     cfg = json.loads(sys.stdin.readline())
     signer = signer_gaps()
@@ -142,6 +291,7 @@ def main():
     hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
     app = ChargerApp(board, conf, hw)
     gm = GapMeter(app.safety)
+    clock_mod.sleep_us = gm.sleep_us              # the firmware's sleeps, timed
     ev = hw["ev"]
     relay = hw["relay"]
     # Where each long gap ended: the innermost labelled call running at that poll.
@@ -156,10 +306,16 @@ def main():
             finally:
                 gm.where = outer
         setattr(obj, name, g)
-    for obj, names in ((app.charger, ("step",)), (app.link, ("poll", "telemetry", "health", "reply")),
-                       (app, ("execute", "health")), (app.records, ("record",)),
-                       (app.keys, ("sign",)), (app.outbox, ("put", "sync")),
-                       (app.charger.meter, ("read",))):
+    ch = app.charger
+    for obj, names in ((ch, ("step", "enter", "take_reading", "finish", "record", "_poll_meter",
+                             "read_energy", "status", "set_current_limit", "authorise")),
+                       (ch.books, ("take_reading", "close", "journal", "price_so_far")),
+                       (ch.sessions, ("save", "finish")), (ch.faults, ("add", "record")),
+                       (app.link, ("poll", "telemetry", "health", "reply", "_receive", "_send",
+                                   "_keepalive", "_verify_one", "_on_message", "_publish")),
+                       (app, ("execute", "health")), (app.records, ("record", "_queue")),
+                       (app.keys, ("sign",)), (app.outbox, ("put", "sync", "ack", "items")),
+                       (ch.meter, ("read",))):
         for n in names:
             if hasattr(obj, n):
                 label(obj, n)
@@ -184,7 +340,7 @@ def main():
 
     until(lambda: app.link.connected)
     c = app.link.client
-    for obj, names in ((c, ("check_msg", "publish", "wait_msg")), (app.outbox, ("ack", "items")),
+    for obj, names in ((c, ("check_msg", "publish", "wait_msg")),
                        (app.billing, ("set_tariff",)), (app.records.log, ("append_session",))):
         for n in names:
             if hasattr(obj, n):
@@ -193,9 +349,7 @@ def main():
         label(app.link.verifier, "verify")
     label(c, "cb")
     gc.collect()
-    gm.resume()
-    gm.max_wall = gm.max_clean = gm.preempted = gm.gaps = gm.over = 0
-    del gm.worst[:]
+    gm.reset()
     polls0 = app.safety.polls
     steps = 0
     for i in range(cfg["sessions"]):
@@ -220,11 +374,13 @@ def main():
         until(lambda: app.charger.session is None)
         until(lambda: app.outbox.pending() == 0)
         steps += 1
-    out = {"max_gap_us": gm.max_clean, "max_gap_wall_us": gm.max_wall, "gaps": gm.gaps,
-           "preempted_gaps": gm.preempted, "clean_gaps_over_250us": gm.over,
-           "polls": app.safety.polls - polls0, "worst": gm.worst,
-           "sessions": steps, "pending": app.outbox.pending(), "signer": signer,
-           "receipts": app.records.log.seq, "state": app.charger.state}
+    out = gm.summary()
+    out.update({"polls": app.safety.polls - polls0,
+                "sessions": steps, "pending": app.outbox.pending(), "signer": signer,
+                "receipts": app.records.log.seq, "state": app.charger.state})
+    out["gc_pause_us"] = gc_pauses()
+    out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
+                         conf["wait_slice_us"]))
     op.disconnect()
     app.link.close()
     meter.close()
