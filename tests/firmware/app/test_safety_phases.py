@@ -1,0 +1,136 @@
+# The safety watch is called all through every long phase of a whole session (docs/firmware.md,
+# "Safety loop"): the polls are counted per operation, never timed, so a change that takes a
+# hook out of the signer, the verifier, a flash write, the Modbus wait or the MQTT read loop
+# fails here. Runs on both interpreters.
+import gc
+import json
+
+from hal.sim import SimClock
+from session import charger as ch
+from store import atomic
+from store.journal import Journal
+from support.mqttpeer import Peer, wait_for
+from support.rig import Rig
+
+SLICE_US = 50           # the bench's wait slice: the Modbus frame gap is waited in such slices
+
+
+def _counting(rig):
+    """Count the watch's polls by the labelled operation running (else the loop's phase)."""
+    watch = rig.app.safety
+    counts = {}
+    running = [None]
+    inner = watch.poll
+
+    def poll():
+        key = running[0] or watch.phase
+        counts[key] = counts.get(key, 0) + 1
+        inner()
+    watch.poll = poll
+
+    def during(obj, name, label, calls=None):
+        f = getattr(obj, name)
+
+        def g(*a, **k):
+            outer = running[0]
+            running[0] = label
+            if calls is not None:
+                calls[label] = calls.get(label, 0) + 1
+            try:
+                return f(*a, **k)
+            finally:
+                running[0] = outer
+        setattr(obj, name, g)
+    return counts, during
+
+
+def _command(rig, peer, raw):
+    peer.publish(b"cp/CP-TEST-1/cmd", raw.encode())
+    got = []
+
+    def step():
+        rig.run(0.1)
+        peer.pump()
+        got.extend(peer.take(b"cp/CP-TEST-1/cmd/result"))
+    wait_for(lambda: got, step)
+    return json.loads(got[0][1])
+
+
+def test_every_long_phase_of_a_session_polls_the_watch(charger_env, amqtt_broker, app_commands):
+    env = dict(charger_env)
+    env["broker"] = amqtt_broker
+    rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]),
+              operator_key=app_commands["operator_spki"], telemetry_interval_s=1,
+              safety_poll_us=0, wait_slice_us=SLICE_US)
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        counts, during = _counting(rig)
+        calls = {}
+        app = rig.app
+        during(app.link.verifier, "verify", "verify", calls)
+        during(app.keys, "sign", "sign", calls)
+        during(app.records, "_queue", "queue", calls)
+        during(app.charger.meter, "read", "meter", calls)
+        during(app.link, "_receive", "receive", calls)
+        msgs = app_commands["msgs"]
+        rig.ev.set_state("B")
+        rig.run(1)
+        assert _command(rig, peer, msgs["start"])["result"] == "ok"
+        rig.ev.set_state("C")
+        rig.run(5, power_w=7000)
+        assert rig.relay.contacts_closed()
+        assert _command(rig, peer, msgs["tariff"])["result"] == "ok"
+        # Twenty acks nobody can check, queued at the broker: the read loop polls per packet.
+        bad = app.link.bad_acks
+        for i in range(20):
+            peer.publish(b"cp/CP-TEST-1/ack/v9", b'{"seq":%d,"sha256":"00"}' % i)
+        wait_for(lambda: app.link.bad_acks >= bad + 20, lambda: rig.run(0.1))
+        rig.unplug()
+        assert rig.charger.state == ch.IDLE and len(rig.receipts()) == 1
+
+        # A command's signature: a hook per doubling and per addition (170 for the comb; 113
+        # with one hook per doubling-and-addition step).
+        assert counts["verify"] >= 160 * calls["verify"], (counts, calls)
+        # The receipt's three signatures: 109 hooks each (94 with one per comb step).
+        assert calls["sign"] >= 3 and counts["sign"] >= 105 * calls["sign"], (counts, calls)
+        # The receipt and checkpoint into the outbox: around each flash write and between
+        # each 512 bytes of the receipt.
+        receipt_len = len(app.outbox.get(app.outbox.last_seq - 1)[1])
+        assert counts["queue"] >= 4 + receipt_len // atomic.CHUNK, (counts, receipt_len)
+        # Each meter read polls while its reply is awaited...
+        assert counts["meter"] >= calls["meter"], (counts, calls)
+        # ...and while it waits the line's inter-frame gap (here made 20 ms long, the last
+        # frame just ended): in slices, with the watch between them.
+        master = app.charger.meter.master
+        master.gap_us = 20000
+        before = counts["meter"]
+        master._last_us = master.clock.ticks_us()
+        app.charger.meter.read()
+        assert counts["meter"] - before >= 20000 // SLICE_US // 2, counts["meter"] - before
+        # The MQTT read loop: the watch before every packet read.
+        assert counts["receive"] >= 20, counts
+        # Collections run by the watch between two polls (MicroPython), not inside the signer.
+        if hasattr(gc, "threshold"):
+            assert app.safety.collects >= 3 * calls["sign"], app.safety.collects
+    finally:
+        peer.close()
+        rig.close()
+
+
+def test_flash_writes_poll_between_every_chunk(tmp_path):
+    """A record written whole or appended to a journal: the hook between every CHUNK bytes."""
+    calls = []
+    prev = atomic.set_idle(lambda: calls.append(1))
+    try:
+        data = bytes(range(256)) * 16                       # 4 KiB
+        atomic.write(str(tmp_path) + "/rec", data)
+        assert atomic.read(str(tmp_path) + "/rec") == data
+        assert len(calls) >= len(data) // atomic.CHUNK + 2, len(calls)
+        del calls[:]
+        j = Journal(str(tmp_path) + "/j", segment_bytes=8192)
+        j.append((data[:2000], data[2000:3500]))
+        assert len(calls) >= 3500 // atomic.CHUNK + 1, len(calls)
+        assert [bytes(d) for _, d in j.records(0)] == [data[:3500]]
+    finally:
+        atomic.set_idle(prev)
