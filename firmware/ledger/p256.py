@@ -77,6 +77,8 @@ def _inv(a, m):
             x = r0 >> shift
         y = r1 >> shift
         aa, bb, cc, dd = 1, 0, 0, 1
+        if idle is not None:        # the top bits found; now the simulated quotients
+            idle()
         while y + cc and y + dd:
             q = (x + aa) // (y + cc)
             if q != (x + bb) // (y + dd):
@@ -86,6 +88,8 @@ def _inv(a, m):
             x, y = y, x - q * y
         if bb:
             r0, r1 = aa * r0 + bb * r1, cc * r0 + dd * r1
+            if idle is not None:    # the remainders and the cofactors: one hook each
+                idle()
             s0, s1 = aa * s0 + bb * s1, cc * s0 + dd * s1
         else:                   # no quotient could be simulated: one full step
             q, r = divmod(r0, r1)
@@ -210,7 +214,10 @@ class _Comb:
         mask = (1 << d) - 1
         lb = s // 8
         lanes = []
+        idle = _idle
         for j in range(t):
+            if idle is not None:
+                idle()
             acc = 0
             sh = j * d
             for i in range(w):
@@ -392,7 +399,7 @@ def _wnaf(k):
     half = full >> 1
     idle = _idle
     while k:
-        if idle is not None and not len(out) & 31:
+        if idle is not None and not n & 31:
             idle()
         if k & 1:
             d = k & (full - 1)
@@ -513,6 +520,8 @@ def sign_digest(priv, digest, blind=None):
     n = N
     e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
     for k in nonces(priv, digest, n):
+        if _idle is not None:             # the nonce's HMACs done
+            _idle()
         x, y, z = _mul_base(k)
         if blind:
             bp = blind % P or 1
@@ -553,7 +562,11 @@ def _verify(mul_pub, digest, r, s):
     else:
         x1, y1, z1 = 0, 1, 0
     x2, y2, z2 = mul_pub(u2)
+    if _idle is not None:
+        _idle()
     x, y, z = _add(x1, y1, z1, x2, y2, z2)
+    if _idle is not None:
+        _idle()
     if not z:
         return False
     # x/z^2 mod n == r without an inversion: x == r*z^2, or (r + n)*z^2 when r + n < P.

@@ -14,6 +14,18 @@ safety_gap_max_us_micropython  the largest gap, in microseconds on the MicroPyth
                                this row is an upper bound dominated by the host.
 safety_gap_max_wall_us_micropython  the same with every gap counted.
 safety_gaps_over_250us         how many counted gaps exceeded 250 us.
+safety_gap_p99_us_micropython / safety_gap_p999_us_micropython
+                               the 99th / 99.9th percentile of the counted gaps (10 us buckets).
+safety_gap_code_max_us_micropython  the largest counted gap less the host's oversleep in it (a
+                               wait slice of 50 us that the kernel woke up late): the
+                               firmware's own time between two polls.
+safety_gaps_code_over_250us    how many of those exceeded 250 us.
+safety_gap_idle_max_us_micropython / safety_gap_idle_sleep_max_us_micropython
+                               the host's noise floor over as long a run: a loop of nothing but
+                               polls (the same watch and meter), and one with a 50 us sleep
+                               between them; their gaps over 250 us are the machine's.
+safety_gc_pause_us_micropython the slowest of five full collections of the app's heap at the
+                               end of the run (the floor of any gap holding one).
 safety_polls_per_session       polls made per session in that run (the hook density).
 safety_gap_sign_us_micropython / safety_gap_verify_us_micropython
                                the signer's and verifier's largest gap between two hook calls,
@@ -131,6 +143,14 @@ def run() -> dict:
             "safety_gap_max_wall_us_micropython": out["max_gap_wall_us"],
             "safety_gaps_preempted": out["preempted_gaps"],
             "safety_gaps_over_250us": out["clean_gaps_over_250us"],
+            "safety_gap_p99_us_micropython": out["p99_us"],
+            "safety_gap_p999_us_micropython": out["p999_us"],
+            "safety_gap_code_max_us_micropython": out["code_max_gap_us"],
+            "safety_gaps_code_over_250us": out["code_gaps_over_250us"],
+            "safety_gap_idle_max_us_micropython": out["idle_max_gap_us"],
+            "safety_gaps_idle_over_250us": out["idle_clean_gaps_over_250us"],
+            "safety_gap_idle_sleep_max_us_micropython": out["idle_sleep_max_gap_us"],
+            "safety_gc_pause_us_micropython": out["gc_pause_us"],
             "safety_polls_per_session": out["polls"] // SESSIONS,
             "safety_gap_sign_us_micropython": sig["sign_gap_us"],
             "safety_gap_verify_us_micropython": sig["verify_gap_us"]}
@@ -138,4 +158,6 @@ def run() -> dict:
 
 if __name__ == "__main__":
     import sys
+    # The whole measurement, with the long gaps filed by phase ("start > end" of the gap:
+    # loop phase / innermost labelled call, "+gc" when a collection ran inside).
     print(json.dumps(run_gap(sys.argv[1] if len(sys.argv) > 1 else "32"), indent=2))
