@@ -18,6 +18,8 @@
   chargeproof export   --db L.sqlite --format json|transparency-xml [--out FILE]
   chargeproof replay   --db NEW.sqlite --export L.json [--enroll-from-export]   rebuild + audit
   chargeproof witness-key --key V.key --id val-1              make/show a validator's cosigning key (vkey)
+  chargeproof pseudonym --key-file K --uid 04A1B2C3D4 ...    the pseudonym receipts and allow-lists
+                                         carry for a card (docs/security.md, "Card privacy")
 
 --db takes a SQLite file or a PostgreSQL conninfo/URL ("host=/run/postgresql dbname=ledger",
 "postgresql://user@host/ledger"): the same commands work on either store.
@@ -270,6 +272,17 @@ def cmd_witness_key(args):
     return 0
 
 
+def cmd_pseudonym(args):
+    from host_tools.provision import pseudonym
+    key = pseudonym.read_key(args.key_file)
+    for uid in args.uid:
+        # Only the pseudonym is printed when asked for one card: it goes into allow-lists and
+        # to the driver as it is; with several, each line says which card it is for.
+        p = pseudonym.pseudonym(key, uid)
+        print(p if len(args.uid) == 1 else "%s %s" % (pseudonym.canonical_uid(uid), p))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="chargeproof", description="ChargeProof validator and ledger tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -370,6 +383,13 @@ def build_parser():
     sp.add_argument("--key", required=True, help="key file (Ed25519 seed, hex; made with mode 0600)")
     sp.add_argument("--id", required=True, help="the validator id (the cosigner's key name)")
     sp.set_defaults(fn=cmd_witness_key)
+
+    sp = sub.add_parser("pseudonym", help="the pseudonym a card's receipts and allow-list entries carry")
+    sp.add_argument("--key-file", required=True,
+                    help="the operator's pseudonym key (hex; or a charger's secrets file)")
+    sp.add_argument("--uid", required=True, action="append",
+                    help="the card's UID in hex, as a reader prints it (repeatable)")
+    sp.set_defaults(fn=cmd_pseudonym)
     return p
 
 

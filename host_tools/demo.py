@@ -14,6 +14,7 @@ validators' verdicts) and prints how to open the live dashboard and the driver's
 """
 import argparse
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -24,14 +25,20 @@ from host_tools import mqtt_conn
 from host_tools.firmware_rules import default_origin
 from host_tools.provision.broker_conf import Roster
 from host_tools.sim.broker import AmqttBroker, MosquittoBroker, find_mosquitto
-from host_tools.provision import secrets
+from host_tools.provision import pseudonym, secrets
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator, proof_bundle
 from host_tools.verify import units
 
 from host_tools.paths import DEMO_OUT as OUT, ROOT
-CARDS = ["04A2B3C4D5E6F7", "04118822AABBCC", "04FE00DD11EE22"]
+CARDS = ["04A2B3C4D5E6F7", "04118822AABBCC", "04FE00DD11EE22"]   # the drivers' card UIDs
+
+
+def card_provisioning(key_hex: str) -> list[str]:
+    """The chargers' allow_list under the operator's pseudonym key: the pseudonyms of CARDS
+    (docs/security.md, "Card privacy"); the key itself goes into each secrets file."""
+    return pseudonym.allow_list(key_hex, CARDS)
 
 
 def default_tariff():
@@ -211,10 +218,19 @@ def main(argv=None):
     bridge = bridge_stats = None
     drained = True
     start_time = int(time.time()) - 3 * 86400
+    # The operator's card pseudonym key, made for this run: the drivers' cards are known to the
+    # chargers, the ledgers and the bills only by their pseudonyms under it.
+    card_key = secrets.new_pseudonym_key()
+    key_path = OUT / "operator-pseudonym.key"
+    with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(card_key + "\n")
+    allow = card_provisioning(card_key)
+    print("cards: %d, allowed by pseudonym (a driver's: chargeproof pseudonym --key-file %s "
+          "--uid UID)" % (len(allow), shown(key_path)))
     try:
         for n in range(args.chargers):
             cid = ids[n]
-            config = {"allow_list": CARDS, "meter_serial": "SIM-%05d" % (n + 1)}
+            config = {"allow_list": allow, "meter_serial": "SIM-%05d" % (n + 1)}
             config.update(mqtt_conn.charger_config(login(cid)))     # its login, the broker's CA
             dev = Device(cid, OUT / "flash", broker.host, broker.port,
                          scripted_sessions(n, args.sessions), start_time=start_time + n * 3600,
@@ -223,7 +239,7 @@ def main(argv=None):
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin=default_origin(cid))
             # Enrollment made an ack key per (validator, charger): onto the charger's flash.
-            dev.provision(secrets.from_validators(validators, cid))
+            dev.provision(secrets.from_validators(validators, cid, card_key))
             print("charger %s: key %s... enrolled with %d validators" % (
                 cid, dev.pubkey_hex[-16:], len(validators)))
         for v in validators:

@@ -17,6 +17,7 @@ from ledger.keys import KeyStore
 from ledger.log import ChargerLog
 from session.auth import Authoriser
 from session.billing import Billing
+from ledger.cards import NO_KEY, CardPseudonyms
 from session.charger import Charger, Refused
 from session.faults import FaultLog
 from session.state import SessionStore
@@ -64,6 +65,10 @@ class ChargerApp:
         self.outbox = Outbox(data + "/outbox", cfg["validators"], quorum=cfg["ack_quorum"])
         self.records = Records(log, self.outbox, data)
         self.auth = Authoriser(cfg["auth_mode"], cfg["allow_list"])
+        try:
+            self.cards = CardPseudonyms(self.secrets["pseudonym_key"])
+        except ValueError as exc:
+            raise config_mod.ConfigError("secrets: %s" % exc)
         self.billing = Billing(data + "/tariff", cfg["tariff"])
         self.faults = FaultLog(data + "/faults")
         rcd = None
@@ -87,7 +92,9 @@ class ChargerApp:
         self.reader = self._reader(hw.get("rfid_spi"))
         self._rfid_ms = cfg["rfid_poll_ms"]
         self._rfid_due = clock.ticks_ms()
-        self.last_card = None           # (uid, refusal reason or None) of the last card read
+        # (pseudonym or None, refusal reason or None) of the last card read: never its UID
+        self.last_card = None
+        self._no_key_logged = False
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()
         self._health_due = clock.ticks_ms()
@@ -135,7 +142,7 @@ class ChargerApp:
         self._rfid_due = self.clock.ticks_add(now, self._rfid_ms)
         uid = self.reader.poll()
         if uid is not None:
-            self.last_card = (uid, self.present_card(uid))
+            self.present_card(uid)
 
     def step(self):
         """One pass of the main loop: charger first (safety), then the reader and the network.
@@ -231,13 +238,24 @@ class ChargerApp:
             return "rejected", str(exc)
         return "ok", ""
 
-    def present_card(self, id_tag):
-        """An RFID card at the reader: start or stop; returns None or the refusal reason."""
-        try:
-            self.charger.authorise(id_tag)
-        except Refused as exc:
-            return str(exc)
-        return None
+    def present_card(self, uid):
+        """An RFID card at the reader (its UID, hex): start or stop; returns None or the refusal
+        reason. Only the card's pseudonym goes further (ledger/cards.py); without a pseudonym
+        key the card is refused, once recorded in the fault log, rather than recorded by UID."""
+        card_id = self.cards.of(uid)
+        if card_id is None:
+            if not self._no_key_logged:
+                self._no_key_logged = True
+                self.faults.record(self.clock.time(), "refused", NO_KEY)
+            reason = NO_KEY
+        else:
+            try:
+                self.charger.authorise(card_id)
+                reason = None
+            except Refused as exc:
+                reason = str(exc)
+        self.last_card = (card_id, reason)
+        return reason
 
     def public_key_hex(self):
         return self.keys.public_key_hex()

@@ -7,7 +7,7 @@ DEFAULTS = {
     "charger_id": None,            # required: unique id, e.g. "CP-0001"
     "evse_id": "",
     "auth_mode": "allow-list",     # allow-list | remote | free
-    "allow_list": [],
+    "allow_list": [],              # card pseudonyms (ledger/cards.py), never UIDs
     "meter_poll_ms": 1000,
     "max_meter_failures": 5,       # consecutive failed reads before the meter is a fault
     # Stale and inconsistent meters (session/plausibility.py, FlowCheck). An EV that charges
@@ -85,6 +85,27 @@ def _check_mqtt(cfg):
             raise ConfigError("config: mqtt_ca is not hex")
 
 
+def _is_hex(text):
+    for c in text:
+        if c not in "0123456789abcdefABCDEF":
+            return False
+    return True
+
+
+def _allow_list(entries):
+    """The allow-list as upper-case pseudonyms. An entry that is not one (a card UID left from
+    before pseudonyms, a typo) is refused, and not quoted: it may be a card number."""
+    if not isinstance(entries, list):
+        raise ConfigError("config: allow_list must be a list of card pseudonyms")
+    out = []
+    for n, entry in enumerate(entries):
+        if not (isinstance(entry, str) and len(entry) == 32 and _is_hex(entry)):
+            raise ConfigError("config: allow_list entry %d is not a card pseudonym (32 hex "
+                              "digits, `chargeproof pseudonym`)" % n)
+        out.append(entry.upper())
+    return out
+
+
 def mqtt_tls(cfg):
     """A hal.net.Tls for the configured broker, or None when TLS is off."""
     if not cfg["mqtt_tls"]:
@@ -128,6 +149,7 @@ def load(board, path=None, overrides=None):
     except ids.IdError as exc:
         raise ConfigError("config: field 'charger_id': %s" % exc)
     _check_mqtt(cfg)
+    cfg["allow_list"] = _allow_list(cfg["allow_list"])
     fb = cfg["fallback_current_ma"]
     if not isinstance(fb, int) or not (fb == 0 or 6000 <= fb <= cfg["rated_current_a"] * 1000):
         raise ConfigError("config: fallback_current_ma must be 0 or 6000..%d"

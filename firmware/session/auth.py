@@ -1,5 +1,6 @@
-# Who may charge: a local RFID allow-list, remote authorisation by the operator, or free mode;
-# a reservation holds the connector for one id until a time.
+# Who may charge: a local allow-list of card pseudonyms (ledger/cards.py), remote
+# authorisation by the operator, or free mode; a reservation holds the connector for one id
+# until a time.
 FREE_ID = "FREE"
 
 
@@ -45,7 +46,8 @@ class Authoriser:
         return "unknown-id"
 
     def id_type(self, id_tag, remote=False):
-        # OCMF identification types: ISO14443 for RFID cards, CENTRAL for back-end ids.
+        # OCMF identification types: LOCAL for a card's pseudonym (an identifier the charger
+        # makes itself, ledger/cards.py; never the card's ISO14443 UID), CENTRAL for back-end ids.
         if id_tag == FREE_ID:
             return "NONE"
-        return "CENTRAL" if remote else "ISO14443"
+        return "CENTRAL" if remote else "LOCAL"

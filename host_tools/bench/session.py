@@ -25,10 +25,12 @@ from host_tools.devtools import build_mpy
 from host_tools.devtools import mp32, mprun
 from host_tools.firmware_rules import default_origin
 from host_tools.sim.broker import AmqttBroker
-from host_tools.demo import CARDS, default_tariff
+from host_tools.demo import CARDS, card_provisioning, default_tariff
 from host_tools.provision import secrets
 from host_tools.sim.fleet import DEFAULT_BOARD, Device, start_meter, stop
 from host_tools.validator.service import Validator
+
+CARD_KEY = secrets.new_pseudonym_key()     # the operator's card pseudonym key
 
 
 def _session_ok(meter, heap, interp):
@@ -94,12 +96,12 @@ def ack_rows(sessions=8):
     plan = [{"card": CARDS[0], "power_w": 11000, "minutes": 10, "idle_minutes": 0}] * sessions
     dev = Device("CP-BENCH", tempfile.mkdtemp(), broker.host, broker.port, plan,
                  start_time=int(time.time()) - 86400,
-                 config={"allow_list": CARDS, "meter_serial": "SIM-BENCH"})
+                 config={"allow_list": card_provisioning(CARD_KEY), "meter_serial": "SIM-BENCH"})
     try:
         dev.start()
         validator.enroll("CP-BENCH", bytes.fromhex(dev.pubkey_hex),
                          origin=default_origin("CP-BENCH"))
-        dev.provision(secrets.from_validators([validator], "CP-BENCH"))
+        dev.provision(secrets.from_validators([validator], "CP-BENCH", CARD_KEY))
         validator.subscribed.wait(10)
         time.sleep(0.3)
         dev.go()

@@ -147,8 +147,9 @@ def check(bundle_text, pub_der, checkpoint_note=None, proof=None, tariff_doc=Non
     wrong = units.price_mismatch((rc["net"], rc["tax"], rc["price"]), expected)
     if wrong:
         raise Invalid("price-mismatch", wrong)
-    return ("receipt %d (session T%d) of %s: %s kWh, %s incl. tax, leaf %d of %d in %s%s"
-            % (rc["index"], rc["seq"], rc["charger"], units.kwh_text(rc["energy_wh"]),
+    return ("receipt %d (session T%d) of %s%s: %s kWh, %s incl. tax, leaf %d of %d in %s%s"
+            % (rc["index"], rc["seq"], rc["charger"], identification(rec.payload),
+               units.kwh_text(rc["energy_wh"]),
                units.money_text(rc["price"], rc["currency"]), rc["index"], cp.size, cp.origin,
                ", cosigned by %s" % ", ".join(sorted(witnessed)) if witnessed else ""))
 
@@ -200,6 +201,19 @@ def _check_history(old_note, cp, pub_der, consistency):
         cpmod.check_extends(old, cp, consistency["proof"], pub_der)
     except cpmod.CheckpointError as exc:
         raise Invalid("inconsistent-checkpoints", str(exc))
+
+
+def identification(payload):
+    """Who charged, as the driver looks for it: ", card <pseudonym>" for a card (OCMF IT LOCAL:
+    the charger's keyed pseudonym of the card, docs/security.md "Card privacy"; the operator
+    tells each driver theirs), ", id <ID> (<IT>)" for another identifier, "" for none.
+    web/static/verify.js prints the same."""
+    ident, kind = payload.get("ID"), payload.get("IT")
+    if not ident:
+        return ""
+    if kind == "LOCAL":
+        return ", card %s" % ident
+    return ", id %s (%s)" % (ident, kind)
 
 
 def main(argv=None):

@@ -29,6 +29,7 @@ from ledger.log import ChargerLog                           # noqa: E402
 from session.tariff import EnergySplit, Tariff, price       # noqa: E402
 
 ORIGIN = "chargeproof.example/CP-0001"
+CARD_ID = "A6D7DBB77F3545D973D684F3DF2356D7"   # the driver's card, by its pseudonym (ledger/cards.py)
 T_BEGIN = 1768455000          # 2026-01-15 05:30 UTC, 06:30 local: the 07:00 band start is crossed
 TARIFF = {"v": 1, "currency": "EUR", "utc_offset_min": 60, "session_fee_minor": 50,
           "bands": [{"start_min": 0, "kwh_price_milli": 25000},
@@ -59,8 +60,8 @@ def simulated_session(begin_wh, begin_time=T_BEGIN):
     split.sample(end, wh)
     net, tax, total = price(t, split.segments, begin_time, split.charge_end, end)
     return {"charger_id": "CP-0001", "evse_id": "DE*CPF*E0001*1", "meter_vendor": "Eastron",
-            "meter_model": "SDM630", "meter_serial": "SN21000042", "user_id": "04A1B2C3D4E5F6",
-            "user_id_type": "ISO14443", "id_level": "HEARSAY", "id_flags": ["RFID_PLAIN"],
+            "meter_model": "SDM630", "meter_serial": "SN21000042", "user_id": CARD_ID,
+            "user_id_type": "LOCAL", "id_level": "HEARSAY", "id_flags": ["RFID_PLAIN"],
             "begin_wh": begin_wh, "end_wh": wh, "begin_time": begin_time, "end_time": end,
             "charge_end_time": split.charge_end, "clock_status": "S", "segments": split.segments,
             "tariff": t, "net_minor": net, "tax_minor": tax, "price_minor": total,
@@ -121,7 +122,7 @@ class World:
         wrong_proof = merkle.Tree(self.records).inclusion_proof(2)
         return {
             "bad-ocmf-signature": ("card UID changed inside the signed OCMF payload",
-                                   self.forged(edit_body=lambda x: x.replace("04A1B2C3D4E5F6", "04A1B2C3D4E5F7")), {}),
+                                   self.forged(edit_body=lambda x: x.replace(CARD_ID, CARD_ID[:-1] + "0")), {}),
             "bad-receipt-signature": ("stop reason edited in the receipt",
                                       b.replace("EVDisconnected", "Local"), {}),
             "energy-mismatch": ("OCMF end reading raised by 1000 kWh (OCMF re-signed)",

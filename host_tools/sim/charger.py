@@ -25,6 +25,8 @@ from session import tariff as fw_tariff      # noqa: E402
 
 T0 = 1768455000                              # 2026-01-15 05:30:00 UTC
 
+# A card's pseudonym (firmware/ledger/cards.py): what a charger's receipt identifies a driver by.
+CARD_ID = "A6D7DBB77F3545D973D684F3DF2356D7"
 TARIFF = {"v": 1, "currency": "EUR", "utc_offset_min": 60, "session_fee_minor": 50,
           "bands": [{"start_min": 0, "kwh_price_milli": 25000},
                     {"start_min": 7 * 60, "kwh_price_milli": 39000},
@@ -80,7 +82,7 @@ class SimCharger:
         net, tax, total = fw_tariff.price(self.tariff, split.segments, begin_t, charge_end, end_t)
         s = {"charger_id": self.charger_id, "evse_id": "DE*CPF*E%s*1" % self.charger_id[-4:],
              "meter_vendor": "Eastron", "meter_model": "SDM630", "meter_serial": "SN-" + self.charger_id,
-             "user_id": "04A1B2C3D4E5F6", "user_id_type": "ISO14443", "id_level": "HEARSAY",
+             "user_id": CARD_ID, "user_id_type": "LOCAL", "id_level": "HEARSAY",
              "id_flags": ["RFID_PLAIN"], "begin_wh": begin_wh, "end_wh": begin_wh + energy_wh,
              "begin_time": begin_t, "end_time": end_t, "charge_end_time": charge_end, "clock_status": "S",
              "segments": [list(x) for x in split.segments], "tariff": self.tariff.hash,

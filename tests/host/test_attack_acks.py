@@ -13,12 +13,14 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from host_tools.demo import CARDS, default_tariff
+from host_tools.demo import CARDS, card_provisioning, default_tariff
 from host_tools.provision import secrets
 from host_tools.sim.broker import make_broker
 from host_tools.sim.fleet import Device, start_meter, stop
 from host_tools.validator import acks
 from host_tools.validator.service import Validator
+
+CARD_KEY = secrets.new_pseudonym_key()     # the operator's card pseudonym key
 
 CID = "CP-ATK-1"
 VALIDATORS = ("val-a", "val-b")
@@ -91,14 +93,14 @@ def test_forged_live_and_retained_acks_delete_nothing_and_a_late_validator_gets_
     plan = [{"card": CARDS[0], "power_w": 11000, "minutes": m, "idle_minutes": 0} for m in (20, 30, 40)]
     dev = Device(CID, tmp_path / "flash", broker.host, broker.port, plan, meter=meter,
                  start_time=int(time.time()) - 86400, drain_s=120,
-                 config={"allow_list": CARDS, "meter_serial": "SIM-ATK",
+                 config={"allow_list": card_provisioning(CARD_KEY), "meter_serial": "SIM-ATK",
                          "validators": list(VALIDATORS), "mqtt_resend_ms": 1500})
     try:
         attacker.plant_retained()                  # the charger is not online yet
         dev.start()
         for v in validators:
             v.enroll(CID, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + CID)
-        dev.provision(secrets.from_validators(validators, CID))
+        dev.provision(secrets.from_validators(validators, CID, CARD_KEY))
         validators[0].start(broker.host, broker.port)           # val-b stays away for now
         assert validators[0].subscribed.wait(10)
         attacker.watch()

@@ -10,12 +10,14 @@ import time
 import pytest
 
 from host_tools.sim.broker import make_broker
-from host_tools.demo import CARDS, default_tariff
+from host_tools.demo import CARDS, card_provisioning, default_tariff
 from host_tools.provision import secrets
 from host_tools.sim.fleet import Device, start_meter, stop
 from host_tools.validator.store import LedgerDB
 from host_tools.verify import merkle
 from host_tools.validator.service import Validator
+
+CARD_KEY = secrets.new_pseudonym_key()     # the operator's card pseudonym key
 
 START_WH = 2000000
 
@@ -30,7 +32,7 @@ def device(cid, tmp_path, broker, meter, sessions_, start_wh, start_time=None):
                   start_time=start_time or int(time.time()) - 3 * 86400, start_wh=start_wh,
                   meter=meter, drain_s=90,
                   # A record leaves the charger only when both validators hold it.
-                  config={"allow_list": CARDS, "meter_serial": "SIM-" + cid,
+                  config={"allow_list": card_provisioning(CARD_KEY), "meter_serial": "SIM-" + cid,
                           "validators": ["val-a", "val-b"]})
 
 
@@ -53,7 +55,7 @@ def test_fleet_billed_exactly_once_through_broker_restart_and_power_cut(tmp_path
             dev = device(cid, tmp_path, broker, info, plan, START_WH).start()
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/" + cid)
-            dev.provision(secrets.from_validators(validators, cid))
+            dev.provision(secrets.from_validators(validators, cid, CARD_KEY))
             devices.append(dev)
         for v in validators:
             assert v.subscribed.wait(10)

@@ -6,12 +6,14 @@ its own login as client id.
 """
 import time
 
-from host_tools.demo import CARDS, default_tariff
+from host_tools.demo import CARDS, card_provisioning, default_tariff
 from host_tools.mqtt_conn import charger_config
 from host_tools.provision import secrets
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator
+
+CARD_KEY = secrets.new_pseudonym_key()     # the operator's card pseudonym key
 
 
 def test_tls_charger_delivers_receipts_to_tls_validators(tmp_path, secure_mosquitto):
@@ -19,7 +21,7 @@ def test_tls_charger_delivers_receipts_to_tls_validators(tmp_path, secure_mosqui
     tariff = default_tariff()
     validators = [Validator(str(tmp_path / ("ledger-%s.sqlite" % v)), v, tariffs=[tariff],
                             broker=b.spec(v)).start() for v in ("val-a", "val-b")]
-    config = {"allow_list": CARDS, "meter_serial": "SIM-CP-1", "validators": ["val-a", "val-b"]}
+    config = {"allow_list": card_provisioning(CARD_KEY), "meter_serial": "SIM-CP-1", "validators": ["val-a", "val-b"]}
     config.update(charger_config(b.spec("CP-1")))
     assert config["mqtt_tls"] and config["mqtt_user"] == "CP-1"
     plan = [{"card": CARDS[0], "power_w": 11000, "minutes": 30, "idle_minutes": 5},
@@ -31,7 +33,7 @@ def test_tls_charger_delivers_receipts_to_tls_validators(tmp_path, secure_mosqui
         for v in validators:
             v.enroll("CP-1", bytes.fromhex(dev.pubkey_hex), origin="chargeproof.local/CP-1")
             assert v.subscribed.wait(10)
-        dev.provision(secrets.from_validators(validators, "CP-1"))      # the ack keys
+        dev.provision(secrets.from_validators(validators, "CP-1", CARD_KEY))   # ack, card keys
         dev.go()
         assert dev.wait(timeout=300) == 0            # every receipt acked by both validators
     finally:

@@ -14,6 +14,7 @@ from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from hal.meterctl import MeterControl
 from hal.sim import SimClock
+from scenario_cards import CARD, CARD_ID, provision
 
 
 def per_pass(fn, n):
@@ -35,8 +36,9 @@ def main():
     n = sc["n"]
     board = load_board(sc["board"])
     cfg = config.load(board, None, {"charger_id": "CP-ALLOC", "data_dir": sc["data"],
-                                    "allow_list": ["04A2B3C4D5E6F7"], "meter_serial": "SIM-A",
-                                    "mqtt_host": None})
+                                    "allow_list": [CARD_ID], "meter_serial": "SIM-A",
+                                    "mqtt_host": None,
+                                    "secrets_path": provision(sc["data"] + "-secrets.json")})
     clock = SimClock()
     m = sc["meter"]
     hw = sim_hardware(board, m["port"], m["baud"], clock)
@@ -68,7 +70,7 @@ def main():
     hw["ev"].set_state("B")
     for _ in range(200):
         step()
-    if app.present_card("04A2B3C4D5E6F7"):
+    if app.present_card(CARD):
         raise AssertionError("card refused")
     hw["ev"].set_state("C")
     for _ in range(200):

@@ -21,20 +21,18 @@ from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from hal.meterctl import MeterControl
 from hal.sim import EnergyFlow, SimClock
-
-CARD = "04A2B3C4D5E6F7"
+from scenario_cards import CARD, CARD_ID, provision
 
 
 class Scenario:
     def __init__(self, sc):
         self.sc = sc
         board = load_board(sc["board"])
-        secrets_path = sc["data"] + "/secrets.json"      # as provisioning leaves it on flash
-        with open(secrets_path, "w") as f:
-            f.write(json.dumps(sc["secrets"]))
+        # as provisioning leaves it on flash: the host's ack keys and the card pseudonym key
+        secrets_path = provision(sc["data"] + "/secrets.json", sc["secrets"])
         cfg = config.load(board, None, {
             "secrets_path": secrets_path,
-            "charger_id": sc["charger_id"], "data_dir": sc["data"], "allow_list": [CARD],
+            "charger_id": sc["charger_id"], "data_dir": sc["data"], "allow_list": [CARD_ID],
             "meter_serial": sc["meter_serial"], "mqtt_host": sc["mqtt_host"],
             "mqtt_port": sc["mqtt_port"], "operator_key": sc["operator_spki"],
             "telemetry_interval_s": 10, "health_interval_s": 60})

@@ -36,11 +36,11 @@ from drivers import meters
 from drivers.modbus import crc16
 from hal import sim
 from ledger import checkpoint, merkle, receipt
+from scenario_cards import CARD, CARD_ID, provision
 
 MOUNT = "/flash"
 BLOCKS = 64
 BLOCK_SIZE = 4096
-CARD = "04A2B3C4D5E6F7"
 T0 = 1800000000
 NEW_TARIFF = ('{"v":1,"currency":"EUR","utc_offset_min":0,"session_fee_minor":100,'
               '"bands":[{"start_min":0,"kwh_price_milli":50000}],'
@@ -164,7 +164,8 @@ class Charger:
         vfs.mount(vfs.VfsLfs2(flash), MOUNT)
         board = load_board(_BOARD[0])
         cfg = config.load(board, None, {
-            "charger_id": "CP-CUT-1", "data_dir": MOUNT + "/data", "allow_list": [CARD],
+            "charger_id": "CP-CUT-1", "data_dir": MOUNT + "/data", "allow_list": [CARD_ID],
+            "secrets_path": MOUNT + "/secrets.json",
             "meter_serial": "SIM-CUT", "mqtt_host": None, "recover_settle_ms": 2000})
         self.clock = clock
         self.meter = meter
@@ -370,6 +371,7 @@ def _base_image(data):
     flash = Flash(data)
     vfs.VfsLfs2.mkfs(flash)
     ch = Charger(flash, MeterPort(1000000), sim.SimClock(epoch=T0 - 3600))
+    provision(MOUNT + "/secrets.json")              # after the first boot, as deploy.py does
     ch.run(5)
     ch = None
     flash.buried = True

@@ -562,12 +562,20 @@ const ChargeProofVerify = (() => {
                         ", tariff gives " + pr.net + " + " + pr.tax + " = " + pr.total);
     }
     const kwh = Math.floor(f.energy_wh / 1000) + "." + String(f.energy_wh % 1000).padStart(3, "0");
-    const summary = "receipt " + f.index + " (session T" + f.seq + ") of " + f.charger + ": " + kwh + " kWh, " +
+    const summary = "receipt " + f.index + " (session T" + f.seq + ") of " + f.charger + identification(rec.payload) + ": " + kwh + " kWh, " +
       Math.floor(f.price / 100) + "." + String(f.price % 100).padStart(2, "0") + " " + f.currency +
       " incl. tax, leaf " + f.index + " of " + cp.size + " in " + cp.origin +
       (cosigned.length ? ", cosigned by " + cosigned.join(", ") : "");
     return { summary, receipt: f, tariff: tar, price: pr, checkpoint: cp, readings: [b, e], ocmf: rec.payload,
              notes, cosigned, fingerprint };
+  }
+
+  // Who charged, as the driver looks for it (host_tools/lightclient/check.py identification):
+  // a card by its pseudonym (OCMF IT LOCAL, docs/security.md "Card privacy").
+  function identification(p) {
+    if (!p.ID) return "";
+    if (p.IT === "LOCAL") return ", card " + p.ID;
+    return ", id " + p.ID + " (" + p.IT + ")";
   }
 
   async function checkHistory(oldNote, cp, key, spki, consistency, fromBundle) {

@@ -5,7 +5,8 @@ import json
 
 from hal.sim import SimClock
 from support.mqttpeer import Peer, wait_for
-from support.rig import CARD, Rig
+from support.cards import CARD, card_id
+from support.rig import Rig
 from session import charger as ch
 
 
@@ -82,10 +83,10 @@ def test_reservation_holds_the_connector(charger_env, amqtt_broker, app_commands
     try:
         wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
         assert _command(rig, peer, msgs["reserve"])["result"] == "ok"
-        rig.charger.auth.allow_list.add("OTHER-CARD")
+        rig.charger.auth.allow_list.add(card_id("04FE00DD11EE22"))
         rig.ev.set_state("B")
         rig.run(1)
-        assert rig.app.present_card("OTHER-CARD") == "reserved"
+        assert rig.app.present_card("04FE00DD11EE22") == "reserved"
         assert rig.app.present_card(CARD) is None          # the card it is reserved for
         # A replayed command (same counter) is refused and changes nothing.
         assert _command(rig, peer, msgs["reserve"])["result"] == "replayed"

@@ -1,7 +1,8 @@
 # The RFID reader in the charger's loop: a card held at the simulated MFRC522 (register level,
 # behind the same SPI interface as the board's) starts the session and, presented again after
 # being taken away, stops it; a card nobody allowed starts nothing. Both interpreters.
-from support.rig import CARD, Rig
+from support.cards import CARD, CARD_ID, card_id
+from support.rig import Rig
 from hal.sim_mfrc522 import SimCard
 from session import charger as ch
 
@@ -20,7 +21,7 @@ def test_card_at_the_reader_starts_and_stops_a_session(charger_env):
         assert rig.charger.state != ch.AUTHORISED
         chip.card = SimCard(CARD)
         _loop(rig, 1)
-        assert rig.app.last_card == (CARD, None)
+        assert rig.app.last_card == (CARD_ID, None)      # its pseudonym, never its UID
         rig.ev.set_state("C")
         _loop(rig, 2)
         assert rig.charger.state == ch.CHARGING and rig.relay.contacts_closed()
@@ -40,7 +41,7 @@ def test_unknown_card_at_the_reader_starts_nothing(charger_env):
         _loop(rig, 2)
         rig.hw["rfid"].card = SimCard("CAFEBABE")
         _loop(rig, 1)
-        assert rig.app.last_card == ("CAFEBABE", "unknown-id")
+        assert rig.app.last_card == (card_id("CAFEBABE"), "unknown-id")
         rig.ev.set_state("C")
         _loop(rig, 2)
         assert not rig.relay.contacts_closed()

@@ -7,18 +7,24 @@ from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from ledger import receipt
 from hal.meterctl import MeterControl
+from support.cards import CARD, CARD_ID, CARD_KEY
 
-CARD = "04A2B3C4D5E6F7"
 BEGIN_WH = 1000000        # the meter's register at the start of a test: 1000.000 kWh
 
 
 class Rig:
-    def __init__(self, env, clock=None, ev=None, meter_wh=BEGIN_WH, **overrides):
+    def __init__(self, env, clock=None, ev=None, meter_wh=BEGIN_WH, pseudonym_key=CARD_KEY,
+                 **overrides):
+        """pseudonym_key: the operator's card pseudonym key in the charger's secrets file
+        (None: a charger provisioned without one)."""
         self.env = env
         self.board = load_board(env["board"])
-        cfg = {"charger_id": "CP-TEST-1", "data_dir": env["data"], "allow_list": [CARD],
+        secrets_path = env["data"] + "-secrets.json"
+        with open(secrets_path, "w") as f:      # a plain file, as deploy.py --secrets leaves it
+            f.write(json.dumps({"ack_keys": {}, "pseudonym_key": pseudonym_key}))
+        cfg = {"charger_id": "CP-TEST-1", "data_dir": env["data"], "allow_list": [CARD_ID],
                "recover_settle_ms": 2000, "meter_serial": "SIM0001",
-               "mqtt_host": None}
+               "mqtt_host": None, "secrets_path": secrets_path}
         if env.get("broker"):
             cfg["mqtt_host"] = env["broker"]["host"]
             cfg["mqtt_port"] = env["broker"]["port"]

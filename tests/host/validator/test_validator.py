@@ -9,7 +9,7 @@ import pytest
 
 from host_tools.lightclient import check as lightclient
 from host_tools.verify import merkle
-from host_tools.sim.charger import SimCharger
+from host_tools.sim.charger import CARD_ID, SimCharger
 from host_tools.validator.service import Validator, proof_bundle
 from ledger import receipt as fw_receipt
 from uplink import outbox
@@ -96,7 +96,9 @@ def test_forged_receipt_is_rejected_recorded_bounded_and_never_acked_nor_evidenc
 def test_tampered_ocmf_inside_a_resigned_envelope_is_caught(validator, charger):
     (topic, payload), _ = charger.charge()
     body, _ = payload.rsplit(b"|", 1)
-    body = body.replace(b'\\"ID\\":\\"04A1B2C3D4E5F6\\"', b'\\"ID\\":\\"04FFFFFFFFFFFF\\"')
+    genuine = b'\\"ID\\":\\"%s\\"' % CARD_ID.encode()
+    assert genuine in body
+    body = body.replace(genuine, b'\\"ID\\":\\"%s\\"' % (b"F" * 32))
     resigned = fw_receipt.sign(body.decode(), charger.keys)    # envelope re-signed (low S, as the charger does), OCMF not
     r = validator.process(topic, resigned)
     assert (r.status, r.reason) == ("rejected", "bad-ocmf-signature")
