@@ -67,3 +67,26 @@ def test_record_fits_ocpp_signed_meter_value(key):
     long_ids = session(user_id="A" * 40, evse_id="DE*CPF*E" + "9" * 31, meter_serial="S" * 64)
     rec = ocmf.sign(ocmf.payload(long_ids, 2 ** 31), key)
     assert len(base64.b64encode(rec.encode())) < 2500
+
+
+def _charger_card_session(id_type):
+    """A session as the charger records a card (firmware/ledger/cards.py): its pseudonym, no
+    IL and no IF claims."""
+    s = session(user_id="A6D7DBB77F3545D973D684F3DF2356D7", user_id_type=id_type, id_flags=[])
+    del s["id_level"]
+    return s
+
+
+def test_a_card_pseudonym_as_local_id_passes_pyocmf_strict_and_the_eichrecht_checks(key):
+    rec = ocmf.sign(ocmf.payload(_charger_card_session("LOCAL"), 7), key)
+    assert '"IS":true,"IF":[],"IT":"LOCAL","ID":"A6D7DBB77F3545D973D684F3DF2356D7"' in rec
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        o = pyocmf.OCMF.from_string(rec, strict=True)
+        ok, issues = o.verify(key.public_key_hex())
+    assert ok and issues == [], issues
+    assert host_ocmf.parse(rec).verify(key.public_key_der())
+    # The same pseudonym labelled ISO14443 claims to be a card's UID: strict pyocmf refuses it.
+    rec = ocmf.sign(ocmf.payload(_charger_card_session("ISO14443"), 7), key)
+    with pytest.raises(pyocmf.exceptions.PyOCMFError, match="ISO14443"):
+        pyocmf.OCMF.from_string(rec, strict=True)
