@@ -18,7 +18,8 @@
 #   evse_id          str (OCMF CT=EVSEID, CI), optional
 #   meter_model, meter_serial   str (OCMF MM, MS); meter_vendor, meter_firmware optional (MV, MF)
 #   user_id          str, "" when no user was identified (OCMF ID; IS follows from it)
-#   user_id_type     OCMF table 17 type, e.g. "ISO14443", "EMAID", "CENTRAL" (OCMF IT)
+#   user_id_type     OCMF table 17 type, e.g. "LOCAL" (a card's pseudonym, ledger/cards.py), "EMAID",
+#                    "CENTRAL" (OCMF IT)
 #   id_level, id_flags   optional: OCMF IL (e.g. "HEARSAY") and IF (e.g. ["RFID_PLAIN"])
 #   begin_wh, end_wh total import register at begin and end, integer Wh
 #   begin_time, end_time        session begin and end (unplug)

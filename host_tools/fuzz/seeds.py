@@ -96,7 +96,7 @@ def board_seeds() -> List[bytes]:
 def config_seeds() -> List[bytes]:
     return [json.dumps({"charger_id": "CP-0001", "meter_serial": "SN-1", "auth_mode": "remote",
                         "validators": ["val-1"], "mqtt_port": 1883}).encode(),
-            b'{"charger_id":"CP-2","meter_serial":"X","allow_list":["04A1"],"loop_ms":20}']
+            b'{"charger_id":"CP-2","meter_serial":"X","allow_list":["A6D7DBB77F3545D973D684F3DF2356D7"],"loop_ms":20}']
 
 
 def workdir() -> str:
