@@ -114,19 +114,20 @@ def check_secrets(secrets_path):
     from host_tools.paths import firmware_on_path
     firmware_on_path()
     from app import config
+    from ledger.cards import CardPseudonyms
     from uplink.acks import load_keys
     sec = config.load_secrets(str(secrets_path))
     if not sec["ack_keys"]:
         raise ValueError("%s holds no ack keys: no receipt could ever leave the charger" % secrets_path)
     load_keys(sec["ack_keys"])
-    key = sec["pseudonym_key"]
-    if key is not None and (not isinstance(key, str) or len(key) != 64):
-        raise ValueError("pseudonym_key must be 64 hex digits")
+    CardPseudonyms(sec["pseudonym_key"])        # as the charger checks it at boot
     return sec
 
 
 def put_secrets(port, secrets_path, resume=False):
-    check_secrets(secrets_path)
+    if check_secrets(secrets_path)["pseudonym_key"] is None:
+        print("note: %s has no pseudonym_key: the charger will refuse every RFID card "
+              "(docs/security.md, \"Card privacy\")" % secrets_path, file=sys.stderr)
     mpremote(port, ["fs", "cp", str(secrets_path), ":secrets.json"], resume)
 
 

@@ -95,11 +95,20 @@ for raw in %r:
 """
 
 
+_CARD_ID = """
+import sys
+sys.path.insert(0, 'lib')
+from app import config
+from ledger.cards import CardPseudonyms
+print('CARD', CardPseudonyms(config.load_secrets('secrets.json')['pseudonym_key']).of(%r))
+"""
+
+
 def _provision_and_rotate_ack_keys(board, tmp_path, pubkey_hex):
     """Enrollment makes the ack key, provisioning puts it on the board, the board verifies the
     validator's acks with it; a rotation goes through current+next, then next alone."""
     from host_tools import cli
-    from host_tools.provision import secrets
+    from host_tools.provision import pseudonym, secrets
     from host_tools.validator.acks import AckKeys, make_ack
     from host_tools.validator.store import LedgerDB
     db, grant, sec = str(tmp_path / "v.sqlite"), tmp_path / "grant.json", tmp_path / "cp.secrets.json"
@@ -135,6 +144,15 @@ def _provision_and_rotate_ack_keys(board, tmp_path, pubkey_hex):
     assert board_says([k1, k2]) == ["ACK refused", "ACK 7"]      # the old key is retired
     assert json.loads((board["dir"] / "secrets.json").read_text())["ack_keys"] == {
         "val-1": {"k2": json.loads(grant.read_text())["ack_keys"]["k2"]}}
+    # The operator's card pseudonym key, made and provisioned the same way: the board then
+    # names a card exactly as `chargeproof pseudonym` does on the host.
+    key_file = tmp_path / "operator-pseudonym.key"
+    assert secrets.main(["pseudonym-key", "--out", str(key_file)]) == 0
+    assert secrets.main(["set-pseudonym", "--secrets", str(sec), "--key-file", str(key_file)]) == 0
+    deploy.main(["--port", board["port"], "--resume", "--secrets", str(sec)])
+    out = deploy.mpremote(board["port"], ["exec", _CARD_ID % "04A2B3C4D5E6F7"], resume=True)
+    on_board = [line.split()[1] for line in out.splitlines() if line.startswith("CARD ")]
+    assert on_board == [pseudonym.pseudonym(key_file.read_text(), "04A2B3C4D5E6F7")]
 
 
 def test_bad_board_file_is_refused_before_anything_is_written(virtual_board, tmp_path):

@@ -92,7 +92,11 @@ def test_session_page_curve_bill_and_driver_links(fleet, chrome):
     load(chrome, fleet["url"] + "/session/CP-001/1")
     assert len(chrome.find_elements(By.CSS_SELECTOR, ".curve .uplot canvas")) == 1
     assert "From the charger's telemetry" in chrome.page_source
-    assert chrome.find_element(By.ID, "check").text.startswith("Light client: VALID: receipt 1 (session T2) of CP-001")
+    check = chrome.find_element(By.ID, "check").text
+    assert check.startswith("Light client: VALID: receipt 1 (session T2) of CP-001, card ")
+    # The driver's card, by its pseudonym (never its UID): on the page, in every verdict, on the bill.
+    card = re.search(r", card ([0-9A-F]{32}):", check).group(1)
+    assert "card %s (its pseudonym" % card in chrome.page_source
     assert "Total" in chrome.find_element(By.CSS_SELECTOR, "table.segments").text
     assert len(chrome.find_elements(By.CSS_SELECTOR, "#readings tbody tr")) == 2
     assert chrome.find_elements(By.CSS_SELECTOR, "#qr svg")
@@ -104,7 +108,8 @@ def test_session_page_curve_bill_and_driver_links(fleet, chrome):
     load(chrome, fleet["url"] + "/verify.html#t=" + token)
     assert browser.wait_verdict(chrome).startswith("VALID: receipt 1 (session T2) of CP-001")
     load(chrome, in_browser)
-    assert browser.wait_verdict(chrome).startswith("VALID: receipt 1 (session T2) of CP-001")
+    assert browser.wait_verdict(chrome).startswith("VALID: receipt 1 (session T2) of CP-001, card %s:" % card)
+    assert "Card " + card in chrome.find_element(By.ID, "bill-head").text
     load(chrome, fleet["url"] + "/verify.html#t=" + "0" * 32)
     assert browser.wait_verdict(chrome).startswith("INVALID: malformed-bundle")
     browser.console_errors(chrome)          # the 404 of the unknown token is expected here
