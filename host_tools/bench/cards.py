@@ -3,7 +3,8 @@
 
 Rows: card_pseudonym_us_micropython (median of CardPseudonyms.of over 7-byte UIDs: one
 HMAC-SHA256 and the hex), card_pseudonym_key_heap_bytes_micropython (the heap the charger keeps
-for the key: its HMAC pads, held from boot), card_pseudonym_us_cpython for scale.
+for the key: its HMAC pads, held from boot), the same two on the 32-bit build with the firmware
+frozen in (`_32`, devtools/mp32.py: the ESP32's object sizes), card_pseudonym_us_cpython for scale.
 """
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import time
 
 from host_tools import paths
+from host_tools.devtools import mp32, mprun
 
 N = 300
 HEAPSIZE = 192 * 1024           # the firmware tests' heap (tests/conftest.py)
@@ -40,14 +42,20 @@ print(json.dumps({"us": us[len(us) // 2], "held": held}))
 """
 
 
-def run():
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(paths.FIRMWARE), str(paths.MPLIB)]))
-    proc = subprocess.run([str(paths.MICROPYTHON), "-X", "heapsize=%d" % HEAPSIZE, "-c", _SCRIPT],
+def _measure(exe, heap, env):
+    proc = subprocess.run([str(exe), "-X", "heapsize=%d" % heap, "-c", _SCRIPT], cwd=str(paths.ROOT),
                           input="%s\n%d\n" % (KEY, N), env=env, capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
         raise RuntimeError("card pseudonym bench failed:\n" + proc.stdout + proc.stderr)
-    mp = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run():
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(paths.FIRMWARE), str(paths.MPLIB)]))
+    mp = _measure(paths.MICROPYTHON, HEAPSIZE, env)
+    mp32.build()
+    mp_32 = _measure(paths.MICROPYTHON_32_FROZEN, mprun.HEAP_32, {"MICROPYPATH": ".frozen"})
     paths.firmware_on_path()
     from ledger.cards import CardPseudonyms
     cards = CardPseudonyms(KEY)
@@ -59,6 +67,8 @@ def run():
         times.append((time.perf_counter() - t) * 1e6)
     return {"card_pseudonym_us_micropython": mp["us"],
             "card_pseudonym_key_heap_bytes_micropython": mp["held"],
+            "card_pseudonym_us_32": mp_32["us"],
+            "card_pseudonym_key_heap_bytes_32": mp_32["held"],
             "card_pseudonym_us_cpython": round(statistics.median(times), 1)}
 
 
