@@ -61,12 +61,19 @@ def verify_ack(raw: bytes, keys: dict[str, bytes]) -> dict[str, Any] | None:
     return obj if hmac.compare_digest(want, str(obj.get("mac", ""))) else None
 
 
+CACHE_S = 5.0     # the current key is read from the store at most this often per charger
+
+
 class AckKeys:
     """The ack keys of one validator's ledger (table ack_keys, store.py migration 4), one
-    current key per charger (plus a next one during a rotation)."""
+    current key per charger (plus a next one during a rotation). The key acks are signed with
+    is cached for CACHE_S (an ack per receipt must not cost a query): a rotation made here takes
+    effect at once, one made by another process (the CLI) within CACHE_S; the charger holds
+    both keys during a rotation, so either is accepted meanwhile."""
 
     def __init__(self, db):
         self.db = db
+        self._signing: dict[str, tuple[float, tuple[str, bytes]]] = {}
 
     def _rows(self, charger_id: str, state: str):
         return self.db._query("SELECT kid, key_hex FROM ack_keys WHERE charger_id=? AND state=? "
@@ -99,6 +106,7 @@ class AckKeys:
     def rotate(self, charger_id: str) -> tuple[str, bytes]:
         """Make the charger's next ack key (replacing a next key not yet activated). The
         validator keeps signing with the current key until activate()."""
+        self._signing.pop(charger_id, None)
         self.ensure(charger_id)
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM ack_keys WHERE charger_id=? AND state='next'", (charger_id,))
@@ -109,6 +117,7 @@ class AckKeys:
 
     def activate(self, charger_id: str) -> tuple[str, bytes]:
         """Sign acks with the next key from now on; the old key is retired."""
+        self._signing.pop(charger_id, None)
         with self.db.transaction() as tx:
             row = tx.execute("SELECT kid, key_hex FROM ack_keys WHERE charger_id=? AND state='next'",
                              (charger_id,)).fetchone()
@@ -132,5 +141,11 @@ class AckKeys:
         return {"validator": validator_id, "charger": charger_id, "ack_keys": keys}
 
     def ack(self, validator_id: str, charger_id: str, kind: str, seq: int, payload: bytes) -> bytes:
-        kid, key = self.current(charger_id) or self.ensure(charger_id)
+        now = time.monotonic()
+        hit = self._signing.get(charger_id)
+        if hit is None or now - hit[0] >= CACHE_S:
+            if len(self._signing) >= 4096:        # bounded: chargers, not messages, fill it
+                self._signing.clear()
+            hit = self._signing[charger_id] = (now, self.current(charger_id) or self.ensure(charger_id))
+        kid, key = hit[1]
         return make_ack(validator_id, charger_id, kind, seq, payload, kid, key)

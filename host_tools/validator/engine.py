@@ -182,13 +182,16 @@ class Engine:
             raise Reject("unknown-charger", "charger %s is not enrolled" % charger_id)
         return charger
 
+    def _parse_receipt(self, body: bytes, charger_id: str) -> dict:
+        return checks.parse_receipt(body, charger_id)
+
     def _verify(self, pub_der: bytes, message: bytes, sig_der: bytes) -> bool:
         return sigcheck.verify(pub_der, message, sig_der, self.backend)
 
     def _receipt(self, charger_id: str, topic: Union[str, bytes], payload: bytes, envelope: dict,
                  state: dict) -> Result:
         body = envelope["body"]
-        rc = checks.parse_receipt(body, charger_id)
+        rc = self._parse_receipt(body, charger_id)
         pub = self._enrolled(charger_id)["pubkey_der"]
         checks.receipt_signatures(rc, pub, charger_id, self._verify, identify=self._recoveries.take)
         state["authenticated"] = True

@@ -49,7 +49,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from host_tools.verify import formats, sigcheck
 from host_tools.validator import checks
 from host_tools.validator.checks import Result
-from host_tools.validator.service import Validator
+from host_tools.validator.service import MAX_MESSAGE, Validator
 from host_tools.validator.store import open_ledger
 from host_tools.validator import witness as witness_mod
 
@@ -57,29 +57,22 @@ PARK_AHEAD = 64              # how far past the log an early message is parked (
 BATCH_SIZE = 128
 BATCH_WAIT_S = 0.004         # how long a worker waits to fill a batch once it has one message
 SIGS_PER_RECEIPT = 2         # the receipt's signature and its OCMF record's
+VERIFY_CHUNK = 32            # signatures per task handed to a verify process
 
 _log = logging.getLogger("chargeproof.validator.workers")
 
 
 # ---- signature checks in other processes ---------------------------------------------------------
-def _verify_task(item: Tuple[str, bytes, bytes, str]) -> List[Tuple[bytes, bytes, bool]]:
-    """In a pool process: parse one message and check its signatures with the charger's key.
-    Returns [(signed bytes, signature, verdict)...]; nothing for what does not parse."""
-    kind, pub, body, charger_id = item
-    try:
-        if kind == "receipt":
-            rc = checks.parse_receipt(body, charger_id)
-            pairs = [(rc["signed"], rc["signature"]), (rc["ocmf_signed"], rc["ocmf_signature"])]
-        else:
-            cp = checks.parse_checkpoint(body)
-            pairs = [(cp["signed"], cp["signature"])]
-    except Exception:
-        return []
-    return [(bytes(m), bytes(s), sigcheck.verify_fast(pub, m, s)) for m, s in pairs]
+def _verify_pairs(triples: List[Tuple[bytes, bytes, bytes]]) -> List[bool]:
+    """In a pool process: [(public key SPKI DER, signed bytes, DER signature)...] -> verdicts.
+    The messages were parsed once, in the worker; only the P-256 checks run here."""
+    return [sigcheck.verify_fast(pub, m, s) for pub, m, s in triples]
 
 
-def _verify_chunk(items):
-    return [_verify_task(i) for i in items]
+def default_verify_procs() -> int:
+    """Signature processes when none is asked for: one per core beyond the worker's own (at
+    most 4: the worker's parsing and storing must keep up with them)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 class CachedReads:
@@ -197,6 +190,8 @@ class Worker(Validator):
         self.batch_wait_s = batch_wait_s
         self.park_ahead = park_ahead
         self._sigcache: Dict[Tuple[bytes, bytes, bytes], bool] = {}
+        self._sigwait: Dict[Tuple[bytes, bytes, bytes], Tuple[Any, list]] = {}
+        self._parsed = {}
         self._pool = (concurrent.futures.ProcessPoolExecutor(verify_procs) if verify_procs > 0 else None)
         self.verify_procs = verify_procs
         self.witnessing: Any = None
@@ -206,35 +201,81 @@ class Worker(Validator):
         self._cosign_due: List[Tuple[Any, Any, bytes]] = []
         self._has_parked: set = set()
 
-    # ---- signatures: a cache filled in parallel --------------------------------------------------
+    # ---- parse once, signatures in parallel ---------------------------------------------------
+    def _parse_receipt(self, body: bytes, charger_id: str) -> dict:
+        rc = self._parsed.pop((charger_id, body), None)
+        return rc if rc is not None else Validator._parse_receipt(self, body, charger_id)
+
     def _verify(self, pub_der: bytes, message: bytes, sig_der: bytes) -> bool:
-        got = self._sigcache.pop((bytes(pub_der), bytes(message), bytes(sig_der)), None)
+        key = (bytes(pub_der), bytes(message), bytes(sig_der))
+        if key not in self._sigcache and key in self._sigwait:
+            self._collect(key)
+        got = self._sigcache.get(key)
         if got is not None:
             return got
         self.count("sig_verifications")
         return Validator._verify(self, pub_der, message, sig_der)
 
+    def _collect(self, key: Tuple[bytes, bytes, bytes]) -> None:
+        """Wait for the pool's verdicts on the chunk holding key. A pool that failed is not a
+        verdict on any message: its chunk is checked here instead."""
+        future, chunk = self._sigwait[key]
+        try:
+            verdicts = future.result()
+        except Exception as exc:                 # a verify process died (OOM, killed)
+            _log.warning("signature pool failed (%r): checking in the worker", exc)
+            self.count("pool_errors")
+            verdicts = None
+        for triple, ok in zip(chunk, verdicts or [None] * len(chunk)):
+            self._sigwait.pop(triple, None)
+            if ok is not None:
+                self._sigcache[triple] = ok
+
     def _preverify(self, items: List[Tuple[str, bytes]]) -> None:
-        if self._pool is None:
-            return
-        tasks = []
+        """Parse every message of the batch once (the engine takes the parsed receipt from
+        here) and, with a pool, hand their signatures to it a chunk at a time as soon as a chunk
+        is parsed: the pool checks signatures while this process parses the rest of the batch
+        and stores the first receipts. Nothing is decided here: the engine asks for each verdict
+        in its own order of checks, and anything not parsed here is parsed and checked there."""
+        self._parsed: Dict[Tuple[str, bytes], dict] = {}
+        chunk: List[Tuple[bytes, bytes, bytes]] = []
         for topic, payload in items:
             route = formats.route(topic)
-            if route is None or not payload or len(payload) > 8192:
+            if route is None or not payload or len(payload) > MAX_MESSAGE:
                 continue
             charger = self.registry.charger(route[0])
             if charger is None:
                 continue
-            tasks.append((route[1], charger["pubkey_der"], bytes(payload), route[0]))
-        if not tasks:
+            pub, body = charger["pubkey_der"], bytes(payload)
+            try:
+                if route[1] == "receipt":
+                    rc = self._parsed[(route[0], body)] = checks.parse_receipt(body, route[0])
+                    pairs = [(rc["signed"], rc["signature"]), (rc["ocmf_signed"], rc["ocmf_signature"])]
+                else:
+                    cp = checks.parse_checkpoint(body, charger["key_id_hex"])
+                    pairs = [(cp["signed"], cp["signature"])]
+            except Exception:                    # the engine rejects it with the reason
+                continue
+            if self._pool is not None:
+                chunk += [(pub, bytes(m), bytes(sig)) for m, sig in pairs]
+                if len(chunk) >= VERIFY_CHUNK:
+                    self._submit(chunk)
+                    chunk = []
+        if chunk:
+            self._submit(chunk)
+
+    def _submit(self, chunk: List[Tuple[bytes, bytes, bytes]]) -> None:
+        try:
+            future = self._pool.submit(_verify_pairs, chunk)
+        except Exception as exc:                 # broken pool: a new one; this chunk is checked here
+            _log.warning("signature pool unusable (%r): restarted", exc)
+            self.count("pool_errors")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.verify_procs)
             return
-        n = max(1, self.verify_procs)
-        chunks = [tasks[i::n] for i in range(n)]
-        for chunk, results in zip(chunks, self._pool.map(_verify_chunk, chunks)):
-            for (kind, pub, body, cid), verdicts in zip(chunk, results):
-                self.count("sig_verifications", len(verdicts))
-                for message, sig, ok in verdicts:
-                    self._sigcache[(pub, message, sig)] = ok
+        self.count("sig_verifications", len(chunk))
+        for triple in chunk:
+            self._sigwait[triple] = (future, chunk)
 
     # ---- parking: early but authentic ------------------------------------------------------------
     def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Any,
@@ -325,6 +366,8 @@ class Worker(Validator):
                 raise
             finally:
                 self._sigcache.clear()
+                self._sigwait.clear()
+                self._parsed = {}
         for r in self._extra:
             publish += self._publications(r)
         for r in self._extra:

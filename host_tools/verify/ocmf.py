@@ -18,6 +18,12 @@ MAX_READINGS = 64
 MAX_READING = 10 ** 12            # kWh or Wh: more than any meter register counts
 
 
+_EPOCH = datetime.datetime(1970, 1, 1)
+_SECOND = datetime.timedelta(seconds=1)
+_FV = re.compile(r"^\d+\.\d+$")
+_STRING_KEYS = ("FV", "GI", "GS", "GV", "PG", "MV", "MM", "MS", "MF", "IL", "IT", "ID", "CT", "CI")
+
+
 class OcmfError(ValueError):
     """The record is not well-formed OCMF (message says which rule it breaks)."""
 
@@ -28,13 +34,16 @@ def parse_time(tm: Any) -> Tuple[Decimal, str]:
     if not m:
         raise OcmfError("TM %r is not 'YYYY-MM-DDThh:mm:ss,fff+zzzz S'" % (tm,))
     y, mo, d, h, mi, s, ms, sign, oh, om, status = m.groups()
-    tz = datetime.timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
     try:
-        dt = datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
-                               tzinfo=datetime.timezone(tz))
+        # naive: validates the calendar date; the offset is applied in whole seconds
+        dt = datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
     except ValueError as exc:
         raise OcmfError("TM %r: %s" % (tm, exc))
-    return Decimal(int(dt.timestamp())) + Decimal(int(ms)) / 1000, status
+    offset = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
+    if abs(offset) >= 86400:
+        raise OcmfError("TM %r: UTC offset of a day or more" % (tm,))
+    seconds = (dt - _EPOCH) // _SECOND - offset
+    return (Decimal(seconds) if ms == "000" else Decimal(seconds) + Decimal(int(ms)) / 1000), status
 
 
 class Record:
@@ -65,11 +74,11 @@ class Record:
 
     def _check_payload(self):
         p = self.payload
-        for key in ("FV", "GI", "GS", "GV", "PG", "MV", "MM", "MS", "MF", "IL", "IT", "ID", "CT", "CI"):
-            if key in p and not isinstance(p[key], str):
+        for key in _STRING_KEYS:
+            if key in p and type(p[key]) is not str:
                 raise OcmfError("%s must be a string" % key)
         fv = p.get("FV", "1.0")
-        if not isinstance(fv, str) or not re.match(r"^\d+\.\d+$", fv):
+        if not isinstance(fv, str) or not _FV.match(fv):
             raise OcmfError("FV must be '<major>.<minor>'")
         if not isinstance(p.get("PG"), str) or not _PG.match(p["PG"]):
             raise OcmfError("PG must be T<n> or F<n>")

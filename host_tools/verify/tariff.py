@@ -1,6 +1,7 @@
 """Host-side tariff: canonical hash and price, written independently of
-firmware/session/tariff.py (datetime + Fraction + Decimal rounding) so a validator that
-recomputes a receipt's price does not share the device's bugs.
+firmware/session/tariff.py so a validator that recomputes a receipt's price does not share the
+device's bugs. Integer arithmetic throughout (tests/host/verify/test_tariff_exact.py checks it
+against a datetime + Fraction + Decimal reference on random tariffs and sessions).
 
 The rules (also in README "Pricing") are those stated in firmware/session/tariff.py.
 """
@@ -9,8 +10,6 @@ import datetime
 import hashlib
 import json
 import re
-from decimal import ROUND_HALF_UP, Decimal, localcontext
-from fractions import Fraction
 
 from host_tools.verify import strictjson
 
@@ -74,6 +73,7 @@ class Tariff:
                 raise TariffError("band out of range: %r" % b)
         self.doc = doc
         self.hash = tariff_hash(doc)
+        self.offset_s = doc["utc_offset_min"] * 60
         self.tz = datetime.timezone(datetime.timedelta(minutes=doc["utc_offset_min"]))
         self.bands = [(b["start_min"], b["kwh_price_milli"]) for b in bands]
         if self.bands[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(self.bands, self.bands[1:])):
@@ -92,8 +92,7 @@ class Tariff:
 
     def kwh_price(self, t) -> int:
         """Price (1/1000 minor per kWh) of the band in force at epoch t."""
-        local = self._local(t)
-        minute = local.hour * 60 + local.minute
+        minute = (t + self.offset_s) % 86400 // 60        # fixed UTC offset: no DST
         return [p for start, p in self.bands if start <= minute][-1]
 
     def boundaries(self, begin: int, end: int, limit: int = MAX_BOUNDARIES) -> List[int]:
@@ -101,17 +100,17 @@ class Tariff:
         a longer list cannot match a receipt's segments, and a years-long session must not
         cost years of iterations)."""
         out: List[int] = []
-        day = self._local(begin).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = begin - (begin + self.offset_s) % 86400     # local midnight, epoch seconds
         while True:
             for start, _ in self.bands:
-                s = int((day + datetime.timedelta(minutes=start)).timestamp())
+                s = day + start * 60
                 if s > end:
                     return out
                 if s > begin:
                     out.append(s)
                     if len(out) > limit:
                         raise TariffError("session crosses more than %d band starts" % limit)
-            day = day + datetime.timedelta(days=1)
+            day += 86400
 
     def check_segments(self, segments: List[Tuple[int, int]], begin: int, end: int) -> int:
         if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= MAX_TIME):
@@ -128,24 +127,18 @@ class Tariff:
         return sum(s[1] for s in segments)
 
     def price(self, segments: List[Tuple[int, int]], begin: int, charge_end: int, end: int) -> Tuple[int, int, int]:
-        """(net, tax, total) in minor units, per the rules."""
+        """(net, tax, total) in minor units, per the rules. Exact integer arithmetic in
+        millionths of a minor unit (Wh x milli-minor/kWh is exactly that); every term is
+        non-negative, so rounding half up is adding one half and flooring."""
         self.check_segments(segments, begin, end)
         if not begin <= charge_end <= end:
             raise TariffError("charge end outside the session")
         d = self.doc
-        amount = Fraction(d["session_fee_minor"])
+        micro = d["session_fee_minor"] * 1000000
         for t, wh in segments:
-            amount += Fraction(wh, 1000) * Fraction(self.kwh_price(t), 1000)  # kWh x minor/kWh
+            micro += wh * self.kwh_price(t)
         idle_minutes = max(0, (end - charge_end) // 60 - d["idle_grace_min"])
-        amount += idle_minutes * Fraction(d["idle_min_price_milli"], 1000)
-        net = _round_half_up(amount)
-        tax = _round_half_up(Fraction(net * d["tax_bp"], 10000))
+        micro += idle_minutes * d["idle_min_price_milli"] * 1000
+        net = (micro + 500000) // 1000000
+        tax = (net * d["tax_bp"] + 5000) // 10000
         return net, tax, net + tax
-
-
-def _round_half_up(x: Fraction) -> int:
-    # Exact: every denominator here divides 10^k, so the decimal expansion terminates.
-    with localcontext() as ctx:
-        ctx.prec = 100
-        q = Decimal(x.numerator) / Decimal(x.denominator)
-        return int(q.quantize(Decimal(1), rounding=ROUND_HALF_UP))

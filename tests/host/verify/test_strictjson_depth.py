@@ -35,3 +35,34 @@ def test_fast_depth_scan_agrees_with_the_reference():
     for text in texts:
         for depth in (0, 1, 2, 3, 8):
             assert strictjson.too_deep(text, depth) == reference(text, depth), (text, depth)
+
+
+def _nested(rng, depth):
+    if depth == 0 or rng.random() < 0.2:
+        return rng.choice(['1', '"[{"', '"\\"[["', '2.5', 'true'])
+    items = [_nested(rng, depth - 1) for _ in range(rng.randrange(0, 3))]
+    if rng.random() < 0.5:
+        return "[" + ",".join(items) + "]"
+    return "{" + ",".join('"k%d":%s' % (i, v) for i, v in enumerate(items)) + "}"
+
+
+def test_loads_refuses_exactly_what_nests_too_deep():
+    """loads measures depth on the parsed value: on valid JSON it refuses exactly the texts
+    the text scan calls too deep, and a text past the scanner's recursion limit too."""
+    rng = random.Random(11)
+    for _ in range(2000):
+        text = _nested(rng, rng.randrange(0, 12))
+        for depth in (0, 1, 3, 8):
+            try:
+                strictjson.loads(text, max_depth=depth)
+                refused = False
+            except strictjson.JsonError as exc:
+                assert "nested deeper" in str(exc), (text, exc)
+                refused = True
+            assert refused == reference(text, depth), (text, depth)
+    for text in ("[" * 5000 + "]" * 5000, "[" * 5000):
+        try:
+            strictjson.loads(text)
+            raise AssertionError("accepted")
+        except strictjson.JsonError as exc:
+            assert "nested deeper" in str(exc)

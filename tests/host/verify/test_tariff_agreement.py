@@ -1,5 +1,5 @@
 """Device (firmware/session/tariff.py, run in the real MicroPython port) and host
-(host_tools/verify/tariff.py, Fraction/Decimal/datetime) agree on hash and price for many generated
+(host_tools/verify/tariff.py, written separately) agree on hash and price for many generated
 sessions, including band starts crossed mid-session and midnight in local time."""
 import json
 import random
