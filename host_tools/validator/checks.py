@@ -7,7 +7,7 @@ verified may attach it, since evidence accuses a charger and only its own signat
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from host_tools.verify import formats, merkle, sigcheck
 from host_tools.validator.store import key_id_hex
@@ -19,13 +19,13 @@ Verifier = Callable[[bytes, bytes, bytes], bool]
 class Result:
     """What the validator decided. `ack` is the payload to publish on `ack_topic` (None: no ack)."""
     __slots__ = ("kind", "charger_id", "status", "reason", "detail", "index", "ack", "ack_topic",
-                 "evidence", "digest")
+                 "evidence", "digest", "also")
 
     def __init__(self, kind: str, charger_id: Optional[str], status: str, reason: str = "",
                  detail: str = "", index: Optional[int] = None) -> None:
         self.kind = kind
         self.charger_id = charger_id
-        self.status = status          # accepted / flagged / duplicate / rejected / ignored
+        self.status = status          # accepted / flagged / duplicate / rejected / parked / ignored
         self.reason = reason
         self.detail = detail
         self.index = index
@@ -33,6 +33,7 @@ class Result:
         self.ack_topic: Optional[str] = None
         self.evidence: Optional[str] = None   # kind of evidence stored for this message, if any
         self.digest: Optional[str] = None     # SHA-256 hex of the message
+        self.also: List["Result"] = []        # parked records this one let through, in order
 
     @property
     def stored(self) -> bool:

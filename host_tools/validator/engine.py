@@ -39,7 +39,7 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from host_tools.verify import formats, merkle, sigcheck
 from host_tools.validator import checks
@@ -56,6 +56,18 @@ MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.
 # Failures of the infrastructure (disk, database), not of the message: they propagate, the
 # message is not acknowledged, and the charger resends it later.
 INFRASTRUCTURE_ERRORS: tuple = (OSError, MemoryError) + DATABASE_ERRORS
+
+# Early records (authentic, beyond the log we hold: their predecessor has not come yet, e.g.
+# after a broker restart a charger resends before the validator has resubscribed) are parked
+# in the store, not acknowledged and not evidence, and stored in order as soon as the
+# predecessor is stored. Bounded: at most PARK_AHEAD indexes past the log and PARK_MAX records
+# per charger (beyond either: a `gap` at once); a parked record whose predecessor has not come
+# within PARK_EXPIRE_S (ten times a charger's 30 s resend period) is checked again without
+# parking: a real `gap` (rejection and evidence), unless the log has caught up meanwhile.
+PARK_AHEAD = 64
+PARK_MAX = 64
+PARK_EXPIRE_S = 300
+EXPIRY_CHECK_S = 1.0          # how often the service looks for expired parked records
 
 # Naming the key that signed a receipt the enrolled key did not (ECDSA key recovery in pure
 # Python, ~50 ms) is rationed: anyone can send such receipts, at any rate.
@@ -90,7 +102,9 @@ class Engine:
 
     def __init__(self, db_path: str, validator_id: str, tariffs: Iterable[Any] = (),
                  backend: str = "fast", skew_s: int = DEFAULT_SKEW_S,
-                 clock: Callable[[], float] = time.time, store: Optional[Any] = None) -> None:
+                 clock: Callable[[], float] = time.time, store: Optional[Any] = None,
+                 park_ahead: int = PARK_AHEAD, park_max: int = PARK_MAX,
+                 park_expire_s: float = PARK_EXPIRE_S) -> None:
         _check_validator_id(validator_id)
         if backend not in sigcheck.BACKENDS:
             raise ValueError("backend must be one of %s" % (sigcheck.BACKENDS,))
@@ -105,6 +119,10 @@ class Engine:
         self._lock = threading.RLock()
         self._recoveries = TokenBucket(RECOVERIES_PER_S, RECOVERY_BURST)
         self.counts: Dict[str, int] = {}
+        self.park_ahead, self.park_max, self.park_expire_s = park_ahead, park_max, park_expire_s
+        self._has_parked = set(self.db.parked_charger_ids())   # chargers with parked records
+        self._parking = True                     # off while expired records are checked again
+        self._drained: List[Result] = []
         for doc in tariffs:
             self.publish_tariff(doc)
 
@@ -128,9 +146,84 @@ class Engine:
         """Check one MQTT message and record the verdict. The store has committed before this
         returns; the caller publishes result.ack (if any) afterwards."""
         with self._lock:
-            result = self._process(topic, bytes(payload))
-        self.count("%s_%s" % (result.kind, result.status))
+            self._drained = []
+            result = self._one(topic, bytes(payload))
+            result.also, self._drained = self._drained, []
         return result
+
+    def _one(self, topic: Union[str, bytes], payload: bytes, drain: bool = True) -> Result:
+        """One message, then whatever it let out of the parking (into self._drained)."""
+        result = self._process(topic, payload)
+        self.count("%s_%s" % (result.kind, result.status))
+        if drain and result.kind == "receipt" and result.ack is not None and result.status != "duplicate":
+            self._drain(str(result.charger_id), self._drained)
+        return result
+
+    # ---- parking: early but authentic -------------------------------------------------------
+    def _park(self, kind: str, charger_id: str, topic: str, payload: bytes) -> Optional[Result]:
+        """Park an authentic record beyond the log, within the bounds; None if it may not wait."""
+        need = self._needed_size(kind, payload, charger_id)
+        tree = self.registry.tree(charger_id)
+        if not self._parking or need is None or need - tree.size > self.park_ahead:
+            return None
+        with self.db.transaction() as tx:
+            if not self.db.park(tx, charger_id, need, topic, payload, int(self.clock()), limit=self.park_max):
+                return None
+        self._has_parked.add(charger_id)
+        self.count("parked")
+        result = Result(kind, charger_id, "parked", "early",
+                        "waits for the log to hold %d receipts (holds %d)" % (need, tree.size))
+        result.digest = hashlib.sha256(payload).hexdigest()
+        return result
+
+    @staticmethod
+    def _needed_size(kind: str, payload: bytes, charger_id: str) -> Optional[int]:
+        try:
+            if kind == "receipt":
+                return int(checks.parse_receipt(payload, charger_id)["index"])
+            return int(checks.parse_checkpoint(payload)["size"])
+        except Exception:
+            return None
+
+    def _drain(self, charger_id: str, results: List[Result]) -> None:
+        """Process what was parked for this charger and can go now (each may unlock more)."""
+        while charger_id in self._has_parked:
+            size = self.registry.tree(charger_id).size
+            with self.db.transaction() as tx:
+                ready = self.db.take_parked(tx, charger_id, size)
+                if not self.db.has_parked(tx, charger_id):
+                    self._has_parked.discard(charger_id)
+            if not ready:
+                return
+            for topic, payload in ready:
+                results.append(self._one(topic, payload, drain=False))
+
+    def expire_parked(self, charger_ids: Optional[Iterable[str]] = None) -> List[Result]:
+        """Parked records older than park_expire_s (of these chargers, or all) are checked
+        again with parking off: a `gap` now, with its evidence, unless the log caught up.
+        Returns their results and those of what they let through."""
+        results: List[Result] = []
+        if not self._has_parked:
+            return results
+        with self._lock:
+            self._drained = []
+            cutoff = int(self.clock()) - self.park_expire_s
+            wanted = self._has_parked if charger_ids is None else self._has_parked & set(charger_ids)
+            for cid in sorted(wanted):
+                with self.db.transaction() as tx:
+                    old = self.db.take_parked_before(tx, cid, cutoff)
+                    if not self.db.has_parked(tx, cid):
+                        self._has_parked.discard(cid)
+                self._parking = False
+                try:
+                    for topic, payload in old:
+                        self.count("park_expired")
+                        results.append(self._one(topic, payload))
+                finally:
+                    self._parking = True
+            results += self._drained
+            self._drained = []
+        return results
 
     def _process(self, topic: Union[str, bytes], payload: bytes) -> Result:
         route = formats.route(topic)
@@ -165,7 +258,12 @@ class Engine:
 
     def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Reject,
                   authenticated: bool) -> Result:
-        """Record a refusal (no ack). Evidence only if the charger's signature verified."""
+        """Record a refusal (no ack). Evidence only if the charger's signature verified. An
+        authentic record that is merely early is parked instead (see PARK_AHEAD)."""
+        if rej.reason == "gap" and authenticated and self.park_ahead > 0:
+            parked = self._park(kind, charger_id, topic, payload)
+            if parked is not None:
+                return parked
         evidence = rej.evidence if authenticated else None
         enrolled = authenticated or self.registry.charger(charger_id) is not None
         stored = self.rejections.record(charger_id, enrolled, kind, rej.reason, rej.detail, topic,

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 from host_tools.verify import formats
 from host_tools.validator.checks import Result
-from host_tools.validator.engine import DEFAULT_SKEW_S, MAX_MESSAGE, Engine
+from host_tools.validator.engine import DEFAULT_SKEW_S, EXPIRY_CHECK_S, MAX_MESSAGE, Engine
 from host_tools.validator.proofs import proof_bundle
 
 __all__ = ["Validator", "Result", "proof_bundle", "DEFAULT_SKEW_S", "MAX_MESSAGE"]
@@ -44,9 +44,10 @@ class Validator(Engine):
     def __init__(self, db_path: str, validator_id: str, host: Optional[str] = None, port: int = 1883,
                  tariffs: Any = (), backend: str = "fast", skew_s: int = DEFAULT_SKEW_S,
                  clock: Callable[[], float] = time.time, broker: Optional[Any] = None,
-                 queue_size: int = QUEUE_SIZE, store: Optional[Any] = None) -> None:
+                 queue_size: int = QUEUE_SIZE, store: Optional[Any] = None, **parking: Any) -> None:
+        # parking: park_ahead, park_max, park_expire_s (host_tools/validator/engine.py)
         Engine.__init__(self, db_path, validator_id, tariffs=tariffs, backend=backend, skew_s=skew_s,
-                        clock=clock, store=store)
+                        clock=clock, store=store, **parking)
         self.host = host
         self.port = port
         # broker: a host_tools.mqtt_conn.BrokerSpec (login, TLS); host/port override its address.
@@ -77,8 +78,17 @@ class Validator(Engine):
 
     # ---- the worker ---------------------------------------------------------------------------
     def _work(self) -> None:
+        next_expiry = time.monotonic() + EXPIRY_CHECK_S
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=EXPIRY_CHECK_S)
+            except queue.Empty:
+                self._expire()
+                next_expiry = time.monotonic() + EXPIRY_CHECK_S
+                continue
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + EXPIRY_CHECK_S
+                self._expire()
             if item is None:
                 self.rejections.flush()
                 return
@@ -89,6 +99,21 @@ class Validator(Engine):
                 client.ack(mid, qos)
             if self._queue.empty():
                 self._flush_rejections()
+
+    def _expire(self) -> None:
+        """Parked records whose predecessor never came become gaps (engine.PARK_EXPIRE_S)."""
+        try:
+            results = self.expire_parked()
+        except Exception as exc:                  # the store failed: try again later
+            self.count("internal_error")
+            self.last_error = exc
+            _log.exception("parked records not expired")
+            return
+        for result in results:
+            if self._client is not None:
+                self.publish_result(self._client, result)
+            if self.on_result is not None:
+                self.on_result(result)
 
     def _flush_rejections(self) -> None:
         try:
@@ -107,9 +132,10 @@ class Validator(Engine):
             self.last_error = exc
             _log.exception("message on %s not processed", topic)
             return None
-        self.publish_result(client, result)
-        if self.on_result is not None:
-            self.on_result(result)
+        for r in [result] + result.also:         # also: parked records it let through
+            self.publish_result(client, r)
+            if self.on_result is not None:
+                self.on_result(r)
         return result
 
     def publish_result(self, client: Any, result: Result) -> None:

@@ -253,16 +253,38 @@ class _Ledger:
         return 0 if row[0] is None else row[0] + 1
 
     # ---- parked receipts (reached a worker before their predecessor) ------------------------
-    def park(self, tx, charger_id, log_index, topic, payload, received_at=None):
+    def park(self, tx, charger_id, log_index, topic, payload, received_at=None, limit=None):
         """Inside a transaction(): hold an authentic message that came too early until the log
-        holds log_index receipts (a receipt's own index; a checkpoint's size). Idempotent."""
+        holds log_index receipts (a receipt's own index; a checkpoint's size). Idempotent.
+        False (nothing held) if the charger already has `limit` other messages parked."""
         digest = hashlib.sha256(bytes(payload)).hexdigest()
         if tx.execute("SELECT 1 FROM parked WHERE charger_id=? AND log_index=? AND digest=?",
-                      (charger_id, log_index, digest)).fetchone() is None:
-            tx.execute("INSERT INTO parked (charger_id, log_index, digest, topic, payload, received_at)"
-                       " VALUES (?,?,?,?,?,?)",
-                       (charger_id, log_index, digest, topic, bytes(payload),
-                        received_at if received_at is not None else _now()))
+                      (charger_id, log_index, digest)).fetchone() is not None:
+            return True
+        if limit is not None and tx.execute("SELECT COUNT(*) FROM parked WHERE charger_id=?",
+                                            (charger_id,)).fetchone()[0] >= limit:
+            return False
+        tx.execute("INSERT INTO parked (charger_id, log_index, digest, topic, payload, received_at)"
+                   " VALUES (?,?,?,?,?,?)",
+                   (charger_id, log_index, digest, topic, bytes(payload),
+                    received_at if received_at is not None else _now()))
+        return True
+
+    def has_parked(self, tx, charger_id):
+        """Inside a transaction(): whether this charger has parked messages."""
+        return tx.execute("SELECT 1 FROM parked WHERE charger_id=? LIMIT 1", (charger_id,)).fetchone() is not None
+
+    def parked_charger_ids(self):
+        return [r[0] for r in self._query("SELECT DISTINCT charger_id FROM parked")]
+
+    def take_parked_before(self, tx, charger_id, received_before):
+        """Inside a transaction(): remove and return the (topic, payload) pairs parked before
+        that time (receipts first, in index order)."""
+        rows = tx.execute("SELECT topic, payload, log_index FROM parked WHERE charger_id=? AND received_at<?"
+                          " ORDER BY log_index, topic", (charger_id, received_before)).fetchall()
+        if rows:
+            tx.execute("DELETE FROM parked WHERE charger_id=? AND received_at<?", (charger_id, received_before))
+        return sorted(((r[0], bytes(r[1])) for r in rows), key=lambda tp: (0 if "/receipt/" in tp[0] else 1))
 
     def take_parked(self, tx, charger_id, log_size):
         """Inside a transaction(): remove and return the parked (topic, payload) pairs that can

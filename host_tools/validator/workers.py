@@ -18,7 +18,10 @@ still on its way) is authentic but early: it is *parked* in the store, not ackno
 evidence; whoever stores the predecessor takes it out of the parking table in the same
 transaction and stores it next (and acknowledges it). A checkpoint bigger than the log is parked
 the same way. Parking reaches at most PARK_AHEAD indexes past the log; beyond that it is the
-engine's `gap` (evidence, as before).
+engine's `gap` (evidence, as before); so is a parked record whose predecessor has not come
+within PARK_EXPIRE_S (checked when its charger is next in a batch: chargers resend what is not
+acknowledged). The parking itself is the engine's (host_tools/validator/engine.py), shared
+with the single-process Validator.
 
 Why killing a worker at any moment loses nothing and bills nothing twice. MQTT PUBACKs are
 manual and sent only after the batch committed; acks to the chargers are published only after
@@ -53,7 +56,6 @@ from host_tools.validator.service import MAX_MESSAGE, Validator
 from host_tools.validator.store import open_ledger
 from host_tools.validator import witness as witness_mod
 
-PARK_AHEAD = 64              # how far past the log an early message is parked (else: a gap)
 BATCH_SIZE = 128
 BATCH_WAIT_S = 0.004         # how long a worker waits to fill a batch once it has one message
 SIGS_PER_RECEIPT = 2         # the receipt's signature and its OCMF record's
@@ -181,17 +183,16 @@ class Worker(Validator):
 
     def __init__(self, store: Any, validator_id: str, worker_name: str = "w0", cosigner: Any = None,
                  peers: Any = (), batch_size: int = BATCH_SIZE, batch_wait_s: float = BATCH_WAIT_S,
-                 verify_procs: int = 0, park_ahead: int = PARK_AHEAD, **kw: Any) -> None:
+                 verify_procs: int = 0, **kw: Any) -> None:
         db = open_ledger(store)
         self.cache = CachedReads(db)
         Validator.__init__(self, getattr(db, "where", str(store)), validator_id, store=self.cache, **kw)
         self.worker_name = worker_name
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
-        self.park_ahead = park_ahead
         self._sigcache: Dict[Tuple[bytes, bytes, bytes], bool] = {}
         self._sigwait: Dict[Tuple[bytes, bytes, bytes], Tuple[Any, list]] = {}
-        self._parsed = {}
+        self._parsed: Dict[Tuple[str, bytes], dict] = {}
         self._pool = (concurrent.futures.ProcessPoolExecutor(verify_procs) if verify_procs > 0 else None)
         self.verify_procs = verify_procs
         self.witnessing: Any = None
@@ -199,7 +200,6 @@ class Worker(Validator):
             self.witnessing = witness_mod.Witnessing(self.db, validator_id, cosigner, peers,
                                                      clock=self.clock, trees=self.registry.tree)
         self._cosign_due: List[Tuple[Any, Any, bytes]] = []
-        self._has_parked: set = set()
 
     # ---- parse once, signatures in parallel ---------------------------------------------------
     def _parse_receipt(self, body: bytes, charger_id: str) -> dict:
@@ -237,7 +237,7 @@ class Worker(Validator):
         is parsed: the pool checks signatures while this process parses the rest of the batch
         and stores the first receipts. Nothing is decided here: the engine asks for each verdict
         in its own order of checks, and anything not parsed here is parsed and checked there."""
-        self._parsed: Dict[Tuple[str, bytes], dict] = {}
+        self._parsed = {}
         chunk: List[Tuple[bytes, bytes, bytes]] = []
         for topic, payload in items:
             route = formats.route(topic)
@@ -265,6 +265,7 @@ class Worker(Validator):
             self._submit(chunk)
 
     def _submit(self, chunk: List[Tuple[bytes, bytes, bytes]]) -> None:
+        assert self._pool is not None
         try:
             future = self._pool.submit(_verify_pairs, chunk)
         except Exception as exc:                 # broken pool: a new one; this chunk is checked here
@@ -276,41 +277,6 @@ class Worker(Validator):
         self.count("sig_verifications", len(chunk))
         for triple in chunk:
             self._sigwait[triple] = (future, chunk)
-
-    # ---- parking: early but authentic ------------------------------------------------------------
-    def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Any,
-                  authenticated: bool) -> Result:
-        if rej.reason == "gap" and authenticated and self.park_ahead > 0:
-            need = self._needed_size(kind, payload, charger_id)
-            tree = self.registry.tree(charger_id)
-            if need is not None and need - tree.size <= self.park_ahead:
-                with self.db.transaction() as tx:
-                    self.db.park(tx, charger_id, need, topic, payload, int(self.clock()))
-                self._has_parked.add(charger_id)
-                self.count("parked")
-                return Result(kind, charger_id, "parked", "early",
-                              "waits for the log to hold %d receipts (holds %d)" % (need, tree.size))
-        return Validator._rejected(self, kind, charger_id, topic, payload, rej, authenticated)
-
-    @staticmethod
-    def _needed_size(kind: str, payload: bytes, charger_id: str) -> Optional[int]:
-        try:
-            if kind == "receipt":
-                return int(checks.parse_receipt(payload, charger_id)["index"])
-            return int(checks.parse_checkpoint(payload)["size"])
-        except Exception:
-            return None
-
-    def _drain(self, charger_id: Any, results: List[Result]) -> None:
-        """Process what was parked for this charger and can go now (it may unlock more)."""
-        while charger_id in self._has_parked:
-            size = self.registry.tree(charger_id).size
-            with self.db.transaction() as tx:
-                ready = self.db.take_parked(tx, charger_id, size)
-            if not ready:
-                return
-            for topic, payload in ready:
-                results.append(self._one(topic, payload, drain=False))
 
     # ---- batches ---------------------------------------------------------------------------------
     def _sync_trees(self, tx: Any, charger_ids: List[str]) -> None:
@@ -330,13 +296,10 @@ class Worker(Validator):
             elif tree.size > held:
                 self.registry._trees.pop(cid, None)
 
-    def _one(self, topic: str, payload: bytes, drain: bool = True) -> Result:
-        result = self._process(topic, payload)
-        self.count("%s_%s" % (result.kind, result.status))
+    def _one(self, topic: Any, payload: bytes, drain: bool = True) -> Result:
+        result = Validator._one(self, topic, payload, drain)
         if result.kind == "checkpoint" and result.status == "accepted" and self.witnessing is not None:
             self._cosign_due.append((result.charger_id, result.index, payload))
-        if drain and result.kind == "receipt" and result.ack is not None and result.status != "duplicate":
-            self._drain(result.charger_id, self._extra)
         return result
 
     def process_batch(self, items: List[Tuple[str, bytes]]) -> Tuple[List[Optional[Result]], List[tuple]]:
@@ -346,20 +309,22 @@ class Worker(Validator):
         self._preverify(items)
         chargers = sorted({r[0] for r in (formats.route(t) for t, _ in items) if r is not None})
         results: List[Optional[Result]] = []
-        self._extra: List[Result] = []
+        self._drained: List[Result] = []
         self._cosign_due = []
         publish: List[tuple] = []
         with self._lock:
             try:
                 with self.db.batch() as tx:
                     self._sync_trees(tx, chargers)
+                    # this batch's chargers are locked: their expired parked records go now
+                    self._drained = self.expire_parked(chargers)
                     for topic, payload in items:
                         results.append(self._one(str(topic), bytes(payload)))
                     for cid, size, note in self._cosign_due:
                         publish += self.witnessing.cosign_in(tx, cid, size, note)
             except BaseException:
                 # the store rolled back: what the cached trees learnt in this batch is not there
-                for cid in chargers + [r.charger_id for r in self._extra if r.charger_id]:
+                for cid in chargers + [r.charger_id for r in self._drained if r.charger_id]:
                     self.registry._trees.pop(cid, None)
                 self.cache.clear()
                 self.rejections.flush()
@@ -368,9 +333,9 @@ class Worker(Validator):
                 self._sigcache.clear()
                 self._sigwait.clear()
                 self._parsed = {}
-        for r in self._extra:
+        for r in self._drained:
             publish += self._publications(r)
-        for r in self._extra:
+        for r in self._drained:
             if self.on_result is not None:
                 self.on_result(r)
         return results, publish
@@ -378,7 +343,10 @@ class Worker(Validator):
     def process(self, topic: Any, payload: bytes) -> Any:
         results, publish = self.process_batch([(topic, payload)])
         self._pending_publish = publish
-        return results[0]
+        result = results[0]
+        if result is not None:
+            result.also = list(self._drained)
+        return result
 
     def _publications(self, result: Result) -> List[tuple]:
         out = []

@@ -22,7 +22,8 @@ MAX_DEPTH = 8                 # receipts, OCMF, tariffs and bundles nest 4 deep 
 MAX_NUMBER_CHARS = 32         # sign, digits, fraction and exponent of one number token
 MAX_EXPONENT = 12
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)   # a JSON string, escapes included (unrolled: no alternation per character)
+# a JSON string, escapes included (unrolled: no alternation per character)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKET = re.compile(r'[^\[\]{}]+')
 _EXPONENT = re.compile(r"[eE]([+-]?[0-9]+)\Z")
 

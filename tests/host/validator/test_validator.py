@@ -133,7 +133,12 @@ def test_unknown_charger_and_malformed_messages(validator, tmp_path):
     assert len(validator.db.rejections()[-1]["raw"]) <= 256
 
 
-def test_gap_is_rejected_as_evidence_then_filled_in_order(validator, charger):
+def test_gap_is_rejected_as_evidence_then_filled_in_order(tmp_path, charger):
+    # With parking off (park_ahead=0) every early record is a gap at once, as it was before
+    # parking; the default parks them (the tests below).
+    validator = Validator(str(tmp_path / "no-parking.sqlite"), "val-1", tariffs=[charger.tariff_json()],
+                          clock=lambda: charger.now + 5, park_ahead=0)
+    validator.enroll(charger.charger_id, charger.pubkey_der(), origin=charger.origin)
     first = charger.charge()
     second = charger.charge()
     third = charger.charge()
@@ -148,6 +153,69 @@ def test_gap_is_rejected_as_evidence_then_filled_in_order(validator, charger):
     # the outbox resends in order: everything lands
     assert [r.status for r in feed(validator, first + second + third)] == ["accepted"] * 6
     assert validator.db.log_size("CP-0001") == 3
+    validator.close()
+
+
+def test_early_records_are_parked_and_stored_in_order_without_a_gap(tmp_path, charger):
+    """n+1 before n (a charger resending before the validator resubscribed): n+1 waits, not
+    acked and not evidence; n lets it through, both stored in order and acked."""
+    now = [charger.now + 5]
+    v = Validator(str(tmp_path / "ledger.sqlite"), "val-1", tariffs=[charger.tariff_json()],
+                  clock=lambda: now[0])
+    v.enroll(charger.charger_id, charger.pubkey_der(), origin=charger.origin)
+    first, second, third = charger.charge(), charger.charge(), charger.charge()
+    now[0] = charger.now + 5
+    for msg in second + [third[1], third[0]]:             # receipts 1, 2 and checkpoints 2, 3 early
+        r = v.process(*msg)
+        assert (r.status, r.reason, r.ack, r.evidence) == ("parked", "early", None, None), r
+    assert v.process(*second[0]).status == "parked"        # a resend of a parked record: held once
+    assert len(v.db.parked("CP-0001")) == 4
+    r = v.process(*first[0])                               # the predecessor: everything follows
+    assert r.status == "accepted"
+    assert [(x.kind, x.index, x.status) for x in r.also] == [
+        ("receipt", 1, "accepted"), ("receipt", 2, "accepted"), ("checkpoint", 2, "accepted"),
+        ("checkpoint", 3, "accepted")]
+    assert all(x.ack is not None for x in r.also)
+    assert v.process(*first[1]).status == "accepted"
+    assert [row["log_index"] for row in v.db.sessions("CP-0001")] == [0, 1, 2]
+    assert v.db.rejections() == [] and v.db.evidence() == [] and v.db.parked() == []
+    assert v.expire_parked() == []
+    v.close()
+
+
+def test_a_parked_record_whose_predecessor_never_comes_becomes_a_gap_after_the_bound(tmp_path, charger):
+    later = [0]
+    v = Validator(str(tmp_path / "ledger.sqlite"), "val-1", tariffs=[charger.tariff_json()],
+                  clock=lambda: charger.now + 5 + later[0], park_expire_s=300)
+    v.enroll(charger.charger_id, charger.pubkey_der(), origin=charger.origin)
+    feed(v, charger.charge())
+    charger.charge()                                       # index 1: never delivered
+    late = charger.charge()
+    assert v.process(*late[0]).status == "parked"
+    later[0] += 299
+    assert v.expire_parked() == [] and v.db.evidence() == []     # within the bound: still waits
+    later[0] += 2
+    expired = v.expire_parked()
+    assert [(r.status, r.reason, r.evidence) for r in expired] == [("rejected", "gap", "gap")]
+    assert reasons(v) == ["gap"] and evidence_kinds(v) == ["gap"]
+    assert v.db.parked() == [] and v.db.log_size("CP-0001") == 1
+    v.close()
+
+
+def test_parking_is_bounded_per_charger(tmp_path, charger):
+    now = [charger.now + 5]
+    v = Validator(str(tmp_path / "ledger.sqlite"), "val-1", tariffs=[charger.tariff_json()],
+                  clock=lambda: now[0], park_max=2, park_ahead=3)
+    v.enroll(charger.charger_id, charger.pubkey_der(), origin=charger.origin)
+    msgs = [charger.charge()[0] for _ in range(6)]
+    now[0] = charger.now + 5
+    assert [v.process(*m).status for m in msgs[1:3]] == ["parked", "parked"]
+    assert v.process(*msgs[3]).reason == "gap"             # a third parked record: over park_max
+    assert v.process(*msgs[5]).reason == "gap"             # 5 past a log of 0: over park_ahead
+    r = v.process(*msgs[0])
+    assert [x.status for x in [r] + r.also] == ["accepted", "accepted", "accepted"]
+    assert v.db.log_size("CP-0001") == 3 and v.db.parked() == []
+    v.close()
 
 
 def test_fork_and_split_view_are_evidence(tmp_path, validator, charger):
