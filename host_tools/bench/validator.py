@@ -1,13 +1,15 @@
 """Bench rows for the validator (`make bench`, `python -m host_tools.bench validator`):
 
-  validator_receipts_per_s     receipts verified (both signatures, OCMF rules, log position,
-                               meter continuity, time, tariff recomputation) and committed to a
-                               real SQLite file (WAL, synchronous=FULL) by one worker
-                               (host_tools.validator.workers.Worker.process_batch): batches of
-                               BATCH receipts in one transaction (group commit: one fsync per
-                               batch; acks wait for it), signatures checked by VERIFY_PROCS
-                               processes in parallel with the store work
-  validator_receipts_per_s_unbatched   the same through Validator.process(): one fsync per receipt
+  validator_receipts_per_s     receipts taken end to end by one worker on SQLite
+                               (host_tools.validator.workers.Worker.process_batch on the raw
+                               MQTT topic and payload: parse, both signatures, OCMF rules, log
+                               position, meter continuity, time, tariff recomputation, stored in
+                               a real SQLite file (WAL, synchronous=FULL), ack made): batches of
+                               BATCH receipts in one transaction (group commit), signatures
+                               checked by VERIFY_PROCS processes (default: one per spare core)
+                               while the worker parses and stores; median of ROUNDS runs
+  validator_receipts_per_s_no_pool     the same, signatures checked in the worker itself
+  validator_receipts_per_s_unbatched   through Validator.process(): one fsync per receipt
   validator_sigs_per_receipt   k: signature verifications one receipt needs, counted while the
                                batch runs (the receipt's own and its OCMF record's)
   validator_verify_limit_pct   validator_receipts_per_s as a percentage of
@@ -15,24 +17,37 @@
   validator_checkpoints_per_s  checkpoints verified (signature, root, RFC 9162 consistency and
                                inclusion proofs) and committed, same file
   cryptography_verify_per_s    raw ECDSA P-256 verify rate of cryptography (OpenSSL) on the same
-                               receipts' signatures, key parsed once
+                               receipts' signatures, key parsed once, one process; measured in
+                               every round next to the validator runs (median), so both sides of
+                               the ratio see the same load
   python_ecdsa_verify_per_s    the same with python-ecdsa (the reference backend)
+  validator_us_parse / _signatures / _billing / _store_ack   where a receipt's time goes (one
+                               process, microseconds per receipt): parsing (strict JSON of the
+                               receipt and its OCMF record), the two P-256 checks, the pure
+                               billing checks (receipt vs OCMF, tariff price), and the rest of
+                               the no-pool end-to-end time (log position, sequence/time/meter
+                               checks, insert, ack, commit)
+  validator_bench_load_1min    the machine's 1-minute load average when the run ended
 
 The receipts come from the firmware's ledger code (host_tools.sim.charger: ChargerLog with a
 real KeyStore and the firmware tariff), generated before any timing starts.
 """
+import os
+import statistics
 import tempfile
 import time
 
-from host_tools.verify import sigcheck
+from host_tools.verify import formats, sigcheck
 from host_tools.sim.charger import SimCharger
+from host_tools.validator import checks
 from host_tools.validator.service import Validator
-from host_tools.validator.workers import Worker
+from host_tools.validator.workers import Worker, default_verify_procs
 
 CHARGERS = 4
 SESSIONS = 150          # per charger
 BATCH = 128
-VERIFY_PROCS = 1
+VERIFY_PROCS = default_verify_procs()
+ROUNDS = 3
 
 
 def _make_fleet(tmp):
@@ -50,66 +65,117 @@ def _rate(count, seconds):
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
+def _worker_rate(path, chargers, receipts, now, verify_procs):
+    """(receipts per second, signature verifications) of one fresh worker on a fresh file."""
+    w = Worker(path, "bench", tariffs=[chargers[0].tariff_json()], clock=lambda: now,
+               verify_procs=verify_procs)
+    for c in chargers:
+        w.enroll(c.charger_id, c.pubkey_der(), origin=c.origin)
+    w.process_batch(receipts[:1])                    # pool started, keys parsed, before timing
+    before = w.counts.get("sig_verifications", 0)
+    t0 = time.perf_counter()
+    for i in range(1, len(receipts), BATCH):
+        results, _ = w.process_batch(receipts[i:i + BATCH])
+        bad = [r for r in results if r.status != "accepted"]
+        if bad:
+            raise RuntimeError("bench receipt not accepted: %r" % bad[0])
+    elapsed = time.perf_counter() - t0
+    verifications = w.counts.get("sig_verifications", 0) - before
+    w.close()
+    return _rate(len(receipts) - 1, elapsed), verifications
+
+
+def _verify_rate(fn, pub, pairs, rounds):
+    fn(pub, pairs[0][0], pairs[0][1])               # key parsed and cached before timing
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for body, sig in pairs:
+            if not fn(pub, body, sig):
+                raise RuntimeError("bench signature did not verify")
+    return _rate(rounds * len(pairs), time.perf_counter() - t0)
+
+
+def _per_receipt_us(fn, items):
+    t0 = time.perf_counter()
+    for item in items:
+        fn(item)
+    return round((time.perf_counter() - t0) / len(items) * 1e6, 1)
+
+
+def _breakdown(chargers, receipts, tariff_text):
+    """Microseconds per receipt of each stage, in this process (no pool)."""
+    keys = {c.charger_id: c.pubkey_der() for c in chargers}
+    routed = [(formats.route(t)[0], p) for t, p in receipts]
+    parsed = [(cid, checks.parse_receipt(p, cid)) for cid, p in routed]
+    return {
+        "validator_us_parse": _per_receipt_us(lambda cp: checks.parse_receipt(cp[1], cp[0]), routed),
+        "validator_us_signatures": _per_receipt_us(
+            lambda cr: (sigcheck.verify_fast(keys[cr[0]], cr[1]["signed"], cr[1]["signature"])
+                        and sigcheck.verify_fast(keys[cr[0]], cr[1]["ocmf_signed"], cr[1]["ocmf_signature"])),
+            parsed),
+        "validator_us_billing": _per_receipt_us(
+            lambda cr: (formats.receipt_inconsistency(cr[1]), formats.recompute_price(tariff_text, cr[1])),
+            parsed),
+    }
+
+
 def run():
+    rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-validator-") as tmp:
         chargers, receipts, checkpoints = _make_fleet(tmp)
         now = max(c.now for c in chargers) + 5
+        pub = chargers[0].pubkey_der()
+        own = [p for t, p in receipts if t.startswith("cp/%s/" % chargers[0].charger_id)]
+        pairs = [tuple(p.rsplit(b"|", 1)) for p in own]
+        pairs = [(body, bytes.fromhex(sig.decode())) for body, sig in pairs]
+
+        # Rounds of (raw verify rate, worker with pool, worker without): the load of a shared
+        # machine changes by the second, so both sides of the ratio are measured side by side.
+        verify, pooled, plain, ks = [], [], [], []
+        for n in range(ROUNDS):
+            verify.append(_verify_rate(sigcheck.verify_fast, pub, pairs, 3))
+            rate, verifications = _worker_rate("%s/pool-%d.sqlite" % (tmp, n), chargers, receipts, now, VERIFY_PROCS)
+            pooled.append(rate)
+            ks.append(verifications / (len(receipts) - 1))
+            plain.append(_worker_rate("%s/plain-%d.sqlite" % (tmp, n), chargers, receipts, now, 0)[0])
+        verify.append(_verify_rate(sigcheck.verify_fast, pub, pairs, 3))
+        rows["cryptography_verify_per_s"] = statistics.median(verify)
+        rows["validator_receipts_per_s"] = statistics.median(pooled)
+        rows["validator_receipts_per_s_no_pool"] = statistics.median(plain)
+        rows["validator_sigs_per_receipt"] = k = round(statistics.median(ks), 2)
+        rows["validator_verify_limit_pct"] = round(100.0 * rows["validator_receipts_per_s"]
+                                                   / (rows["cryptography_verify_per_s"] / k), 1)
+        rows["python_ecdsa_verify_per_s"] = _verify_rate(sigcheck.verify_reference, pub, pairs[:100], 1)
+
         v = Validator(tmp + "/ledger.sqlite", "bench", tariffs=[chargers[0].tariff_json()], clock=lambda: now)
         for c in chargers:
             v.enroll(c.charger_id, c.pubkey_der(), origin=c.origin)
-
         t0 = time.perf_counter()
         for topic, payload in receipts:
             r = v.process(topic, payload)
             if r.status != "accepted":
                 raise RuntimeError("bench receipt not accepted: %r" % r)
-        t_unbatched = time.perf_counter() - t0
-
-        w = Worker(tmp + "/ledger-batched.sqlite", "bench", tariffs=[chargers[0].tariff_json()],
-                   clock=lambda: now, verify_procs=VERIFY_PROCS)
-        for c in chargers:
-            w.enroll(c.charger_id, c.pubkey_der(), origin=c.origin)
-        w.process_batch(receipts[:1])                    # pool started, keys parsed, before timing
-        before = w.counts.get("sig_verifications", 0)
-        t0 = time.perf_counter()
-        for i in range(1, len(receipts), BATCH):
-            results, _ = w.process_batch(receipts[i:i + BATCH])
-            bad = [r for r in results if r.status != "accepted"]
-            if bad:
-                raise RuntimeError("bench receipt not accepted: %r" % bad[0])
-        t_receipts = time.perf_counter() - t0
-        verifications = w.counts.get("sig_verifications", 0) - before
-        w.close()
-
+        rows["validator_receipts_per_s_unbatched"] = _rate(len(receipts), time.perf_counter() - t0)
         t0 = time.perf_counter()
         for topic, payload in checkpoints:
             r = v.process(topic, payload)
             if r.status != "accepted":
                 raise RuntimeError("bench checkpoint not accepted: %r" % r)
-        t_checkpoints = time.perf_counter() - t0
+        rows["validator_checkpoints_per_s"] = _rate(len(checkpoints), time.perf_counter() - t0)
         v.close()
 
-        pub = chargers[0].pubkey_der()
-        own = [p for t, p in receipts if t.startswith("cp/%s/" % chargers[0].charger_id)]
-        pairs = [tuple(p.rsplit(b"|", 1)) for p in own]
-        pairs = [(body, bytes.fromhex(sig.decode())) for body, sig in pairs]
-        rows = {}
-        for name, fn, rounds in (("cryptography_verify_per_s", sigcheck.verify_fast, 10),
-                                 ("python_ecdsa_verify_per_s", sigcheck.verify_reference, 1)):
-            fn(pub, pairs[0][0], pairs[0][1])           # key parsed and cached before timing
-            t0 = time.perf_counter()
-            for _ in range(rounds):
-                for body, sig in pairs:
-                    if not fn(pub, body, sig):
-                        raise RuntimeError("bench signature did not verify")
-            rows[name] = _rate(rounds * len(pairs), time.perf_counter() - t0)
-
-    rows["validator_receipts_per_s"] = _rate(len(receipts) - 1, t_receipts)
-    rows["validator_receipts_per_s_unbatched"] = _rate(len(receipts), t_unbatched)
-    rows["validator_sigs_per_receipt"] = k = round(verifications / (len(receipts) - 1), 2)
-    rows["validator_verify_limit_pct"] = round(100.0 * rows["validator_receipts_per_s"]
-                                               / (rows["cryptography_verify_per_s"] / k), 1)
-    rows["validator_checkpoints_per_s"] = _rate(len(checkpoints), t_checkpoints)
+        tariff_text = formats.tariff_canonical(chargers[0].tariff_json())[0]
+        rows.update(_breakdown(chargers, receipts, tariff_text))
+        end_to_end = 1e6 / rows["validator_receipts_per_s_no_pool"]
+        rows["validator_us_store_ack"] = round(end_to_end - rows["validator_us_parse"]
+                                               - rows["validator_us_signatures"] - rows["validator_us_billing"], 1)
+    rows["validator_bench_load_1min"] = round(os.getloadavg()[0], 2)
+    print("validator: verify/s per round %s, receipts/s with %d verify process(es) %s, without %s; "
+          "per receipt (us): parse %s + signatures %s + billing %s + store/ack/rest %s = %.0f (no pool); "
+          "load %s" % (verify, VERIFY_PROCS, pooled, plain, rows["validator_us_parse"],
+                       rows["validator_us_signatures"], rows["validator_us_billing"],
+                       rows["validator_us_store_ack"], end_to_end, rows["validator_bench_load_1min"]),
+          flush=True)
     return rows
 
 
