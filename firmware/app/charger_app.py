@@ -109,9 +109,11 @@ class ChargerApp:
         verifier = None
         if cfg["operator_key"]:
             from uplink import commands
+            # cmd_key: the command MAC key (secrets file); a bad one raises ValueError.
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time,
-                                         clock_status=clock.status)
+                                         clock_status=clock.status,
+                                         cmd_key=self.secrets["cmd_key"])
             verifier.idle = self.safety.heavy
         from app.config import mqtt_tls
         from uplink.acks import AckChecker
@@ -201,10 +203,15 @@ class ChargerApp:
     def health(self):
         """The retained health message (JSON bytes)."""
         ch = self.charger
+        link = self.link
         return json.dumps({
             "state": ch.state, "fault": ch.fault["code"] if ch.fault else None,
             "heap_min": self.heap_min, "outbox_pending": self.outbox.pending(),
             "log_size": self.records.log.size,
+            # Commands refused by the cheap screen (no valid MAC, replays) and commands
+            # dropped because the queue was full: a flood shows here.
+            "cmd_junk": link.junk_cmds if link is not None else 0,
+            "cmd_dropped": link.dropped_cmds if link is not None else 0,
             "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self._booted_ms) // 1000,
         }).encode()
 

@@ -189,10 +189,12 @@ def _check_watchdog(cfg):
 
 def load_secrets(path):
     """The charger's secrets file (written by host_tools/provision, never published):
-    {"ack_keys": {validator: {key id: "<64 hex>"}}, "pseudonym_key": "<64 hex>" or null}.
-    A missing file means no secrets: no ack can free a receipt, and card UIDs cannot be
-    pseudonymised (cards are then refused rather than published)."""
-    out = {"ack_keys": {}, "pseudonym_key": None}
+    {"ack_keys": {validator: {key id: "<64 hex>"}}, "pseudonym_key": "<64 hex>" or null,
+     "cmd_key": "<64 hex>" or null}.
+    A missing file means no secrets: no ack can free a receipt, card UIDs cannot be
+    pseudonymised (cards are then refused rather than published), and commands are checked
+    by their signature alone (no command MAC screens out junk first)."""
+    out = {"ack_keys": {}, "pseudonym_key": None, "cmd_key": None}
     try:
         with open(path) as f:
             raw = f.read()

@@ -1,6 +1,7 @@
 # Operator commands: verified here, executed by the session layer.
 #
-# Wire form (docs/mqtt.md):  <payload JSON bytes> "|" <hex of the DER ECDSA signature>
+# Wire form (docs/mqtt.md):  [<command MAC, 64 hex> "|"] <payload JSON bytes> "|" <hex of the
+# DER ECDSA signature>
 # The signature is ECDSA P-256 / SHA-256 over the payload bytes exactly as received (never
 # re-serialised: MicroPython's json does not keep key order), by the operator key whose public
 # half was provisioned on the charger. The payload:
@@ -8,14 +9,25 @@
 # n must exceed the last accepted n (persisted with store.atomic before the command is handed
 # out, so neither a replay nor a reboot can run it twice); exp bounds how late it may arrive.
 # Any failure raises CommandRejected(reason) and changes nothing (the counter included).
+#
+# The command MAC: a P-256 verification costs about a second on an ESP32, so a flood of
+# well-formed junk must never reach it. A charger provisioned with a command key (secrets
+# "cmd_key", 32 bytes made by the operator for this charger) first checks
+#   mac = HMAC-SHA256(cmd_key, "cp-cmd/1\n<charger id>\n" + <payload> "|" <signature hex>)
+# in screen(): two SHA-256 runs in C, microseconds. Without a valid MAC a message is refused
+# there, before any signature work and before it takes a place in the queue. A charger without
+# a command key ignores the MAC (it cannot check it) and relies on the signature alone.
 import hashlib
 import json
 from binascii import hexlify, unhexlify
 
 from ledger import der, p256
+from ledger.hmac256 import HmacKey, equal
 from store import atomic
 
-MAX_COMMAND = 4096          # bytes; a tariff document is the largest payload
+MAX_COMMAND = 4096          # bytes without the MAC; a tariff document is the largest payload
+MAC_HEX = 64                # the command MAC's hex digits, then "|"
+MAX_MESSAGE = MAX_COMMAND + MAC_HEX + 1
 
 OK = "ok"
 MALFORMED = "malformed"
@@ -26,6 +38,7 @@ UNKNOWN_COMMAND = "unknown-command"
 REPLAYED = "replayed"
 EXPIRED = "expired"
 CLOCK_UNSYNCED = "clock-unsynchronised"
+BAD_MAC = "bad-mac"
 
 # Commands whose effect only makes the charger do less: accepted whatever the clock says. Every
 # other command is bounded by its expiry, which means nothing while the clock is not
@@ -125,6 +138,35 @@ def _check_args(name, args):
             raise ValueError("%s must be 1..64 characters" % arg)
 
 
+def load_command_key(key_hex):
+    """The charger's command MAC key (HmacKey) from the secrets file's 64 hex digits; None
+    when there is none. Raises ValueError if it is not 32 bytes of lowercase hex."""
+    if key_hex is None:
+        return None
+    if not isinstance(key_hex, str) or len(key_hex) != 64:
+        raise ValueError("cmd_key must be 64 hex digits")
+    try:
+        return HmacKey(unhexlify(key_hex))
+    except ValueError:
+        raise ValueError("cmd_key must be 64 hex digits")
+
+
+def mac_input(charger_id, body):
+    """The bytes a command MAC covers: a label, the charger's id and the signed command."""
+    return b"cp-cmd/1\n" + charger_id.encode() + b"\n" + body
+
+
+def _mac_prefix(raw):
+    """The 32 MAC bytes if raw starts with 64 hex digits and "|", else None. (A payload
+    starts with "{", so a command without a MAC is never taken for one with it.)"""
+    if len(raw) <= MAC_HEX or raw[MAC_HEX] != 0x7C:     # "|"
+        return None
+    try:
+        return unhexlify(raw[:MAC_HEX])
+    except ValueError:                                  # binascii.Error is one
+        return None
+
+
 def operator_signed(pub, payload, sig_hex, idle=None):
     """True if sig_hex (hex DER) is the operator key's ECDSA P-256 signature over payload;
     raises ValueError when it is not hex DER at all. idle is the safety poll the verifier
@@ -140,8 +182,11 @@ def operator_signed(pub, payload, sig_hex, idle=None):
 class Verifier:
     """Checks commands for one charger. now() returns the charger's clock in unix seconds."""
 
-    def __init__(self, state_path, operator_key, charger_id, now, clock_status=None):
+    def __init__(self, state_path, operator_key, charger_id, now, clock_status=None,
+                 cmd_key=None):
         self.pub = load_operator_key(operator_key)
+        # The command MAC key (secrets "cmd_key", hex), or None: signature only.
+        self.mac_key = load_command_key(cmd_key)
         self.charger_id = charger_id
         self.now = now
         self.clock_status = clock_status    # the clock's OCMF status letter; None: trusted
@@ -149,13 +194,42 @@ class Verifier:
         raw = atomic.read(state_path, b"0")
         self.last_n = int(raw)
         self.idle = None            # the safety hook, called while the signature is checked
+        self.sig_checks = 0         # P-256 verifications made (the costly step), for tests
+
+    def screen(self, raw):
+        """The cheap first check, made as a message arrives: size, then the command MAC when
+        this charger has a command key, then (the sender being the operator) the counter.
+        Returns the signed part (payload "|" signature); raises CommandRejected. No
+        signature work, no allocation beyond two hashes and the slice."""
+        if not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= MAX_MESSAGE:
+            raise CommandRejected(MALFORMED, "empty or longer than %d bytes" % MAX_COMMAND)
+        mac = _mac_prefix(raw)
+        body = raw if mac is None else raw[MAC_HEX + 1:]
+        if len(body) > MAX_COMMAND:
+            raise CommandRejected(MALFORMED, "empty or longer than %d bytes" % MAX_COMMAND)
+        key = self.mac_key
+        if key is None:
+            return bytes(body)
+        if mac is None:
+            raise CommandRejected(BAD_MAC, "no command MAC")
+        if not equal(key.mac(mac_input(self.charger_id, body)), mac):
+            raise CommandRejected(BAD_MAC, "command MAC does not match this charger's key")
+        # Authentic: the operator sent it, so its JSON is worth parsing. A replay of a
+        # genuine command is refused here too, before the signature check it would cost.
+        bar = body.rfind(b"|")
+        obj = _parse(body if bar < 0 else body[:bar])
+        n = obj.get("n")
+        if _is_int(n) and n <= self.last_n:
+            raise CommandRejected(REPLAYED, "n %d <= last accepted %d" % (n, self.last_n), n,
+                                  obj.get("cmd") if isinstance(obj.get("cmd"), str) else None)
+        return bytes(body)
 
     def verify(self, raw):
         """Command for a valid message; raises CommandRejected(reason) and changes nothing
         otherwise. The accepted counter is on flash when this returns."""
-        if not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= MAX_COMMAND:
-            raise CommandRejected(MALFORMED, "empty or longer than %d bytes" % MAX_COMMAND)
-        raw = bytes(raw)
+        body = self.screen(raw)
+        ref = ref_of(bytes(raw))
+        raw = body
         bar = raw.rfind(b"|")
         payload = raw if bar < 0 else raw[:bar]
         sig_hex = b"" if bar < 0 else raw[bar + 1:].strip()
@@ -163,6 +237,7 @@ class Verifier:
             # Tell "unsigned command" from garbage, so the operator sees the real mistake.
             _parse(payload)
             raise CommandRejected(UNSIGNED, "no signature")
+        self.sig_checks += 1
         try:
             ok = operator_signed(self.pub, payload, sig_hex, self.idle)
         except (ValueError, TypeError) as exc:
@@ -192,7 +267,7 @@ class Verifier:
             raise CommandRejected(EXPIRED, "expired at %d" % exp, n, name)
         atomic.write(self.state_path, b"%d" % n)
         self.last_n = n
-        return Command(name, args, n, exp, ref_of(raw))
+        return Command(name, args, n, exp, ref)
 
 
 def _parse(payload):

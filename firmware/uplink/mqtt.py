@@ -4,6 +4,15 @@
 # Each poll() does a bounded amount of work under one deadline (budget_ms): at most one connect
 # attempt (after an exponential, jittered backoff), up to max_rx incoming messages, a keepalive
 # ping, up to `burst` outbox records, and the verification of at most one operator command.
+#
+# Commands (docs/security.md, "Commands under flood"): each message on the command topic is
+# screened as it arrives (commands.Verifier.screen: size, the command MAC, the counter; no
+# signature work), so junk is refused in microseconds and never takes one of the
+# max_pending_cmds places in the queue. What passes waits for the one signature check a poll
+# may make. Refused messages are counted (junk_cmds, dropped_cmds: the health message) and
+# answered at most once per poll, so a flood cannot turn into a flood of results either.
+# Screened-out messages do not count against max_rx (up to max_junk_rx more per poll): the
+# charger drains a flood as fast as it arrives instead of letting real commands queue behind it.
 # Every socket call inside umqtt.simple is bounded by hal.net's TimedSocket (timeout and the
 # poll's deadline); any error or timeout drops the connection without DISCONNECT, so the
 # broker publishes our last will ("offline", retained), and the next poll after the backoff
@@ -42,7 +51,8 @@ class Link:
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
                  window=8, burst=4, max_rx=8, resend_ms=30000, telemetry_ms=10000,
                  prefix="cp", client_id=None, max_pending_cmds=4, user=None, password=None,
-                 tls=None, clock=None, idle=None, wait_slice_us=5000, ack_checker=None):
+                 tls=None, clock=None, idle=None, wait_slice_us=5000, ack_checker=None,
+                 max_junk_rx=64):
         # user/password: the charger's broker login (the broker's ACL lets user <id> publish
         # only under cp/<id>/); tls: a hal.net.Tls (CA and name the broker must prove).
         # Real ticks (hal/clock.py): socket timeouts and keepalives run on the wall's time.
@@ -65,6 +75,7 @@ class Link:
         self.telemetry_ms = telemetry_ms
         self.client_id = client_id or ("cp-" + charger_id)
         self.max_pending_cmds = max_pending_cmds
+        self.max_junk_rx = max_junk_rx
         self.user = user
         self.password = password
         # idle: the charger's safety watch, called while a socket waits (every wait_slice_us)
@@ -75,7 +86,8 @@ class Link:
         self.client = None
         self._sock = None
         self.cursor = outbox.acked          # highest seq sent on this connection
-        self._cmds = []                     # raw commands waiting for verification
+        self._cmds = []                     # screened commands waiting for verification
+        self._refused = None                # (CommandRejected, raw): the latest screened out
         now = self.clock.ticks_ms()
         self._retry_at = now
         self._backoff = backoff_min_ms
@@ -93,7 +105,8 @@ class Link:
         self.acks = 0
         self.bad_acks = 0
         self.retained_acks = 0
-        self.dropped_cmds = 0
+        self.dropped_cmds = 0               # screened in, but the queue was full
+        self.junk_cmds = 0                  # refused by the screen (MAC, size, replay)
         self.last_error = None
 
     @property
@@ -180,13 +193,16 @@ class Link:
     def _receive(self):
         c = self.client
         idle = self.idle
-        for _ in range(self.max_rx):
+        junk0 = self.junk_cmds
+        got = 0
+        while got < self.max_rx + min(self.junk_cmds - junk0, self.max_junk_rx):
             before = c.sock.rx_bytes
             if idle is not None:
                 idle()
             c.check_msg()
             if c.sock.rx_bytes == before:
                 break
+            got += 1
 
     def _keepalive(self, now):
         rx = self.client.sock.rx_bytes
@@ -221,6 +237,13 @@ class Link:
     # ---- incoming (called by umqtt.simple from inside check_msg/publish) -------------------
     def _on_message(self, topic, msg):
         if topic == self.topics.cmd:
+            if self.verifier is not None:
+                try:
+                    self.verifier.screen(msg)
+                except commands.CommandRejected as exc:
+                    self.junk_cmds += 1
+                    self._refused = (exc, msg)
+                    return
             if len(self._cmds) < self.max_pending_cmds:
                 self._cmds.append(bytes(msg))
             else:
@@ -247,6 +270,10 @@ class Link:
             self.bad_acks += 1
 
     def _verify_one(self, deadline):
+        refused = self._refused
+        if refused is not None:             # one answer per poll, however many were refused
+            self._refused = None
+            self._publish_result(commands.rejection(refused[0], refused[1]), deadline)
         if not self._cmds:
             return []
         raw = self._cmds.pop(0)

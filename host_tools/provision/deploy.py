@@ -116,18 +116,25 @@ def check_secrets(secrets_path):
     from app import config
     from ledger.cards import CardPseudonyms
     from uplink.acks import load_keys
+    from uplink.commands import load_command_key
     sec = config.load_secrets(str(secrets_path))
     if not sec["ack_keys"]:
         raise ValueError("%s holds no ack keys: no receipt could ever leave the charger" % secrets_path)
     load_keys(sec["ack_keys"])
     CardPseudonyms(sec["pseudonym_key"])        # as the charger checks it at boot
+    load_command_key(sec["cmd_key"])        # None: commands are screened by signature only
     return sec
 
 
 def put_secrets(port, secrets_path, resume=False):
-    if check_secrets(secrets_path)["pseudonym_key"] is None:
+    sec = check_secrets(secrets_path)
+    if sec["pseudonym_key"] is None:
         print("note: %s has no pseudonym_key: the charger will refuse every RFID card "
               "(docs/security.md, \"Card privacy\")" % secrets_path, file=sys.stderr)
+    if sec["cmd_key"] is None:
+        print("note: %s has no cmd_key: the charger checks commands by signature alone and a "
+              "junk flood can starve them (docs/security.md, \"Commands under flood\")"
+              % secrets_path, file=sys.stderr)
     mpremote(port, ["fs", "cp", str(secrets_path), ":secrets.json"], resume)
 
 

@@ -5,12 +5,22 @@
     python -m host_tools.provision.operator_cmd send operator.pem CP-1 current_limit '{"ma": 16000}' \\
         --host 127.0.0.1 --port 1883                          # publish and print the result
 
-A command is  <payload JSON> "|" <hex DER ECDSA-P256-SHA256 signature of those exact bytes>.
-The counter n defaults to unix milliseconds: always larger than any earlier command from this
-operator, with no state to keep (the charger only needs n to increase).
+A command is  <MAC hex> "|" <payload JSON> "|" <hex DER ECDSA-P256-SHA256 signature of those
+exact bytes>. The counter n defaults to unix milliseconds: always larger than any earlier
+command from this operator, with no state to keep (the charger only needs n to increase).
+
+The MAC (HMAC-SHA256, firmware/uplink/commands.py) lets a charger refuse junk in microseconds
+instead of spending a P-256 verification (about a second on an ESP32) on each. Its key is per
+charger and derived from the operator key, so every tool holding the operator key makes it
+and nothing else has to be kept or distributed:
+    cmd_key(charger) = HMAC-SHA256(operator private scalar, 32 bytes big-endian,
+                                   "chargeproof/cmd-key/1\n" + charger id)
+The charger gets only its own cmd_key (secrets file "cmd_key"; `secrets set-cmd-key`), so a
+charger's flash read out reveals neither the operator key nor another charger's MAC key.
 """
 import argparse
 import hashlib
+import hmac
 import json
 import sys
 import time
@@ -48,14 +58,30 @@ def payload(charger, cmd, args=None, n=None, exp=None, ttl_s=300, now=None):
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
-def sign_payload(key, data):
-    """data + b"|" + hex(DER signature over data)."""
+def command_key(key, charger: str) -> bytes:
+    """The 32-byte command MAC key of one charger, derived from the operator key."""
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    return hmac.new(scalar, b"chargeproof/cmd-key/1\n" + charger.encode(), hashlib.sha256).digest()
+
+
+def command_mac(cmd_key: bytes, charger: str, body: bytes) -> bytes:
+    """The MAC of a signed command (payload "|" signature hex), as 64 hex digits."""
+    data = b"cp-cmd/1\n" + charger.encode() + b"\n" + body
+    return hmac.new(cmd_key, data, hashlib.sha256).hexdigest().encode()
+
+
+def sign_payload(key, data, charger=None):
+    """data + b"|" + hex(DER signature over data), behind the command MAC for charger when
+    charger is given."""
     sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
-    return data + b"|" + sig.hex().encode()
+    body = data + b"|" + sig.hex().encode()
+    if charger is None:
+        return body
+    return command_mac(command_key(key, charger), charger, body) + b"|" + body
 
 
 def sign(key, charger, cmd, args=None, **kw):
-    return sign_payload(key, payload(charger, cmd, args, **kw))
+    return sign_payload(key, payload(charger, cmd, args, **kw), charger)
 
 
 def send(message, charger, host, port, prefix="cp", timeout_s=30.0, broker=None):
@@ -97,6 +123,9 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="what", required=True)
     k = sub.add_parser("keygen", help="make an operator key (PEM) and print its SPKI hex")
     k.add_argument("key")
+    k = sub.add_parser("cmd-key", help="print a charger's command MAC key (hex, for its secrets)")
+    k.add_argument("key")
+    k.add_argument("charger")
     for name in ("sign", "send"):
         p = sub.add_parser(name, help="%s a command" % name)
         p.add_argument("key")
@@ -113,6 +142,9 @@ def main(argv=None):
         key = generate_key()
         save_key(key, a.key)
         print(public_spki_hex(key))
+        return
+    if a.what == "cmd-key":
+        print(command_key(load_key(a.key), a.charger).hex())
         return
     msg = sign(load_key(a.key), a.charger, a.cmd, json.loads(a.args), n=a.n, ttl_s=a.ttl)
     if a.what == "sign":

@@ -6,6 +6,7 @@ attacker's variant; none of them needs the charger's key.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -71,3 +72,21 @@ def junk_batch(seed: int, n: int, size: int = 8000) -> List[bytes]:
         b[20 + i % (len(b) - 30)] ^= 1 + i % 255
         out.append(bytes(b))
     return out
+
+
+def junk_command(rng: random.Random, charger: str, n: int, with_mac: bool, pad: int = 0,
+                 exp: int = 1800003600) -> bytes:
+    """A well-formed junk command for charger: valid JSON with the right charger, a fresh
+    counter and a DER signature of two random numbers (what anyone can make without the
+    operator key); with_mac: behind 64 random hex digits, so the charger has to compute the
+    MAC to refuse it."""
+    args = {"ma": 16000} if not pad else {"ma": 16000, "ttl_s": 60, "pad": "x" * pad}
+    body = json.dumps({"charger": charger, "n": n, "exp": exp, "cmd": "current_limit",
+                       "args": args}, separators=(",", ":"), sort_keys=True).encode()
+    r, s = (rng.getrandbits(255) | 1 << 254 for _ in range(2))
+    rb, sb = r.to_bytes(32, "big"), s.to_bytes(32, "big")
+    der = b"\x30\x44\x02\x20" + rb + b"\x02\x20" + sb
+    msg = body + b"|" + der.hex().encode()
+    if with_mac:
+        msg = rng.randbytes(32).hex().encode() + b"|" + msg
+    return msg

@@ -114,3 +114,58 @@ def test_while_the_clock_is_not_synchronised_only_clock_free_commands_pass(tmp_p
     assert v.verify(m["stop_n10"].encode()).n == 10                  # stopping needs no clock
     status[0] = "S"                                                  # NTP answered
     assert v.verify(m["limit_n11"].encode()).n == 11
+
+
+# ---- the command MAC: junk is refused before any signature work --------------------------
+def _mac_verifier(tmp_path, oc, key="cmd_key"):
+    t0 = oc["t0"]
+    return Verifier(tmp_path + "/cmd_n", oc["operator_spki"], oc["charger"], lambda: t0,
+                    cmd_key=oc[key])
+
+
+def test_with_a_command_key_only_commands_with_its_mac_reach_the_signature_check(
+        tmp_path, operator_commands):
+    oc = operator_commands
+    m = oc["msgs"]
+    v = _mac_verifier(tmp_path, oc)
+    for name in ("no_mac", "bad_mac", "junk", "other_key", "unsigned", "garbage_unsigned",
+                 "not_json", "sig_not_der", "no_counter"):
+        exc = raises(CommandRejected, v.screen, m[name].encode())
+        assert exc.reason == "bad-mac", (name, exc.reason)
+        assert _reason(v, m[name]) == "bad-mac", name
+    assert v.sig_checks == 0 and v.last_n == 0
+    # The genuine ones pass: one signature check each (hex case of the MAC does not matter).
+    assert v.verify(m["upper_mac"].encode()).n == 10
+    assert v.verify(m["limit_n11"].encode()).n == 11
+    assert v.sig_checks == 2
+    # A replay of a genuine command is refused by the screen, without a signature check.
+    assert raises(CommandRejected, v.screen, m["stop_n10"].encode()).reason == "replayed"
+    assert _reason(v, m["stop_n10"]) == "replayed"
+    assert v.sig_checks == 2
+
+
+def test_a_mac_made_for_another_charger_or_operator_is_refused(tmp_path, operator_commands):
+    oc = operator_commands
+    m = oc["msgs"]
+    v = _mac_verifier(tmp_path, oc, key="other_cmd_key")         # provisioned by someone else
+    assert _reason(v, m["stop_n10"]) == "bad-mac"
+    assert _reason(v, m["wrong_charger"]) == "bad-mac"          # signed and MACed for CP-OTHER
+    assert v.sig_checks == 0
+
+
+def test_without_a_command_key_the_mac_is_ignored_and_the_signature_decides(tmp_path,
+                                                                           operator_commands):
+    oc = operator_commands
+    m = oc["msgs"]
+    v = _verifier(tmp_path, oc)
+    assert v.verify(m["no_mac"].encode()).n == 10               # an old operator tool's form
+    assert _reason(v, m["junk"]) == "bad-signature"
+    assert v.sig_checks == 2
+    assert v.verify(m["limit_n11"].encode()).n == 11
+
+
+def test_command_key_must_be_32_bytes_of_hex(tmp_path, operator_commands):
+    oc = operator_commands
+    for bad in ("ab" * 31, "zz" * 32, 7):
+        raises(ValueError, Verifier, tmp_path + "/n", oc["operator_spki"], oc["charger"],
+               lambda: 0, cmd_key=bad)
