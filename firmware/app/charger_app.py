@@ -210,8 +210,8 @@ class ChargerApp:
             "log_size": self.records.log.size,
             # Commands refused by the cheap screen (no valid MAC, replays) and commands
             # dropped because the queue was full: a flood shows here.
-            "cmd_junk": link.junk_cmds if link is not None else 0,
-            "cmd_dropped": link.dropped_cmds if link is not None else 0,
+            "cmd_junk": link.inbox.junk if link is not None else 0,
+            "cmd_dropped": link.inbox.dropped if link is not None else 0,
             "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self._booted_ms) // 1000,
         }).encode()
 

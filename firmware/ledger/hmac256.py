@@ -3,6 +3,7 @@
 #
 #   key = HmacKey(secret)            # pads computed once per key
 #   key.mac(message) -> 32 bytes     # one pair of SHA-256 runs, no key schedule per message
+#   key.mac(head, rest)              # the MAC of head + rest without copying them together
 #   equal(a, b)                      # comparison whose time does not depend on where a and b differ
 import hashlib
 
@@ -25,9 +26,12 @@ class HmacKey:
         self._ipad = bytes(ipad)
         self._opad = bytes(opad)
 
-    def mac(self, message):
+    def mac(self, message, more=None):
+        """HMAC of message (+ more, when given: the two are hashed as one, never joined)."""
         inner = hashlib.sha256(self._ipad)
         inner.update(message)
+        if more is not None:
+            inner.update(more)
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()

@@ -5,14 +5,11 @@
 # attempt (after an exponential, jittered backoff), up to max_rx incoming messages, a keepalive
 # ping, up to `burst` outbox records, and the verification of at most one operator command.
 #
-# Commands (docs/security.md, "Commands under flood"): each message on the command topic is
-# screened as it arrives (commands.Verifier.screen: size, the command MAC, the counter; no
-# signature work), so junk is refused in microseconds and never takes one of the
-# max_pending_cmds places in the queue. What passes waits for the one signature check a poll
-# may make. Refused messages are counted (junk_cmds, dropped_cmds: the health message) and
-# answered at most once per poll, so a flood cannot turn into a flood of results either.
-# Screened-out messages do not count against max_rx (up to max_junk_rx more per poll): the
-# charger drains a flood as fast as it arrives instead of letting real commands queue behind it.
+# Commands (docs/security.md, "Commands under flood") are screened as they arrive (uplink/
+# inbox.py: the command MAC, no signature work) and wait in the inbox for the one signature
+# check a poll may make. Screened-out messages do not count against max_rx (up to max_junk_rx
+# more per poll): the charger drains a flood as fast as it arrives instead of letting real
+# commands wait behind it.
 # Every socket call inside umqtt.simple is bounded by hal.net's TimedSocket (timeout and the
 # poll's deadline); any error or timeout drops the connection without DISCONNECT, so the
 # broker publishes our last will ("offline", retained), and the next poll after the backoff
@@ -27,6 +24,7 @@ import random
 from hal import clock as _clock
 from hal import net
 from uplink import commands
+from uplink.inbox import CommandInbox
 from uplink.outbox import BadAck
 from uplink.topics import Topics
 
@@ -74,7 +72,7 @@ class Link:
         self.resend_ms = resend_ms
         self.telemetry_ms = telemetry_ms
         self.client_id = client_id or ("cp-" + charger_id)
-        self.max_pending_cmds = max_pending_cmds
+        self.inbox = CommandInbox(verifier, max_pending_cmds)
         self.max_junk_rx = max_junk_rx
         self.user = user
         self.password = password
@@ -86,8 +84,6 @@ class Link:
         self.client = None
         self._sock = None
         self.cursor = outbox.acked          # highest seq sent on this connection
-        self._cmds = []                     # screened commands waiting for verification
-        self._refused = None                # (CommandRejected, raw): the latest screened out
         now = self.clock.ticks_ms()
         self._retry_at = now
         self._backoff = backoff_min_ms
@@ -105,8 +101,6 @@ class Link:
         self.acks = 0
         self.bad_acks = 0
         self.retained_acks = 0
-        self.dropped_cmds = 0               # screened in, but the queue was full
-        self.junk_cmds = 0                  # refused by the screen (MAC, size, replay)
         self.last_error = None
 
     @property
@@ -193,9 +187,10 @@ class Link:
     def _receive(self):
         c = self.client
         idle = self.idle
-        junk0 = self.junk_cmds
+        inbox = self.inbox
+        junk0 = inbox.junk
         got = 0
-        while got < self.max_rx + min(self.junk_cmds - junk0, self.max_junk_rx):
+        while got < self.max_rx + min(inbox.junk - junk0, self.max_junk_rx):
             before = c.sock.rx_bytes
             if idle is not None:
                 idle()
@@ -237,17 +232,7 @@ class Link:
     # ---- incoming (called by umqtt.simple from inside check_msg/publish) -------------------
     def _on_message(self, topic, msg):
         if topic == self.topics.cmd:
-            if self.verifier is not None:
-                try:
-                    self.verifier.screen(msg)
-                except commands.CommandRejected as exc:
-                    self.junk_cmds += 1
-                    self._refused = (exc, msg)
-                    return
-            if len(self._cmds) < self.max_pending_cmds:
-                self._cmds.append(bytes(msg))
-            else:
-                self.dropped_cmds += 1
+            self.inbox.offer(msg)
             return
         validator = self.topics.ack_validator(topic)
         if validator is None:
@@ -270,13 +255,12 @@ class Link:
             self.bad_acks += 1
 
     def _verify_one(self, deadline):
-        refused = self._refused
+        refused = self.inbox.take_refused()
         if refused is not None:             # one answer per poll, however many were refused
-            self._refused = None
-            self._publish_result(commands.rejection(refused[0], refused[1]), deadline)
-        if not self._cmds:
+            self._publish_result(refused, deadline)
+        raw = self.inbox.pop()
+        if raw is None:
             return []
-        raw = self._cmds.pop(0)
         if self.verifier is None:
             self._publish_result(commands.result(commands.BAD_SIGNATURE, detail="no operator key",
                                                  ref=commands.ref_of(raw)), deadline)

@@ -20,9 +20,12 @@ def _inputs(name: str, n: int, seed: int, host: Dict[str, Any], cmd: Dict[str, A
     if name == "command":
         genuine = cmd["seeds"]
         out = mutate.batch(seed, genuine, n)
-        # a third re-signed by the operator key: they get past the signature to the checks
+        # a third re-signed by the operator key: they get past the signature to the checks;
+        # a third behind a valid command MAC only: past the MAC screen to the signature checks
         for i in range(len(genuine), n, 3):
             out[i] = seeds.resigned(cmd["key"], out[i])
+            if i + 1 < n:
+                out[i + 1] = seeds.remaced(cmd["key"], out[i + 1])
         return out
     if name == "ack":
         return mutate.batch(seed, seeds.ack_seeds(), n)
@@ -38,7 +41,8 @@ def _inputs(name: str, n: int, seed: int, host: Dict[str, Any], cmd: Dict[str, A
 def run(n: int, seed: int, work: str, host: Dict[str, Any], only: str = "") -> List[dict]:
     """Run n inputs per firmware parser; one result dict per parser (see fuzz_run.py)."""
     cmd = seeds.command_seeds()
-    extras = {"command": {"pub_hex": cmd["pub_hex"], "charger": seeds.COMMAND_CHARGER, "now": cmd["now"]},
+    extras = {"command": {"pub_hex": cmd["pub_hex"], "charger": seeds.COMMAND_CHARGER, "now": cmd["now"],
+                          "cmd_key": cmd["cmd_key"]},
               "config": {"board": str(paths.DEFAULT_BOARD)}}
     targets = []
     for name in TARGETS:

@@ -63,13 +63,22 @@ def command_seeds() -> Dict[str, object]:
              signed("start", {"id_tag": "04A2B3C4", "connector": 1}, n=14),
              signed("authorize", {"id_tag": "x"}, n=15), signed("reset_fault", n=16),
              signed("cancel_reservation", {"connector": 2}, n=17)]
-    return {"key": key, "pub_hex": op.public_spki_hex(key), "seeds": seeds, "now": t0}
+    return {"key": key, "pub_hex": op.public_spki_hex(key), "seeds": seeds, "now": t0,
+            "cmd_key": op.command_key(key, COMMAND_CHARGER).hex()}
 
 
 def resigned(key, raw: bytes) -> bytes:
     """A mutated payload signed by the operator key: reaches the checks after the signature."""
-    payload = raw.rsplit(b"|", 1)[0] if b"|" in raw else raw
-    return op.sign_payload(key, payload)
+    payload = op.split(raw)[1] if b"|" in raw else raw
+    return op.sign_payload(key, payload, COMMAND_CHARGER)
+
+
+def remaced(key, raw: bytes) -> bytes:
+    """A mutated command behind a valid command MAC (signature untouched): gets past the MAC
+    screen to the signature and DER checks."""
+    body = raw[65:] if op.split(raw)[0] is not None else raw
+    mac = op.command_mac(op.command_key(key, COMMAND_CHARGER), COMMAND_CHARGER, body)
+    return mac + b"|" + body
 
 
 def ack_seeds() -> List[bytes]:

@@ -80,6 +80,15 @@ def sign_payload(key, data, charger=None):
     return command_mac(command_key(key, charger), charger, body) + b"|" + body
 
 
+def split(message: bytes) -> tuple:
+    """(MAC hex or None, payload, signature hex) of a command message; the inverse of sign()."""
+    mac = None
+    if len(message) > 64 and message[64:65] == b"|" and message[:1] != b"{":
+        mac, message = message[:64], message[65:]
+    payload, _, sig = message.rpartition(b"|")
+    return mac, payload, sig
+
+
 def sign(key, charger, cmd, args=None, **kw):
     return sign_payload(key, payload(charger, cmd, args, **kw), charger)
 

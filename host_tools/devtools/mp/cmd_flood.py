@@ -40,6 +40,7 @@ def main():
     hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
     app = ChargerApp(board, conf, hw)
     ev, relay, link = hw["ev"], hw["relay"], app.link
+    inbox = link.inbox
     executed = []
     execute = app.execute
 
@@ -75,22 +76,22 @@ def main():
     seen, quiet_at = 0, ticks_ms()
     while wall_left():
         step()
-        now_seen = link.junk_cmds + link.dropped_cmds + len(executed)
+        now_seen = inbox.junk + inbox.dropped + len(executed)
         if now_seen != seen:
             seen, quiet_at = now_seen, ticks_ms()
-        if left_at is None and link.junk_cmds + link.dropped_cmds >= cfg["leave_at"]:
+        if left_at is None and inbox.junk + inbox.dropped >= cfg["leave_at"]:
             ev.set_state("B")
-            left_at = link.junk_cmds + link.dropped_cmds
+            left_at = inbox.junk + inbox.dropped
             closed_steps = 0
         elif left_at is not None and opened_junk is None:
             closed_steps += 1
             if not relay.contacts_closed():
-                opened_junk = link.junk_cmds + link.dropped_cmds
+                opened_junk = inbox.junk + inbox.dropped
         if len(executed) >= cfg["real"] and opened_junk is not None and \
                 (seen >= cfg["junk"] + cfg["real"] or ticks_diff(ticks_ms(), quiet_at) > 3000):
             break           # everything arrived, or the broker dropped some and all is quiet
     health = json.loads(app.health())
-    out = {"executed": executed, "junk_cmds": link.junk_cmds, "dropped_cmds": link.dropped_cmds,
+    out = {"executed": executed, "junk_cmds": inbox.junk, "dropped_cmds": inbox.dropped,
            "sig_checks": link.verifier.sig_checks, "left_at_junk": left_at,
            "open_after_steps": closed_steps if opened_junk is not None else None,
            "opened_at_junk": opened_junk, "contactor_closed": relay.contacts_closed(),

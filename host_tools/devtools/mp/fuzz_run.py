@@ -55,7 +55,8 @@ def _modbus(extra, work):
 
 def _command(extra, work):
     from uplink import commands
-    v = commands.Verifier(work + "/cmd_state", extra["pub_hex"], extra["charger"], lambda: extra["now"])
+    v = commands.Verifier(work + "/cmd_state", extra["pub_hex"], extra["charger"], lambda: extra["now"],
+                          cmd_key=extra.get("cmd_key"))
     return v.verify, (commands.CommandRejected,)
 
 

@@ -2,6 +2,7 @@
 # with SIGKILL (power cut) and start it again (reboot) against a real broker.
 # stdin, one JSON line: {"host", "port", "dir", "put": [payload str...], "keepalive": s,
 #                        "operator_key": spki hex (optional: accept signed commands),
+#                        "cmd_key": hex (optional: the command MAC key from the secrets file),
 #                        "ack_keys": {validator: {kid: hex}} (the provisioned ack keys)}
 # stdout, one line per event: "connected", "down", "acked <n>", "pending <n>", "cmd <name> <n>".
 import json
@@ -30,7 +31,7 @@ def main():
     if cfg.get("operator_key"):
         from uplink.commands import Verifier
         verifier = Verifier(cfg["dir"] + "-cmd_n", cfg["operator_key"], charger,
-                            lambda: int(time.time()))
+                            lambda: int(time.time()), cmd_key=cfg.get("cmd_key"))
     link = Link(charger, cfg["host"], cfg["port"], box, verifier=verifier,
                 keepalive_s=cfg.get("keepalive", 5), timeout_ms=1000, backoff_min_ms=50,
                 ack_checker=AckChecker(charger, cfg.get("ack_keys", {})))

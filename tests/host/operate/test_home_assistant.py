@@ -103,7 +103,8 @@ def test_charger_is_announced_and_buttons_become_signed_commands(broker, tmp_pat
         assert len(cmds) == 1
         firmware_on_path()
         from uplink.commands import Verifier
-        verifier = Verifier(str(tmp_path / "counter"), op.public_spki_hex(key), CHARGER, time.time)
+        verifier = Verifier(str(tmp_path / "counter"), op.public_spki_hex(key), CHARGER, time.time,
+                            cmd_key=op.command_key(key, CHARGER).hex())
         cmd = verifier.verify(cmds[0][1])
         assert cmd.name == "start" and cmd.args == {"id_tag": "HOME-ASSISTANT"}
         # A press for a charger nobody has seen, and junk, command nothing.

@@ -69,6 +69,7 @@ def test_limits_are_signed_leases_the_firmware_accepts(tmp_path):
     ctl = SiteController(_site(2, 20, ttl_s=60), send)
     ctl.on_telemetry("C0", time.time())
     ctl.tick(time.time())
-    v = Verifier(str(tmp_path / "n"), op.public_spki_hex(key), "C0", time.time)
+    v = Verifier(str(tmp_path / "n"), op.public_spki_hex(key), "C0", time.time,
+                 cmd_key=op.command_key(key, "C0").hex())      # the MAC screen too
     cmd = v.verify(got[0] if b'"C0"' in got[0] else got[1])
     assert cmd.name == "current_limit" and cmd.args == {"ma": 20000, "ttl_s": 60}

@@ -119,3 +119,31 @@ def test_operator_tool_commands_a_charger_process(tmp_path, amqtt_broker):
         assert json.loads(out.stdout)["result"] == "ok", out.stderr
     finally:
         proc.power_cut()
+
+
+def test_operator_tool_commands_a_charger_with_a_command_key(tmp_path, amqtt_broker):
+    """The charger screens commands by their MAC (secrets' cmd_key, printed by `operator_cmd
+    cmd-key`): the operator tool's commands pass, another operator's never reach the
+    signature check."""
+    b = amqtt_broker
+    key_path = str(tmp_path / "operator.pem")
+    tool = [sys.executable, "-m", "host_tools.provision.operator_cmd"]
+    spki = subprocess.run(tool + ["keygen", key_path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    cmd_key = subprocess.run(tool + ["cmd-key", key_path, "CP-H"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    proc = ChargerProcess("micropython", {"host": b["host"], "port": b["port"], "charger": "CP-H",
+                                          "dir": str(tmp_path / "ob"), "operator_key": spki,
+                                          "cmd_key": cmd_key})
+    try:
+        proc.wait_line("connected")
+        out = subprocess.run(tool + ["send", key_path, "CP-H", "current_limit", '{"ma": 16000}',
+                                     "--port", str(b["broker_port"])],
+                             capture_output=True, text=True, timeout=60)
+        assert json.loads(out.stdout)["result"] == "ok", out.stderr
+        other = op.sign(op.generate_key(), "CP-H", "stop")
+        assert op.send(other, "CP-H", b["host"], b["broker_port"])["result"] == "bad-mac"
+        unmaced = op.sign(op.load_key(key_path), "CP-H", "stop").split(b"|", 1)[1]
+        assert op.send(unmaced, "CP-H", b["host"], b["broker_port"])["result"] == "bad-mac"
+    finally:
+        proc.power_cut()
