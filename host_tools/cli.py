@@ -20,6 +20,7 @@
   chargeproof witness-key --key V.key --id val-1              make/show a validator's cosigning key (vkey)
   chargeproof pseudonym --key-file K --uid 04A1B2C3D4 ...    the pseudonym receipts and allow-lists
                                          carry for a card (docs/security.md, "Card privacy")
+  chargeproof ota publish|serve|status|withdraw ...          signed updates over MQTT (host_tools/operate/ota_server.py)
 
 --db takes a SQLite file or a PostgreSQL conninfo/URL ("host=/run/postgresql dbname=ledger",
 "postgresql://user@host/ledger"): the same commands work on either store.
@@ -399,6 +400,9 @@ def main(argv=None):
         # The light client owns its options; pass them through untouched.
         from host_tools.lightclient import check as lightclient
         return lightclient.main(argv[1:])
+    if argv and argv[0] == "ota":
+        from host_tools.operate import ota_server
+        return ota_server.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -22,7 +22,7 @@ from session.charger import Charger, Refused
 from session.faults import FaultLog
 from session.state import SessionStore
 from session.tariff import TariffError
-from store import atomic
+from store import atomic, bootsel
 from uplink.outbox import Outbox
 
 from app import config as config_mod
@@ -89,6 +89,7 @@ class ChargerApp:
         self.records.idle = safety
         self.outbox.idle = safety
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
+        self.ota = self._ota(cfg, clock, hw.get("reset"))
         self.reader = self._reader(hw.get("rfid_spi"))
         self._rfid_ms = cfg["rfid_poll_ms"]
         self._rfid_due = clock.ticks_ms()
@@ -127,6 +128,27 @@ class ChargerApp:
                     password=cfg["mqtt_password"], tls=mqtt_tls(cfg), idle=self.safety,
                     wait_slice_us=cfg["wait_slice_us"], resend_ms=cfg["mqtt_resend_ms"],
                     ack_checker=acks)
+
+    def _ota(self, cfg, clock, reset):
+        # Updates over MQTT (app/ota.py): only with a network and an operator key to check them
+        # by; without, the client still confirms (or rolls back) a version on trial.
+        from app.ota import OtaClient
+        root = ota_root(cfg)
+        if not cfg.get("firmware_version"):   # OCMF GV (receipts read cfg): the selector's choice
+            cfg["firmware_version"] = bootsel.active(root)[1]
+        updater = None
+        if self.link is not None and cfg["operator_key"]:
+            from app.update import Updater
+            updater = Updater(root, cfg["operator_key"], cfg["charger_id"])
+            updater.idle = self.safety
+            updater.cleanup()
+        return OtaClient(root, self.link, clock, cfg["ota_confirm_s"] * 1000, reset, updater,
+                         cfg["ota_retry_ms"], self._healthy)
+
+    def _healthy(self):
+        # A fault raised by the loop itself (app/main.py) is the running version's own.
+        f = self.charger.fault
+        return not (f and f.get("code") == "loop")
 
     @staticmethod
     def _reader(spi):
@@ -179,6 +201,9 @@ class ChargerApp:
                     if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True,
                                       register_wh=reg, t=self.clock.time()):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
+            safety.phase = "ota"
+            self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
+            safety()
             now = self.clock.ticks_ms()
             if self.clock.ticks_diff(now, self._health_due) >= 0:
                 safety.phase = "health"
@@ -188,6 +213,8 @@ class ChargerApp:
                 safety()
                 if link.connected and link.health(health):
                     self._health_due = self.clock.ticks_add(now, self.cfg["health_interval_s"] * 1000)
+        else:
+            self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
         safety.phase = "loop"
         safety.tidy()
         if self.watchdog is not None:
@@ -266,6 +293,12 @@ class ChargerApp:
 
     def public_key_hex(self):
         return self.keys.public_key_hex()
+
+
+def ota_root(cfg):
+    """Where updates and the boot pointer live: the board's /ota (app/main.py sets it), else
+    beside the charger's data (simulations, tests)."""
+    return cfg["ota_root"] or cfg["data_dir"] + "/ota"
 
 
 def load_config_json(path):

@@ -46,7 +46,9 @@ DEFAULTS = {
               '"idle_min_price_milli":10000,"idle_grace_min":30,"tax_bp":1900}',
     "telemetry_interval_s": 10,
     "rfid_poll_ms": 250,           # how often the RFID reader looks for a card
-    "ota_confirm_s": 300,          # healthy run after which an update on trial stays (app/main.py)
+    "ota_confirm_s": 300,          # healthy run after which an update on trial stays (app/ota.py)
+    "ota_root": None,              # updates and the boot pointer; None: <data_dir>/ota
+    "ota_retry_ms": 5000,          # no answer to a chunk request for this long: ask again
     "health_interval_s": 60,       # retained health message (state, fault, heap low-water mark)
     "nominal_voltage_v": 230,
     "wifi_ssid": None,             # the ESP32's WiFi (app/main.py); None: no WiFi

@@ -17,6 +17,7 @@ def run(board_path="/board.json", config_path="/config.json"):
     try:
         board = load_board(board_path)
         cfg = config.load(board, config_path)
+        cfg["ota_root"] = OTA_ROOT
         cfg["firmware_version"] = bootsel.active(OTA_ROOT)[1]
     except (BoardError, config.ConfigError) as exc:
         print("boot refused:", exc)
@@ -28,6 +29,7 @@ def run(board_path="/board.json", config_path="/config.json"):
     hw["clock"] = esp32.Clock()
     hw["urandom"] = esp32.urandom
     hw["watchdog"] = esp32.Watchdog(cfg["watchdog_ms"])
+    hw["reset"] = esp32.reset       # after an update's switch (app/ota.py)
     hw["uart"] = esp32_uart.Esp32Uart(board.rs485_uart, board.rs485_tx, board.rs485_rx,
                                       board.rs485_de, board.rs485_baud, board.rs485_parity,
                                       board.rs485_stop_bits)
@@ -57,13 +59,8 @@ def loop(app, net, clock, watchdog, cfg):
         app.charger.safety_poll()
         watchdog.feed()
     next_sync = clock.ticks_ms()
-    # An update on trial stays once the loop has run this long (store/bootsel.py).
-    confirm_at = clock.ticks_add(clock.ticks_ms(), cfg["ota_confirm_s"] * 1000)
-    unconfirmed = bootsel.on_trial(OTA_ROOT)
+    # An update on trial confirms itself (or rolls back) inside app.step(): app/ota.py.
     while True:
-        if unconfirmed and clock.ticks_diff(clock.ticks_ms(), confirm_at) >= 0:
-            bootsel.confirm(OTA_ROOT)
-            unconfirmed = False
         try:
             app.step()
         except Exception as exc:     # fail safe: the fault path opens, records and closes

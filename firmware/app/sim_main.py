@@ -2,18 +2,25 @@
 # meter on a pty and a real MQTT broker, with a scripted EV and driver. Runs on the MicroPython
 # unix port (the fleet simulator, `make demo`) and under CPython.
 #
-#   micropython -m app.sim_main      stdin: the scenario as one JSON line, then "go"
+#   micropython -m app.sim_boot      stdin: the scenario as one JSON line, then "go"
 #
 # scenario: {"charger_id", "data_dir", "board", "meter": {"port", "baud", "control"},
 #            "mqtt_host", "mqtt_port", "config": {...overrides}, "secrets": {...} (written to
 #            <data_dir>/secrets.json as provisioning would; absent: keep what is there),
 #            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
-#            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s"}
+#            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s",
+#            "serve_until" (optional: after the sessions, run until the update is "staged" or
+#            the new version "confirmed")}
+#   a session may hold "until_ota": <update state>: it charges until app/ota.py reaches it.
 # Prints one line per event: "PUBKEY <spki hex>" (then reads "secrets <json>" (optional: the
 # provisioning after enrollment) and waits for "go": the operator enrolls the key with the
 # validators), "CHARGING <n>", "UNPLUG <n> <unix ns>", "SESSION <n> <state> <unix ns>",
+# "OTA <update state> <charger state> <running version> trial|confirmed", "REBOOT" (an
+# update switched: the process ends, the caller boots it again from the same flash),
 # "DRAINED <receipts not acknowledged> <meter Wh>".
-# Simulated time runs as fast as the loop goes; the network keeps real time.
+# Simulated time runs as fast as the loop goes; the network keeps real time. app.sim_boot boots
+# it as a board boots (/main.py): the boot selector picks the version under <data_dir>/ota and
+# this module is imported from it.
 import json
 import sys
 import time
@@ -26,6 +33,14 @@ from hal import sim
 from hal.meterctl import MeterControl
 from ledger.keys import KeyStore
 from store import atomic
+
+
+class Reboot(Exception):
+    """hw["reset"]: the board resets (after an update's switch or a trial's rollback)."""
+
+
+def _reset():
+    raise Reboot()
 
 
 class SimCharger:
@@ -41,6 +56,7 @@ class SimCharger:
         clock = sim.SimClock(epoch=sc.get("start_time", 1767225600))
         meter = sc["meter"]
         self.hw = sim_hardware(board, meter["port"], meter["baud"], clock)
+        self.hw["reset"] = _reset
         self.clock = clock
         self.ev = self.hw["ev"]
         self.relay = self.hw["relay"]
@@ -97,7 +113,16 @@ class SimCharger:
         self.ev.set_state("C")
         self.run(2)
         print("CHARGING %d" % n)
-        self.run(s["minutes"] * 60, step_ms=5000, power_w=s["power_w"])
+        until = s.get("until_ota")
+        if until:                      # charge (up to minutes) until the update reaches a state
+            for _ in range(s["minutes"]):
+                if self.app.ota.state == until:
+                    break
+                self.run(60, step_ms=5000, power_w=s["power_w"])
+                time.sleep(0.01)       # real time for the network: the update server answers
+            self.ota_line()
+        else:
+            self.run(s["minutes"] * 60, step_ms=5000, power_w=s["power_w"])
         self.ev.set_state("B")                       # the EV is full
         self.run(2)
         self.run(s.get("idle_minutes", 0) * 60, step_ms=5000)
@@ -105,6 +130,25 @@ class SimCharger:
         print("UNPLUG %d %d" % (n, time.time_ns()))     # the session ends here
         self.run(2)
         print("SESSION %d %s %d" % (n, self.app.charger.state, time.time_ns()))
+
+    def ota_line(self):
+        ota = self.app.ota
+        print("OTA %s %s %s %s" % (ota.state, self.app.charger.state, ota.version,
+                                   "trial" if ota.trial else "confirmed"))
+
+    def serve(self, until, seconds=120):
+        """Keep the loop going (real time) until the update is "staged" (waiting for idle) or
+        the running version "confirmed" (its trial over)."""
+        deadline = time.time() + seconds
+        ota = self.app.ota
+        while time.time() < deadline:
+            if until == "staged" and ota.state == "waiting-idle":
+                break
+            if until == "confirmed" and not ota.trial:
+                break
+            self.run(10, step_ms=100)
+            time.sleep(0.01)
+        self.ota_line()
 
     def drain(self, seconds):
         """Keep the loop going (real time) until every receipt is acknowledged."""
@@ -115,8 +159,8 @@ class SimCharger:
         print("DRAINED %d %d" % (self.app.outbox.pending(), self.wh))
 
 
-def main():
-    sc = json.loads(sys.stdin.readline())
+def run(sc):
+    """The scenario, in the version the boot selector chose (main())."""
     ch = SimCharger(sc)
     if sc.get("secrets") is not None:
         ch.provision(sc["secrets"])
@@ -128,13 +172,22 @@ def main():
     if line != "go":
         return
     ch.boot()
-    ch.run(1)
-    for n, s in enumerate(sc["sessions"]):
-        ch.session(n + 1, s)
+    try:
+        # Past the recovery's settle time: a session the power cut interrupted ends (the EV is
+        # gone) before the first new one.
+        ch.run(1 + ch.cfg["recover_settle_ms"] // 1000)
+        for n, s in enumerate(sc["sessions"]):
+            ch.session(n + 1, s)
+        if sc.get("serve_until"):
+            ch.serve(sc["serve_until"])
+    except Reboot:
+        print("REBOOT")
+        return
     ch.drain(sc.get("drain_s", 60))
     if ch.app.link is not None:
         ch.app.link.health(ch.app.health())     # the retained health shows the final state
         ch.app.link.close()
 
 
-main()
+if __name__ == "__main__":          # the image's version only: app.sim_boot boots a board
+    run(json.loads(sys.stdin.readline()))

@@ -3,8 +3,15 @@
 #
 # Wire form, as commands (uplink/commands.py): <manifest JSON> "|" <hex DER ECDSA P-256 sig>
 # by the operator key. The manifest:
-#   {"charger": "<id>" | "*", "version": "1.2.0", "number": 5, "min_number": 3,
-#    "files": [{"path": "app/main.mpy", "size": 1234, "sha256": "<64 hex>"}, ...]}
+#   {"charger": "<id>" | "*", "version": "1.2.0", "number": 5, "min_number": 3, "chunk": 1024,
+#    "files": [{"path": "app/main.mpy", "size": 1234, "sha256": "<64 hex>",
+#               "root": "<64 hex>"}, ...]}
+# A file travels in chunks of "chunk" bytes (the last one shorter; an empty file is one empty
+# chunk); "root" is the RFC 9162 Merkle root over those chunks (ledger/merkle.py's hashing), so
+# each chunk message carries its inclusion proof and is checked before a byte of it reaches the
+# flash (receive()). The chunk message (the update server's answer, docs/mqtt.md):
+#   "CPC1" | number u32 | file index u16 | offset u32 | proof hashes k u8 | k * 32 bytes | data
+# (little-endian).
 # Progress is what is on flash: <root>/staged holds the verified manifest (atomic record), each
 # file grows as <root>/v<number>/<path>.part and is renamed to <path> only once its SHA-256
 # holds (a corrupt file is removed and fetched again from offset 0). So after a power cut
@@ -13,8 +20,10 @@
 import hashlib
 import json
 import os
-from binascii import hexlify
+import struct
+from binascii import hexlify, unhexlify
 
+from ledger.merkle import leaf_hash, node_hash
 from store import atomic, bootsel
 from uplink.commands import load_operator_key, operator_signed
 
@@ -22,6 +31,12 @@ MAX_MANIFEST = 4096
 MAX_FILES = 64
 MAX_TOTAL = 512 * 1024          # bytes an update may stage (the app's .mpy files are ~200 KB)
 SUFFIXES = (".mpy", ".py")
+MIN_CHUNK = 256
+MAX_CHUNK = 4096                # a chunk message is held whole in RAM: keep it small
+CHUNK_MAGIC = b"CPC1"
+CHUNK_HEAD = "<4sIHIB"
+CHUNK_HEAD_LEN = 15
+MAX_PROOF = 16                  # hashes: 2**16 chunks is far above MAX_TOTAL
 
 MALFORMED = "malformed"
 BAD_SIGNATURE = "bad-signature"
@@ -33,6 +48,8 @@ UNSAFE_PATH = "unsafe-path"
 TOO_LARGE = "too-large"
 OUT_OF_ORDER = "out-of-order"
 NOTHING_STAGED = "nothing-staged"
+CORRUPT = "corrupt"             # a chunk (or a whole file) that does not hash as signed
+OTHER_UPDATE = "other-update"   # a chunk of an update that is not the one being staged
 
 
 class UpdateRejected(Exception):
@@ -57,6 +74,45 @@ def _check_path(path):
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_hex32(v):
+    if not isinstance(v, str) or len(v) != 64:
+        return False
+    try:
+        unhexlify(v)
+    except ValueError:
+        return False
+    return True
+
+
+def chunk_count(size, chunk):
+    """Chunks of a file of size bytes: at least one (an empty file is one empty chunk)."""
+    return max(1, (size + chunk - 1) // chunk)
+
+
+def included(leaf, index, size, proof, k, root):
+    """RFC 9162 section 2.1.3.2: is leaf (a leaf hash) at index of a tree of size leaves with
+    this root, by the k hashes of proof (k * 32 bytes)?"""
+    if index >= size:
+        return False
+    fn = index
+    sn = size - 1
+    r = leaf
+    for j in range(k):
+        p = proof[32 * j:32 * j + 32]
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
 
 
 def _file_sha256(path, idle=None):
@@ -145,10 +201,13 @@ class Updater:
         if not isinstance(m, dict):
             raise UpdateRejected(MALFORMED, "manifest is not a JSON object")
         n, low, files = m.get("number"), m.get("min_number"), m.get("files")
+        size = m.get("chunk")
         if not (_is_int(n) and n > 0 and _is_int(low) and low >= 0 and isinstance(files, list)
                 and isinstance(m.get("version"), str) and 0 < len(m["version"]) <= 32
-                and isinstance(m.get("charger"), str) and 0 < len(files) <= MAX_FILES):
-            raise UpdateRejected(MALFORMED, "needs charger, version, number, min_number, files")
+                and isinstance(m.get("charger"), str) and 0 < len(files) <= MAX_FILES
+                and _is_int(size) and MIN_CHUNK <= size <= MAX_CHUNK):
+            raise UpdateRejected(MALFORMED, "needs charger, version, number, min_number, "
+                                 "chunk (%d..%d), files" % (MIN_CHUNK, MAX_CHUNK))
         if m["charger"] not in ("*", self.charger_id):
             raise UpdateRejected(WRONG_CHARGER, "for %s" % m["charger"])
         running = bootsel.active(self.root)[0]
@@ -164,9 +223,9 @@ class Updater:
             if not isinstance(f, dict):
                 raise UpdateRejected(MALFORMED, "a file entry is not an object")
             _check_path(f.get("path"))
-            size, digest = f.get("size"), f.get("sha256")
-            if not (_is_int(size) and size >= 0 and isinstance(digest, str) and len(digest) == 64):
-                raise UpdateRejected(MALFORMED, "%s: needs size and sha256" % f["path"])
+            size, digest, root = f.get("size"), f.get("sha256"), f.get("root")
+            if not (_is_int(size) and size >= 0 and _is_hex32(digest) and _is_hex32(root)):
+                raise UpdateRejected(MALFORMED, "%s: needs size, sha256 and root" % f["path"])
             if f["path"] in seen:
                 raise UpdateRejected(MALFORMED, "%s twice" % f["path"])
             seen.append(f["path"])
@@ -208,6 +267,53 @@ class Updater:
             return (i, max(0, _size(final + ".part")))
         return None
 
+    def progress(self):
+        """(chunks staged, chunks in all) of the update being staged; (0, 0) when none."""
+        m = self.manifest
+        if m is None:
+            return (0, 0)
+        c = m["chunk"]
+        total = 0
+        for f in m["files"]:
+            total += chunk_count(f["size"], c)
+        want = self.next_needed()
+        if want is None:
+            return (total, total)
+        done = want[1] // c
+        for f in m["files"][:want[0]]:
+            done += chunk_count(f["size"], c)
+        return (done, total)
+
+    def receive(self, msg):
+        """One chunk message from the update server: parsed, its Merkle proof checked against
+        the signed manifest's root for its file, then written (chunk()). Nothing reaches the
+        flash unless the proof holds. Returns next_needed(); raises UpdateRejected (CORRUPT:
+        fetch it again; OUT_OF_ORDER / OTHER_UPDATE: a late or stray message, to ignore)."""
+        if self.manifest is None:
+            raise UpdateRejected(NOTHING_STAGED, "")
+        if len(msg) < CHUNK_HEAD_LEN:
+            raise UpdateRejected(MALFORMED, "chunk message of %d bytes" % len(msg))
+        magic, n, index, offset, k = struct.unpack_from(CHUNK_HEAD, msg, 0)
+        if magic != CHUNK_MAGIC or k > MAX_PROOF:
+            raise UpdateRejected(MALFORMED, "not a chunk message")
+        m = self.manifest
+        if n != m["number"]:
+            raise UpdateRejected(OTHER_UPDATE, "chunk of update %d, staging %d" % (n, m["number"]))
+        want = self.next_needed()
+        if (index, offset) != want:
+            raise UpdateRejected(OUT_OF_ORDER, "want file %d at %d" % want)
+        f = m["files"][index]
+        c = m["chunk"]
+        start = CHUNK_HEAD_LEN + 32 * k
+        mv = memoryview(msg)
+        data = mv[start:]
+        if offset % c or len(data) != min(c, f["size"] - offset):
+            raise UpdateRejected(CORRUPT, "%s at %d: %d bytes" % (f["path"], offset, len(data)))
+        if not included(leaf_hash(data), offset // c, chunk_count(f["size"], c), mv[CHUNK_HEAD_LEN:start],
+                        k, unhexlify(f["root"])):
+            raise UpdateRejected(CORRUPT, "%s at %d: not in the signed file" % (f["path"], offset))
+        return self.chunk(index, offset, data)
+
     def chunk(self, index, offset, data):
         """Append data at (index, offset), which must be next_needed(). A file is checked when
         its last byte arrives: a bad one is removed (fetched again from 0) and raises
@@ -232,7 +338,7 @@ class Updater:
             if _file_sha256(part, self.idle) != f["sha256"]:
                 self._op()
                 os.remove(part)
-                raise UpdateRejected("corrupt", "%s: SHA-256 differs, fetching it again" % f["path"])
+                raise UpdateRejected(CORRUPT, "%s: SHA-256 differs, fetching it again" % f["path"])
             self._op()
             os.rename(part, final)
         return self.next_needed()

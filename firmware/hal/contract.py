@@ -32,6 +32,9 @@ DEVICES = {
     # RFID reader's SPI device (boards with an "rfid" section): transfer(tx, rx), equal
     # lengths, chip select held for the whole transfer
     "rfid_spi": (False, ("transfer",), ()),
+    # reset(): a hard reset, after an update's switch or a trial's rollback (app/ota.py);
+    # absent: the charger keeps running the old version until it is power-cycled
+    "reset": (False, (), ()),
 }
 
 

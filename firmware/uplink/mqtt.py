@@ -61,6 +61,9 @@ class Link:
         self.outbox = outbox
         self.verifier = verifier
         self.ack_checker = ack_checker      # uplink.acks.AckChecker; None: no ack can count
+        # More (topic, qos) subscriptions and on_other(topic, msg) for them (app/ota.py's)
+        self.extra_subs = ()
+        self.on_other = None
         self.keepalive_ms = keepalive_s * 1000
         self.keepalive_s = keepalive_s
         self.budget_ms = budget_ms or timeout_ms
@@ -147,6 +150,8 @@ class Link:
             c.publish(self.topics.status, ONLINE, retain=True, qos=1)
             c.subscribe(self.topics.ack_filter, qos=1)
             c.subscribe(self.topics.cmd, qos=1)
+            for topic, qos in self.extra_subs:
+                c.subscribe(topic, qos=qos)
         except Exception as exc:
             if c.sock is not None:
                 c.sock.close()
@@ -236,6 +241,8 @@ class Link:
             return
         validator = self.topics.ack_validator(topic)
         if validator is None:
+            if self.on_other is not None:
+                self.on_other(topic, msg)
             return
         if self._sock.header & 1:
             # Retained: left on the broker by someone, not sent to us now. A validator never
@@ -298,6 +305,10 @@ class Link:
             self._telemetry_at = now
             return True
         return False
+
+    def publish(self, topic, payload, retain=False):
+        """QoS 0, now if connected (app/ota.py's requests and status); False if not sent."""
+        return self._publish(topic, payload, retain=retain)
 
     def health(self, payload):
         """Publish the charger's health (JSON bytes) as the retained health topic: whoever

@@ -8,6 +8,11 @@
 #   cp/<charger>/cmd                  signed operator commands (charger subscribes)
 #   cp/<charger>/cmd/result           one JSON answer per command
 #   cp/<charger>/ack/<validator>      {"seq": N, "sha256": "<hex>"} from each validator
+#   cp/<charger>/ota/manifest         retained signed update manifest for this charger (operator)
+#   ota/manifest                      retained signed update manifest for the whole fleet
+#   cp/<charger>/ota/req              the charger asks the update server for one chunk (JSON)
+#   cp/<charger>/ota/chunk            the update server's answer: one chunk with its proof
+#   cp/<charger>/ota/status           retained JSON: running version, update state, chunk i/n
 #
 # The outbox seq travels in the topic, so receipts stay byte-exact (they are signed; MicroPython's
 # json would not keep their key order if they were wrapped). Topics are bytes: that is what
@@ -17,6 +22,9 @@ from ledger.ids import IdError as TopicError, check_id   # noqa: F401  (the id r
 
 # Outbox kinds, in the order of their one-byte tag in the journal record.
 KINDS = ("receipt", "checkpoint")
+
+# The fleet-wide update manifest (a manifest whose "charger" is "*"), outside every charger's tree.
+FLEET_MANIFEST = b"ota/manifest"
 
 
 def kind_tag(kind):
@@ -40,6 +48,11 @@ class Topics:
         self.cmd_result = (base + "cmd/result").encode()
         self.ack_prefix = (base + "ack/").encode()
         self.ack_filter = self.ack_prefix + b"+"
+        self.ota_manifest = (base + "ota/manifest").encode()
+        self.ota_fleet = FLEET_MANIFEST
+        self.ota_req = (base + "ota/req").encode()
+        self.ota_chunk = (base + "ota/chunk").encode()
+        self.ota_status = (base + "ota/status").encode()
         self._out = [(base + k + "/").encode() for k in KINDS]
 
     def outbox(self, tag, seq):

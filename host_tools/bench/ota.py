@@ -10,8 +10,17 @@ Rows:
                                 signed manifest's SHA-256), plus runs that never got the
                                 update in: must be 0
   ota_update_stage_ms           staging and switching that update with no cut (median of 5)
+  ota_lfs_power_cut_points      block writes (programs and erases) of littlefs, inside the 32-bit
+                                MicroPython with the firmware frozen in, while an update arrives
+                                as the update server's chunk messages (proofs checked), is staged,
+                                switched and booted once; the power is cut after each in turn
+                                (host_tools/devtools/mp/ota_powercut.py)
+  ota_lfs_unbootable_states     cut points after which a boot selected a version not complete and
+                                signed, or the resumed update did not end in the new version: 0
 """
 import hashlib
+import json
+import re
 import statistics
 import sys
 import tempfile
@@ -19,6 +28,7 @@ import time
 
 from host_tools import paths
 from host_tools.provision import operator_cmd as op
+from host_tools.provision import ota_manifest
 from host_tools.provision.ota_manifest import signed
 
 CHUNK = 1024
@@ -88,6 +98,52 @@ def _run(update, bootsel, root, spki, raw, files, cut_at):
     return writes, bad
 
 
+# The update the littlefs sweep stages: small enough for the heap beside the simulated chip.
+LFS_CHARGER = "CP-LFS"
+LFS_CHUNK = 256
+FLASH_ROOM = 2 * 256 * 1024 + 96 * 1024       # the chip, its starting image, the chunk messages
+
+
+def lfs_kwargs(every: int = 1) -> dict:
+    """The arguments of ota_powercut.sweep: a signed update of two small app files and the
+    update server's chunk message for every chunk."""
+    key = op.generate_key()
+    files = {"app/__init__.py": b"",
+             "app/probe.py": b"VERSION = '9.0.0'\n" + b"".join(b"# padding line %04d\n" % i
+                                                              for i in range(150))}
+    raw = signed(key, "9.0.0", 9, 0, files, LFS_CHARGER, chunk=LFS_CHUNK)
+    msgs = []
+    for index, (path, data) in enumerate(sorted(files.items())):
+        tree = ota_manifest.file_tree(data, LFS_CHUNK)
+        for offset in range(0, max(len(data), 1), LFS_CHUNK):
+            msgs.append(ota_manifest.chunk_message(9, index, offset, data, tree, LFS_CHUNK).hex())
+    return {"spki": op.public_spki_hex(key), "charger": LFS_CHARGER, "raw": raw.decode(),
+            "files": [[p, hashlib.sha256(d).hexdigest()] for p, d in sorted(files.items())],
+            "msgs": msgs, "every": every}
+
+
+def run_lfs(every: int = 1) -> dict:
+    """The littlefs sweep in MicroPython; {"writes", "tried", "failures"}."""
+    from host_tools.devtools import build_mpy, mp32, mprun
+    build_mpy.build()
+    mp32.build()
+    kw = lfs_kwargs(every)
+    func = "sweep"
+    if every != 1:
+        func = "update_power_cut"
+    else:
+        kw.pop("every")
+    proc = mprun.run_firmware_test("ota_powercut", func, kw, heap=mprun.HEAP_32 + FLASH_ROOM,
+                                   timeout=1800)
+    m = re.search(r"^OTAPOWERCUT (\{.*\})$", proc.stdout, re.M)
+    if not m:
+        raise RuntimeError("update power-cut sweep failed:\n%s\n%s" % (proc.stdout[-3000:],
+                                                                      proc.stderr[-2000:]))
+    out = json.loads(m.group(1))
+    out["passed"] = mprun.passed(proc)
+    return out
+
+
 def run() -> dict[str, float]:
     update, bootsel = _firmware()
     key = op.generate_key()
@@ -104,8 +160,13 @@ def run() -> dict[str, float]:
         unbootable = bad
         for k in range(1, total + 1):
             unbootable += _run(update, bootsel, "%s/cut%d" % (tmp, k), spki, raw, files, k)[1]
+    lfs = run_lfs()
+    for k, why in lfs["failures"]:
+        print("littlefs: power cut after write %d: %s" % (k, why))
     return {"ota_update_power_cut_points": total, "ota_unbootable_states": unbootable,
-            "ota_update_stage_ms": round(statistics.median(times), 1)}
+            "ota_update_stage_ms": round(statistics.median(times), 1),
+            "ota_lfs_power_cut_points": lfs["tried"],
+            "ota_lfs_unbootable_states": len(lfs["failures"])}
 
 
 if __name__ == "__main__":

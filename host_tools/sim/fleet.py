@@ -69,6 +69,7 @@ class Device:
         self.proc = None
         self.pubkey_hex = None
         self.meter_wh = None          # the simulated meter's count when the device finished
+        self.scenario_extra: dict = {}    # more scenario keys (app/sim_main.py: serve_until)
         self.lines = []
 
     def start(self):
@@ -76,7 +77,7 @@ class Device:
             self.meter_proc, self.meter = start_meter()
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(MPY)]))
         self.proc = subprocess.Popen(
-            [micropython(), "-X", "heapsize=%d" % HEAPSIZE, "-m", "app.sim_main"],
+            [micropython(), "-X", "heapsize=%d" % HEAPSIZE, "-m", "app.sim_boot"],
             cwd=str(ROOT), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)
         scenario = {"charger_id": self.charger_id, "data_dir": self.data_dir,
@@ -85,6 +86,7 @@ class Device:
                     "config": self.config, "sessions": self.sessions,
                     "start_time": self.start_time, "start_wh": self.start_wh,
                     "drain_s": self.drain_s}
+        scenario.update(self.scenario_extra)
         self.proc.stdin.write(json.dumps(scenario) + "\n")
         self.proc.stdin.flush()
         try:

@@ -71,6 +71,35 @@ def evidence_payload(result: Any) -> bytes:
                        "message": result.kind, "sha256": result.digest}, separators=(",", ":")).encode()
 
 
+# ---- updates (firmware/app/ota.py; docs/mqtt.md, "Updates") ----------------------------------
+OTA_FLEET_MANIFEST = "ota/manifest"      # retained: a manifest for every charger ("charger": "*")
+OTA_LEAVES = ("manifest", "req", "chunk", "status")
+
+
+def ota_topic(charger_id: str, leaf: str, prefix: str = PREFIX) -> str:
+    """cp/<charger>/ota/<leaf>: manifest (operator, retained), req (charger asks for a chunk),
+    chunk (the update server answers), status (charger, retained)."""
+    if leaf not in OTA_LEAVES:
+        raise ValueError("no ota topic %r" % leaf)
+    return "%s/%s/ota/%s" % (prefix, charger_id, leaf)
+
+
+def ota_filter(leaf: str, prefix: str = PREFIX) -> str:
+    """Every charger's ota/<leaf> (the update server subscribes to req, the operator to status)."""
+    return ota_topic("+", leaf, prefix)
+
+
+def ota_route(topic: Union[str, bytes], prefix: str = PREFIX) -> Optional[Tuple[str, str]]:
+    """(charger id, leaf) for cp/<charger>/ota/<leaf>, else None."""
+    if isinstance(topic, bytes):
+        topic = topic.decode("utf-8", "replace")
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != prefix or parts[2] != "ota" or not parts[1] \
+            or parts[3] not in OTA_LEAVES:
+        return None
+    return parts[1], parts[3]
+
+
 # ---- tariffs ---------------------------------------------------------------------------------
 def tariff_canonical(document: Union[str, bytes, bytearray, dict]) -> Tuple[str, str]:
     """(canonical JSON text, hash hex) of a tariff document given as text, bytes or dict."""

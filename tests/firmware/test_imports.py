@@ -4,7 +4,8 @@
 # it on a stand-in) and the entry scripts, which run when imported.
 import os
 
-NOT_HERE = ("hal.esp32", "hal.esp32_uart", "hal.esp32_spi", "app.main", "app.sim_main")
+NOT_HERE = ("hal.esp32", "hal.esp32_uart", "hal.esp32_spi", "app.main", "app.sim_main",
+            "app.sim_boot")
 LAYERS = ("hal", "store", "drivers", "ledger", "session", "uplink", "app")
 
 # What each layer may import besides itself (the README's dependency arrows are this table).

@@ -98,6 +98,14 @@ def test_topic_tree_firmware_and_validator_agree():
     assert t.ack_validator(ack) == "val-1"
     assert t.ack_filter == b"cp/CP-0007/ack/+"
     assert formats.route(t.telemetry) is None and formats.route(t.status) is None
+    # updates: the charger's four ota topics and the fleet manifest, as the update server sees them
+    for leaf, topic in (("manifest", t.ota_manifest), ("req", t.ota_req), ("chunk", t.ota_chunk),
+                        ("status", t.ota_status)):
+        assert topic.decode() == formats.ota_topic("CP-0007", leaf)
+        assert formats.ota_route(topic) == ("CP-0007", leaf)
+        assert formats.route(topic) is None             # never mistaken for an outbox record
+    assert t.ota_fleet.decode() == formats.OTA_FLEET_MANIFEST
+    assert formats.ota_route(formats.OTA_FLEET_MANIFEST) is None
 
 
 def test_one_display_of_energy_and_money():

@@ -19,7 +19,8 @@ WAIT_S = 5.0           # a liveness bound for the control message, not a speed f
 class Watcher:
     """An operator login, subscribed to everything it may read."""
 
-    def __init__(self, broker, topics=("cp/#", "tariff/#", "homeassistant/#", "chargeproof-ha/+/button")):
+    def __init__(self, broker, topics=("cp/#", "tariff/#", "homeassistant/#", "chargeproof-ha/+/button",
+                                       "ota/#")):
         self.got = []
         self.cond = threading.Condition()
         self.c = mqtt_conn.connected(broker.spec("monitor"))
@@ -105,6 +106,58 @@ def test_only_the_operator_sends_commands_and_tariffs(secure_mosquitto):
     _refused(secure_mosquitto, [], ("cp/CP-1/cmd", b"{}|00"), "operator")
     _refused(secure_mosquitto, [("cp/CP-1/ack/val-a", b"{}"), ("cp/operator/receipt/1", b"x")],
              ("tariff/current", b"{}"), "operator")
+
+
+def test_only_the_operator_publishes_update_data(secure_mosquitto):
+    """Manifests and chunks come only from an operator login (the update server runs as one);
+    a charger publishes only its own chunk requests and update status."""
+    b = secure_mosquitto
+    update_data = [("cp/CP-1/ota/manifest", b"{}|00"), ("ota/manifest", b"{}|00"),
+                   ("cp/CP-1/ota/chunk", b"CPC1"), ("cp/CP-2/ota/chunk", b"CPC1")]
+    _refused(b, update_data + [("cp/CP-2/ota/req", b"{}"), ("cp/CP-2/ota/status", b"{}")],
+             ("cp/CP-1/ota/req", b'{"n":1,"f":0,"o":0}'), "CP-1")
+    _refused(b, [], ("cp/CP-1/ota/status", b"{}"), "CP-1")
+    _refused(b, update_data + [("cp/CP-1/ota/req", b"{}"), ("cp/CP-1/ota/status", b"{}")],
+             ("cp/CP-1/ack/val-a", b'{"seq": 7}'), "val-a")
+    _refused(b, update_data, ("chargeproof-ha/CP-1/button", b"start"), "hass")
+    for topic, payload in update_data[:3]:
+        _refused(b, [], (topic, payload), "operator")
+    op = mqtt_conn.connected(b.spec("operator"))
+    try:                     # leave nothing retained for the module's other tests
+        op.publish("ota/manifest", b"", qos=1, retain=True).wait_for_publish(WAIT_S)
+        op.publish("cp/CP-1/ota/manifest", b"", qos=1, retain=True).wait_for_publish(WAIT_S)
+    finally:
+        op.loop_stop()
+        op.disconnect()
+
+
+def test_a_charger_reads_only_its_own_and_the_fleets_update_data(secure_mosquitto):
+    b = secure_mosquitto
+    spy = mqtt_conn.connected(b.spec("CP-1"))
+    got = []
+    spy.on_message = lambda c, u, m: got.append(m.topic)
+    for t in ("cp/CP-2/ota/chunk", "cp/CP-2/ota/manifest", "cp/+/ota/req", "cp/CP-1/ota/chunk",
+              "ota/manifest"):
+        spy.subscribe(t, 1)
+    op = mqtt_conn.connected(b.spec("operator"))
+    cp2 = mqtt_conn.connected(b.spec("CP-2"))
+    try:
+        time.sleep(0.2)
+        op.publish("cp/CP-2/ota/chunk", b"CPC1", qos=1).wait_for_publish(WAIT_S)
+        op.publish("cp/CP-2/ota/manifest", b"{}|00", qos=1).wait_for_publish(WAIT_S)
+        cp2.publish("cp/CP-2/ota/req", b"{}", qos=1).wait_for_publish(WAIT_S)
+        op.publish("ota/manifest", b"{}|00", qos=1).wait_for_publish(WAIT_S)
+        op.publish("cp/CP-1/ota/chunk", b"CPC1", qos=1).wait_for_publish(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while "cp/CP-1/ota/chunk" not in got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert "cp/CP-1/ota/chunk" in got and "ota/manifest" in got
+        assert not [t for t in got if t.startswith("cp/CP-2/")], got
+    finally:
+        for c in (spy, op, cp2):
+            c.loop_stop()
+            c.disconnect()
 
 
 def test_home_assistant_presses_buttons_and_nothing_else(secure_mosquitto):
