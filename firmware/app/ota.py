@@ -19,7 +19,8 @@
 # reboot or a dropped connection resumes where the flash says, and a lost or corrupt answer is
 # asked for again (at once for a corrupt one, after retry_ms for a missing one).
 # The trial: a version on trial confirms itself (store/bootsel.confirm) once it has run
-# confirm_ms with the loop passing, no loop fault, and (with a network) the broker reached.
+# confirm_ms with the loop passing, no loop fault seen since boot, and (with a network) the
+# broker reached.
 # If it has not after 3 x confirm_ms, it rolls itself back and resets when no session runs.
 import hashlib
 import json
@@ -51,6 +52,7 @@ class OtaClient:
         self.trial = bootsel.on_trial(root)
         self.rolled_back = bootsel.state(root).get("bad", 0)
         self._booted = clock.ticks_ms()
+        self._sick = False                  # a loop fault seen on trial: never confirmed
         self._reached = link is None        # the broker reached since boot (or no network)
         self.state = "idle"
         self.error = None
@@ -136,8 +138,9 @@ class OtaClient:
         if not self.trial:
             return
         age = self.clock.ticks_diff(self.clock.ticks_ms(), self._booted)
-        ok = self.healthy is None or self.healthy()
-        if age >= self.confirm_ms and self._reached and ok:
+        if self.healthy is not None and not self.healthy():
+            self._sick = True               # once is enough: a loop fault clears after a while
+        if age >= self.confirm_ms and self._reached and not self._sick:
             bootsel.confirm(self.root)
             self.trial = False
             self._status(force=True)

@@ -4,7 +4,9 @@
 # corrupt chunk refused and asked for again), waits for the session's end, switches, and the
 # charger boots it on trial, confirms it and puts its version in receipts (OCMF GV); a wrong
 # signature and a downgrade are refused and said so on the status topic; a connection dropped
-# mid-download resumes at the chunk the flash says, never fetching a finished chunk again.
+# mid-download resumes at the chunk the flash says, never fetching a finished chunk again; a
+# version on trial that never reaches the broker, or has a loop fault, does not confirm and
+# rolls itself back.
 import json
 
 from store import bootsel
@@ -117,5 +119,66 @@ def test_dropped_connection_resumes_where_the_flash_says(charger_env, mosquitto_
         assert ota.chunks_in == total and ota.corrupt == 1
         assert bootsel.active(root) == (3, "3.0.0")
         peer.publish(b"ota/manifest", b"", retain=True)
+    finally:
+        rig.close()
+
+
+def _stage_v2(root, svc):
+    """v2 staged and switched to by the update code itself (what a download ends in)."""
+    from app import update as up
+    u = up.Updater(root, svc["spki"], svc["charger"])
+    u.offer(svc["manifests"]["v2"].encode())
+    files = {"app/__init__.py": b""}
+    probe = b"VERSION = '2.0.0'\n"
+    for i in range(120):
+        probe += b"# line %04d of padding\n" % i
+    files["app/probe.py"] = probe
+    want = u.next_needed()
+    while want is not None:
+        i, off = want
+        path = u.manifest["files"][i]["path"]
+        want = u.chunk(i, off, files[path][off:off + 256])
+    assert u.apply(True)
+
+
+def test_a_version_that_never_confirms_rolls_itself_back(charger_env, mosquitto_broker, ota_service):
+    """On trial, the broker never reached (the link is down): after 3 x ota_confirm_s, once no
+    session runs, the charger rolls back to the image and resets."""
+    svc = ota_service
+    root = charger_env["data"] + "/ota"
+    _stage_v2(root, svc)
+    control(mosquitto_broker, "proxy down")
+    rig = _rig(charger_env, mosquitto_broker, svc)
+    resets = []
+    try:
+        ota = rig.app.ota
+        ota.reset = lambda: resets.append(1)
+        assert ota.trial and rig.app.cfg["firmware_version"] == "2.0.0"
+        rig.plug_and_charge(seconds=10)
+        rig.run(5)                                   # 3 x ota_confirm_s passed, mid-session
+        assert ota.trial and not resets and bootsel.active(root) == (2, "2.0.0")
+        rig.unplug()
+        rig.run(1)
+        assert resets == [1] and not ota.trial
+        assert bootsel.active(root) == (0, "0") and bootsel.state(root)["bad"] == 2
+    finally:
+        control(mosquitto_broker, "proxy up")
+        rig.close()
+
+
+def test_a_version_with_a_loop_fault_does_not_confirm(charger_env, mosquitto_broker, ota_service):
+    """A loop fault on trial (app/main.py records an exception of the loop as one) keeps the
+    version from confirming, also once the fault has cleared."""
+    svc = ota_service
+    root = charger_env["data"] + "/ota"
+    _stage_v2(root, svc)
+    rig = _rig(charger_env, mosquitto_broker, svc)
+    try:
+        ota = rig.app.ota
+        rig.charger.fail("loop", "RuntimeError('broken')")   # what app/main.py records
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.run(5)                          # past ota_confirm_s, and the fault has cleared
+        assert rig.charger.fault is None
+        assert ota.trial and bootsel.on_trial(root)
     finally:
         rig.close()
