@@ -32,9 +32,13 @@ log index) is the primary key, and a resend of stored bytes is a `duplicate` (ac
 stored again).
 
 Throughput. A batch is one commit (one fsync on SQLite, one WAL flush on PostgreSQL) instead of
-one per message. With --verify-procs N, the two P-256 signatures of each receipt (k = 2: the
-receipt's and its OCMF record's) and each checkpoint's are checked by N processes while the
-store work of the previous batch runs; the engine then finds the verdicts in a cache.
+one per message. Each message is parsed once (the engine takes the parsed receipt from the
+batch's pre-pass). With --verify-procs N (default: one per spare core), the two P-256 signatures
+of each receipt (k = 2: the receipt's and its OCMF record's) and each checkpoint's go to N
+processes in chunks of VERIFY_CHUNK as soon as the pre-pass has parsed them, so the pool checks
+signatures while the worker parses the rest and stores the first; the engine asks for each
+verdict in its own order of checks (waiting for its chunk if need be). A pool that fails is no
+verdict: its chunk is checked in the worker and the pool restarted.
 """
 from __future__ import annotations
 
@@ -490,7 +494,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--cosign-key", help="Ed25519 cosigning key file (made on first use)")
     ap.add_argument("--peer", action="append", default=[], help="another validator's cosigner vkey")
     ap.add_argument("--tariff", action="append", default=[], help="tariff document JSON file to publish")
-    ap.add_argument("--verify-procs", type=int, default=0, help="processes checking signatures in parallel")
+    ap.add_argument("--verify-procs", type=int, default=None,
+                    help="processes checking signatures in parallel (default: one per spare core, at most 4;"
+                         " 0: in the worker)")
     ap.add_argument("--batch", type=int, default=BATCH_SIZE, help="messages per group commit")
     ap.add_argument("--ready-file", help="touched once the broker confirmed the subscriptions")
     args = ap.parse_args(argv)
@@ -500,7 +506,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     peers = [cs.parse_vkey(p) for p in args.peer]
     tariffs = [open(t).read() for t in args.tariff]
     w = Worker(args.store, args.id, args.worker, cosigner=cosigner, peers=peers, tariffs=tariffs,
-               verify_procs=args.verify_procs, batch_size=args.batch, host=args.host, port=args.port)
+               verify_procs=default_verify_procs() if args.verify_procs is None else args.verify_procs,
+               batch_size=args.batch, host=args.host, port=args.port)
     if args.ready_file:
         def ready(*a: Any) -> None:
             open(args.ready_file, "w").close()
