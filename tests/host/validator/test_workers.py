@@ -98,3 +98,31 @@ def test_sigkill_of_random_workers_while_the_fleet_publishes(fleet, pg_dsn, tmp_
     finally:
         net.stop()
         broker.stop()
+
+
+def test_a_worker_expires_a_parked_record_into_a_gap_when_its_charger_comes_back(fleet, tmp_path):
+    """The engine's parking bound in a worker: a record whose predecessor never came is a
+    `gap` (evidence, published) once it has waited park_expire_s and its charger is in a batch."""
+    later = [0]
+    w = Worker(str(tmp_path / "ledger.sqlite"), "val-1", "w0", tariffs=[fleet["tariff"]],
+               clock=lambda: fleet["now"] + 5 + later[0], park_expire_s=300)
+    try:
+        c = fleet["chargers"][0]
+        w.enroll(c["charger_id"], c["pubkey_der"], origin=c["origin"])
+        receipts = [m for m in c["messages"] if "/receipt/" in m[0]]
+        results, _ = w.process_batch([receipts[0], receipts[2]])
+        assert [r.status for r in results] == ["accepted", "parked"]
+        later[0] = 299
+        results, publish = w.process_batch([receipts[2]])          # a resend, within the bound
+        assert [r.status for r in results] == ["parked"] and w.db.evidence() == []
+        later[0] = 301
+        results, publish = w.process_batch([receipts[2]])          # the charger resends again
+        assert [e["kind"] for e in w.db.evidence()] == ["gap"]
+        assert [r["reason"] for r in w.db.rejections()] == ["gap"]
+        assert any("/evidence/" in t for t, p, retain in publish)
+        assert [r.status for r in results] == ["parked"]           # the resend waits anew
+        results, publish = w.process_batch([receipts[1]])          # the missing one after all
+        assert [r.status for r in results] == ["accepted"]
+        assert w.db.log_size(c["charger_id"]) == 3 and w.db.parked() == []
+    finally:
+        w.close()
