@@ -160,11 +160,16 @@ def run():
         # Rounds of (worker with the verify pool, worker without), each interleaved batch by
         # batch with raw verify bursts: medians of the rounds.
         sig_pairs = _signature_pairs(chargers, receipts)
+        tariff_text = formats.tariff_canonical(chargers[0].tariff_json())[0]
         runs = {"pool": [], "plain": []}
+        parts = []                      # per round: the stages, measured right after the no-pool run
         for n in range(ROUNDS):
             for name, procs in (("pool", VERIFY_PROCS), ("plain", 0)):
                 runs[name].append(_worker_run("%s/%s-%d.sqlite" % (tmp, name, n), chargers, receipts,
                                               sig_pairs, now, procs))
+            stages = _breakdown(chargers, receipts, tariff_text)
+            stages["validator_us_store_ack"] = round(runs["plain"][-1][3] - sum(stages.values()), 1)
+            parts.append(stages)
         pooled = [r[0] for r in runs["pool"]]
         plain = [r[0] for r in runs["plain"]]
         verify = [r[1] for r in runs["pool"]]
@@ -198,11 +203,9 @@ def run():
         rows["validator_checkpoints_per_s"] = _rate(len(checkpoints), time.perf_counter() - t0)
         v.close()
 
-        tariff_text = formats.tariff_canonical(chargers[0].tariff_json())[0]
-        rows.update(_breakdown(chargers, receipts, tariff_text))
+        for key in parts[0]:
+            rows[key] = statistics.median(p[key] for p in parts)
         end_to_end = worker_cpu_us
-        rows["validator_us_store_ack"] = round(worker_cpu_us - rows["validator_us_parse"]
-                                               - rows["validator_us_signatures"] - rows["validator_us_billing"], 1)
     rows["validator_bench_load_1min"] = round(os.getloadavg()[0], 2)
     print("validator: raw verify/s beside each round %s, receipts/s with %d verify process(es) %s, "
           "without %s; CPU per receipt (us, no pool): parse %s + signatures %s + billing %s + "
