@@ -168,9 +168,22 @@ class Updater:
             m = json.loads(raw)
             if m["number"] > bootsel.active(root)[0]:
                 self.manifest = m     # verified before it was written
+                self._drop_torn()
             else:
                 self._op()
                 atomic.remove(root + "/staged")   # switched to (or superseded) already
+
+    def _drop_torn(self):
+        # A power cut inside a chunk's append can leave part of it in the .part file (littlefs
+        # commits a file's full cache blocks before its close): a length that is not a whole
+        # number of chunks, which no chunk message can continue. That file starts again.
+        c = self.manifest.get("chunk")
+        for i in range(len(self.manifest["files"])):
+            part = self._final(i) + ".part"
+            n = _size(part)
+            if n > 0 and c and (n % c or n > self.manifest["files"][i]["size"]):
+                self._op()
+                os.remove(part)
 
     def _op(self):
         if self.flash_op is not None:

@@ -224,3 +224,22 @@ def test_receipts_carry_the_running_version():
     assert receipt_fields(cfg, s, "S", "EUR")["firmware"] == "0"      # the image
     cfg["firmware_version"] = "2.0.0"                                   # app/main.py: bootsel.active
     assert receipt_fields(cfg, s, "S", "EUR")["firmware"] == "2.0.0"
+
+
+def test_a_torn_chunk_left_by_a_power_cut_restarts_its_file(tmp_path, ota_updates):
+    """littlefs can keep part of an append cut by the power (ota_lfs_power_cut_points found
+    one): a .part of no whole number of chunks is dropped at the next boot, not continued."""
+    o = ota_updates
+    root = str(tmp_path) + "/ota"
+    good = o["cases"]["good"]
+    u = _updater(root, o)
+    u.offer(good["raw"].encode())
+    i, off = u.next_needed()
+    u.chunk(i, off, b"")                                # app/__init__.py, empty: complete
+    i, off = u.next_needed()
+    u.chunk(i, 0, good["files"][i][1].encode()[:100])   # 100 bytes: not a 1024-byte chunk
+    assert u.next_needed() == (i, 100)
+    u = _updater(root, o)                                # the reboot
+    assert u.next_needed() == (i, 0)
+    _feed(u, good["files"])
+    assert u.apply(idle=True) and bootsel.active(root)[0] == 2
