@@ -249,10 +249,15 @@ class Updater:
 
     def offer(self, raw):
         """Accept a signed manifest: the update to stage from now on (the same one again
-        resumes; a newer one replaces an unfinished older one). Returns next_needed()."""
+        resumes; a newer one replaces an unfinished older one, an older one is refused).
+        Returns next_needed()."""
         m = self.verify(raw)
         if self.manifest is not None and self.manifest["number"] == m["number"]:
             return self.next_needed()
+        if self.manifest is not None and m["number"] < self.manifest["number"]:
+            # e.g. an older fleet manifest beside a charger's own newer one: never thrash
+            raise UpdateRejected(DOWNGRADE, "number %d < %d being staged" % (m["number"],
+                                                                          self.manifest["number"]))
         if self.manifest is not None:
             self._discard(self.manifest["number"])
         d = bootsel.version_dir(self.root, m["number"])

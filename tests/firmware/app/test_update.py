@@ -243,3 +243,14 @@ def test_a_torn_chunk_left_by_a_power_cut_restarts_its_file(tmp_path, ota_update
     assert u.next_needed() == (i, 0)
     _feed(u, good["files"])
     assert u.apply(idle=True) and bootsel.active(root)[0] == 2
+
+
+def test_an_older_manifest_does_not_replace_the_one_being_staged(tmp_path, ota_updates):
+    o = ota_updates
+    root = str(tmp_path) + "/ota"
+    u = _updater(root, o)
+    u.offer(o["cases"]["v4"]["raw"].encode())
+    exc = raises(up.UpdateRejected, u.offer, o["cases"]["good"]["raw"].encode())   # number 2
+    assert exc.reason == up.DOWNGRADE and u.manifest["number"] == 4
+    _feed(u, o["cases"]["v4"]["files"])
+    assert u.apply(idle=True) and bootsel.active(root)[0] == 4
