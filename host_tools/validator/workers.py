@@ -408,6 +408,8 @@ class Worker(Validator):
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            self.count("batches")
+            self.count("batched_messages", len(batch))
             self._handle_batch(batch)
 
     def _handle_batch(self, batch: List[tuple]) -> None:
@@ -522,6 +524,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass
     finally:
         w.close()
+        batches = w.counts.get("batches", 0)
+        # how full the group commits were (the batch takes what is queued, up to --batch)
+        print("worker %s: %d batches, %.1f messages per batch; counts %s"
+              % (args.worker, batches, w.counts.get("batched_messages", 0) / max(1, batches),
+                 dict(sorted(w.counts.items()))), file=sys.stderr, flush=True)
     return 0
 
 
