@@ -19,7 +19,8 @@ G.json`, `chargeproof ack-key rotate|activate ... --grant-out G.json`): {"valida
     python -m host_tools.provision.secrets add --secrets cp-001.json --grant G.json
     python -m host_tools.provision.secrets pseudonym-key --out operator-pseudonym.key
     python -m host_tools.provision.secrets set-pseudonym --secrets cp-001.json --key-file operator-pseudonym.key
-    python -m host_tools.provision.secrets set-cmd-key --secrets cp-001.json --operator-key operator.pem --charger CP-001
+    python -m host_tools.provision.secrets set-cmd-key --secrets cp-001.json \
+        --operator-key operator.pem --charger CP-001
 """
 from __future__ import annotations
 
