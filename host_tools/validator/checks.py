@@ -72,7 +72,7 @@ def receipt_signatures(rc: dict, pub: bytes, charger_id: str, verify: Verifier,
     encoding the charger emits, or Reject. Nothing here is evidence: a message that does not
     carry the charger's valid signature proves nothing about the charger (anyone can flip a
     byte of a copy, or sign with a key of their own). identify: also name the key that did
-    sign it, if identify() allows (ECDSA key recovery, pure Python and slow: rationed)."""
+    sign it, if identify() allows (ECDSA key recovery, ~2 ms: rationed)."""
     if not canonical_encoding(rc):
         # Another encoding of a valid signature (high S, uppercase hex) would be other bytes
         # with the same meaning: a second leaf at a stored index, i.e. a false fork.

@@ -9,7 +9,7 @@ ECDSA-Sig-Value, and return True/False: a malformed signature or key is just "do
 a validator checks many messages from the same few chargers. The tests cross-check that the
 two backends agree on valid, forged and malformed inputs.
 """
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 import hashlib
 
 import ecdsa
@@ -17,7 +17,8 @@ from ecdsa.util import sigdecode_der
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
 BACKENDS = ("fast", "reference", "both")
 
@@ -95,6 +96,76 @@ def valid_public_key(pub_der: bytes) -> bool:
         return False
 
 
+# P-256's field prime, curve constant b and group order (SEC 2 v2, section 2.4.2), as
+# python-ecdsa holds them.
+_P, _B, _N = ecdsa.NIST256p.curve.p(), ecdsa.NIST256p.curve.b(), ecdsa.NIST256p.order
+_CURVE = ec.SECP256R1()
+
+
+def _lift_x(x: int) -> Optional[int]:
+    """A y with (x, y) on P-256, or None (p = 3 mod 4: the square root is one power)."""
+    y2 = (pow(x, 3, _P) - 3 * x + _B) % _P
+    y = pow(y2, (_P + 1) // 4, _P)
+    return y if y * y % _P == y2 else None
+
+
+def _affine_add(a: Tuple[int, int], b: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+    """a + b on P-256 in affine coordinates; None for the point at infinity."""
+    (x1, y1), (x2, y2) = a, b
+    if x1 == x2:
+        if (y1 + y2) % _P == 0:
+            return None
+        slope = (3 * x1 * x1 - 3) * pow(2 * y1, -1, _P) % _P
+    else:
+        slope = (y2 - y1) * pow(x2 - x1, -1, _P) % _P
+    x3 = (slope * slope - x1 - x2) % _P
+    return x3, (slope * (x1 - x3) - y1) % _P
+
+
+def _times(k: int, point: Optional[Tuple[int, int]] = None) -> Tuple[int, int]:
+    """k x point (x, one of the two y) by OpenSSL: k x G as a public key, k x point as ECDH's
+    shared x. The caller tries both signs of y where it matters."""
+    priv = ec.derive_private_key(k, _CURVE)
+    if point is None:
+        nums = priv.public_key().public_numbers()
+        return nums.x, nums.y
+    peer = ec.EllipticCurvePublicNumbers(point[0], point[1], _CURVE).public_key()
+    x = int.from_bytes(priv.exchange(ec.ECDH(), peer), "big")
+    y = _lift_x(x)
+    assert y is not None            # a point OpenSSL computed is on the curve
+    return x, y
+
+
+def recover_keys(message: bytes, sig_der: bytes) -> List[bytes]:
+    """The P-256 keys (SPKI DER) under which sig_der is a valid ECDSA-SHA256 signature of
+    message (SEC 1 v2 section 4.1.6), at most two: Q = r^-1 (s R - e G) for both points R
+    with x = r. The scalar multiplications run in OpenSSL (cryptography has no key recovery,
+    python-ecdsa's takes ~60-160 ms in pure Python): e G as a key derivation and s r^-1 R as
+    an ECDH, whose x-coordinate stands for both R (s r^-1 (-R) is its negation). The case
+    x = r + n (probability about 2^-128 for a genuine signature) is not tried."""
+    try:
+        r, s = decode_dss_signature(bytes(sig_der))
+    except (ValueError, TypeError):
+        return []
+    if not (0 < r < _N and 0 < s < _N):
+        return []
+    ry = _lift_x(r)
+    if ry is None:
+        return []
+    e = int.from_bytes(hashlib.sha256(bytes(message)).digest(), "big") % _N
+    r_inv = pow(r, -1, _N)
+    tx, ty = _times(s * r_inv % _N, (r, ry))
+    u1 = -e * r_inv % _N
+    out = []
+    for t in ((tx, ty), (tx, _P - ty)):
+        q = t if u1 == 0 else _affine_add(_times(u1), t)
+        if q is None:
+            continue
+        key = ec.EllipticCurvePublicNumbers(q[0], q[1], _CURVE).public_key()
+        out.append(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    return out
+
+
 def recover_signer(pairs: Iterable[Tuple[bytes, bytes]]) -> Optional[bytes]:
     """The one P-256 key (SPKI DER) that made every (message, DER signature) in pairs, or None.
 
@@ -106,14 +177,8 @@ def recover_signer(pairs: Iterable[Tuple[bytes, bytes]]) -> Optional[bytes]:
     if not pairs:
         return None
     message, sig_der = pairs[0]
-    try:
-        keys = ecdsa.VerifyingKey.from_public_key_recovery(
-            bytes(sig_der), bytes(message), ecdsa.NIST256p, hashfunc=hashlib.sha256,
-            sigdecode=sigdecode_der)
-    except Exception:
-        return None
-    # A key verifies a signature iff recovery from it would give that key: check the others
-    # with the fast backend instead of recovering from each of them (pure Python, slow).
-    found = {k.to_der() for k in keys}
-    common = [k for k in found if all(verify_fast(k, m, s) for m, s in pairs[1:])]
+    # A key verifies a signature iff recovery from it would give that key: check every pair
+    # (the first as well: recovery is ours, verification is OpenSSL's) with the fast backend.
+    found = set(recover_keys(message, sig_der))
+    common = [k for k in found if all(verify_fast(k, m, s) for m, s in pairs)]
     return common[0] if len(common) == 1 else None

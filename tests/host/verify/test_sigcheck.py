@@ -73,3 +73,35 @@ def test_only_p256_keys_are_valid(firmware_key):
     p384 = ecdsa.SigningKey.generate(curve=ecdsa.NIST384p).get_verifying_key().to_der()
     assert not sigcheck.valid_public_key(p384)
     assert not sigcheck.valid_public_key(b"\x30\x00")
+
+
+def test_key_recovery_matches_python_ecdsa_and_names_the_signer(firmware_key):
+    """recover_keys (OpenSSL doing the scalar work) gives exactly python-ecdsa's recovered keys
+    (SEC 1 section 4.1.6) for genuine signatures and for random (r, s), and recover_signer
+    names the key that made two signatures, and nobody for one signature or a forgery."""
+    rng = random.Random(5)
+    pub = firmware_key.public_key_der()
+    msgs = [b"receipt %d" % i + bytes(rng.getrandbits(8) for _ in range(i)) for i in range(6)]
+    sigs = [firmware_key.sign(m) for m in msgs]
+    n = ecdsa.NIST256p.order
+    randoms = [(b"junk %d" % i, sigencode_der(rng.randrange(1, n), rng.randrange(1, n), n))
+               for i in range(20)]
+    checked = 0
+    for msg, sig in list(zip(msgs, sigs)) + randoms:
+        ours = set(sigcheck.recover_keys(msg, sig))
+        try:
+            theirs = {k.to_der() for k in ecdsa.VerifyingKey.from_public_key_recovery(
+                sig, msg, ecdsa.NIST256p, hashfunc=hashlib.sha256, sigdecode=sigdecode_der)}
+        except ecdsa.numbertheory.SquareRootError:       # no curve point has x = r
+            theirs = set()
+        assert ours == theirs, msg
+        checked += 1 if ours else 0
+        assert all(sigcheck.verify_fast(k, msg, sig) for k in ours)
+    assert checked >= len(msgs) + 5                   # random (r, s) recover keys too, about half
+    assert sigcheck.recover_signer(list(zip(msgs[:2], sigs[:2]))) == pub
+    assert sigcheck.recover_signer(list(zip(msgs, sigs))) == pub
+    assert sigcheck.recover_signer([(msgs[0], sigs[0])]) is None        # two candidates
+    assert sigcheck.recover_signer([(msgs[0], sigs[0]), randoms[0]]) is None
+    assert sigcheck.recover_signer([(msgs[0], sigs[1]), (msgs[1], sigs[0])]) is None
+    for bad in (b"", b"\x30\x00", sigencode_der(0, 1, n), sigencode_der(n, 1, n), b"\xff" * 70):
+        assert sigcheck.recover_keys(b"m", bad) == []
