@@ -28,6 +28,7 @@
 Exit status: 0 success, 1 a check failed (verify, replay), 2 bad usage or input.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -394,6 +395,14 @@ def build_parser():
     return p
 
 
+@functools.lru_cache(maxsize=1)
+def _parser():
+    # Built once per process: building it costs ~40 ms (argparse looks up translations on
+    # disk for every help string), more than most commands' own work (make fuzz calls main()
+    # once per input).
+    return build_parser()
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "verify":
@@ -403,7 +412,7 @@ def main(argv=None):
     if argv and argv[0] == "ota":
         from host_tools.operate import ota_server
         return ota_server.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return args.fn(args)
     except (LedgerError, OSError, ValueError) as exc:
