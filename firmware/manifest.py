@@ -11,5 +11,5 @@ package("hal", files=("__init__.py", "clock.py", "compat.py", "esp32.py", "esp32
 for layer in ("store", "drivers", "ledger", "session", "uplink"):
     package(layer)
 package("app", files=("__init__.py", "board.py", "board_check.py", "board_schema.py", "config.py",
-                      "records.py", "safety.py", "charger_app.py", "main.py", "selftest.py",
+                      "records.py", "safety.py", "charger_app.py", "tariffs.py", "main.py", "selftest.py",
                       "update.py"))

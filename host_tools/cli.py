@@ -79,7 +79,7 @@ def cmd_validate(args):
                    backend=args.backend, skew_s=args.skew, broker=spec)
     else:
         v = Validator(args.db, args.id, tariffs=tariffs, backend=args.backend, skew_s=args.skew,
-                      broker=spec)
+                      broker=spec, operator_key=_operator_key(args.operator_key))
 
     def report(result):
         if result.status not in ("accepted", "duplicate") or args.verbose:
@@ -146,8 +146,46 @@ def cmd_ack_key(args):
     return 0
 
 
+def _operator_key(value):
+    """The operator's public key (SPKI DER) from hex, a file holding hex, or a PEM key file."""
+    if not value:
+        return None
+    if os.path.exists(value):
+        with open(value, "rb") as f:
+            data = f.read()
+        if b"-----BEGIN" in data:
+            from cryptography.hazmat.primitives import serialization
+            try:
+                key = serialization.load_pem_public_key(data)
+            except ValueError:
+                key = serialization.load_pem_private_key(data, password=None).public_key()
+            return key.public_bytes(serialization.Encoding.DER,
+                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+        value = data.decode("ascii").strip()
+    return bytes.fromhex(value)
+
+
 def cmd_tariff(args):
     from host_tools.verify import formats
+    if args.action in ("publish", "show"):
+        from host_tools import mqtt_conn
+        from host_tools.provision import tariff_doc
+        spec = mqtt_conn.spec_from_args(args)
+        try:
+            if args.action == "publish":
+                if not args.file or not args.key:
+                    raise ValueError("tariff publish needs --file and --key")
+                print(tariff_doc.to_json(tariff_doc.main_publish(args.file, args.key, spec, args.dry_run)))
+            else:
+                key = _operator_key(args.operator_key)
+                print(tariff_doc.to_json(tariff_doc.main_show(spec, args.id, key.hex() if key else None)))
+        except tariff_doc.TariffDocError as exc:
+            print("chargeproof tariff %s: %s" % (args.action, exc), file=sys.stderr)
+            return 2
+        return 0
+    if not args.db or not args.file:
+        print("chargeproof tariff: --db and --file are needed to add a tariff to a ledger", file=sys.stderr)
+        return 2
     with open(args.file, encoding="utf-8") as f:
         text, h = formats.tariff_canonical(f.read())
     with _open(args) as db:
@@ -299,6 +337,8 @@ def build_parser():
     mqtt_conn.add_arguments(sp)
     sp.add_argument("--id", required=True, help="this validator's id (its ack topic level)")
     sp.add_argument("--tariff", action="append", help="tariff document to publish (repeatable)")
+    sp.add_argument("--operator-key", help="operator public key (hex, hex file or PEM): accept the "
+                                           "tariffs it signed on tariff/<id>")
     sp.add_argument("--backend", default="fast", choices=("fast", "reference", "both"),
                     help="signature backend: cryptography, python-ecdsa, or both (must agree)")
     sp.add_argument("--skew", type=int, default=300,
@@ -329,8 +369,18 @@ def build_parser():
     sp.add_argument("--grant-out", help="write the grant (current and next key) for provisioning")
     sp.set_defaults(fn=cmd_ack_key)
 
-    sp = with_db(sub.add_parser("tariff", help="publish a tariff document"))
-    sp.add_argument("--file", required=True)
+    sp = sub.add_parser("tariff", help="publish a signed tariff to the fleet (retained), show the "
+                                        "published ones, or add a document to one ledger by hand")
+    sp.add_argument("action", nargs="?", default="add", choices=("add", "publish", "show"),
+                    help="add (default): into --db only; publish: sign with --key and publish "
+                         "retained on tariff/<id>; show: the retained tariffs on the broker")
+    sp.add_argument("--db", help="the validator's ledger (add)")
+    sp.add_argument("--file", help="the tariff document (JSON)")
+    sp.add_argument("--key", help="the operator's private key, PEM (publish)")
+    sp.add_argument("--dry-run", action="store_true", help="check and sign, do not publish")
+    sp.add_argument("--id", help="only this tariff id (show)")
+    sp.add_argument("--operator-key", help="operator public key (hex, hex file or PEM): show checks signatures")
+    mqtt_conn.add_arguments(sp)
     sp.set_defaults(fn=cmd_tariff)
 
     sp = with_db(sub.add_parser("chargers", help="list enrolled chargers"))

@@ -36,7 +36,8 @@ for p in (FIRMWARE, FW_TESTS, MP_SIDE, ROOT, MPLIB):
 
 # Fixtures, one module per topic (a pymodbus meter, brokers, boards, keys, charger files).
 pytest_plugins = ["fixtures.boards", "fixtures.charger", "fixtures.crypto", "fixtures.meter",
-                  "fixtures.mqtt", "fixtures.ota", "fixtures.postgres", "fixtures.secure_broker"]
+                  "fixtures.mqtt", "fixtures.ota", "fixtures.postgres", "fixtures.secure_broker",
+                  "fixtures.tariffs"]
 
 
 MP_LABEL = INTERPRETERS["32"]

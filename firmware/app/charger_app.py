@@ -90,6 +90,7 @@ class ChargerApp:
         self.outbox.idle = safety
         self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
         self.ota = self._ota(cfg, clock, hw.get("reset"))
+        self.tariffs = self._tariffs()          # published tariffs (app/tariffs.py)
         self.reader = self._reader(hw.get("rfid_spi"))
         self._rfid_ms = cfg["rfid_poll_ms"]
         self._rfid_due = clock.ticks_ms()
@@ -128,6 +129,12 @@ class ChargerApp:
                     password=cfg["mqtt_password"], tls=mqtt_tls(cfg), idle=self.safety,
                     wait_slice_us=cfg["wait_slice_us"], resend_ms=cfg["mqtt_resend_ms"],
                     ack_checker=acks)
+
+    def _tariffs(self):
+        if self.link is None or self.link.verifier is None:
+            return None
+        from app.tariffs import PublishedTariffs
+        return PublishedTariffs(self, self.link)
 
     def _ota(self, cfg, clock, reset):
         # Updates over MQTT (app/ota.py): only with a network and an operator key to check them
@@ -191,6 +198,9 @@ class ChargerApp:
                 safety.phase = "reply"
                 link.reply(cmd, result, detail)
             safety()
+            if self.tariffs is not None:
+                self.tariffs.step(safety)
+                safety()
             if self.charger.session is not None:
                 safety.phase = "telemetry"
                 now = self.clock.ticks_ms()

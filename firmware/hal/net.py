@@ -114,6 +114,8 @@ class TimedSocket:
         # header, whose flags umqtt.simple does not pass on: uplink/mqtt.py reads RETAIN here).
         self.keep_header = False
         self.header = 0
+        self.max_read = None        # bytes; a read asking for more is skipped (see read())
+        self.oversized = 0
         self._blocking = True
         self._wbuf = bytearray(_WBUF)
         self._wlen = 0
@@ -168,6 +170,15 @@ class TimedSocket:
         self.raw.settimeout(self.timeout_ms / 1000)
 
     def read(self, n):
+        if self.max_read is not None and n > self.max_read:
+            # A message larger than any we accept: read past it in small pieces instead of
+            # allocating it (an 8 KB block may not exist on an ESP32's heap) and hand on b"",
+            # which the uplink refuses as malformed. The connection stays in step.
+            left = n
+            while left:
+                left -= len(self._read_exact(left if left < 256 else 256))
+            self.oversized += 1
+            return b""
         data = self._read(n)
         if self.keep_header and data:
             self.keep_header = False
@@ -326,7 +337,7 @@ class Net:
     # getaddrinfo has no timeout (on the ESP32 a lookup without a network can block for
     # seconds), so a name is looked up once and the answer reused for resolve_ms.
     def __init__(self, timeout_ms=5000, resolve_ms=600000, tls=None, clock=None, idle=None,
-                 slice_us=5000):
+                 slice_us=5000, max_read=None):
         self.clock = clock if clock is not None else _clock.REAL
         self.timeout_ms = timeout_ms
         self.resolve_ms = resolve_ms
@@ -334,6 +345,7 @@ class Net:
         self.idle = idle            # the safety watch, between wait slices (plain TCP only)
         self.slice_us = slice_us
         self.deadline = None
+        self.max_read = max_read    # given to every socket (TimedSocket.read)
         self.last = None            # the last socket made (the uplink sets its deadline)
         self._addr = None           # (host, port, ticks looked up, result)
 
@@ -341,6 +353,7 @@ class Net:
         s = TimedSocket(_socket.socket(), self.timeout_ms, self.tls, self.clock, self.idle,
                         self.slice_us)
         s.deadline = self.deadline
+        s.max_read = self.max_read
         self.last = s
         return s
 

@@ -19,6 +19,7 @@ from session.books import Books
 from session.fault_state import FaultState
 from session.plausibility import FlowCheck, MeterWatch
 from session.recovery import Recovery
+from session.tariff import TariffError
 from session.safety import Safety
 from session.state import (IDLE, CONNECTED, AUTHORISED, CHARGING, SUSPENDED, STOPPED, FAULT,
                            RECOVERING, CLOSING)
@@ -207,7 +208,10 @@ class Charger:
             begin_wh = self.read_energy()
         except MeterError as exc:
             raise Refused("meter-unavailable: %s" % exc)
-        bad = self.books.open(id_tag, id_type, begin_wh, now)   # journalled before closing
+        try:
+            bad = self.books.open(id_tag, id_type, begin_wh, now)   # journalled before closing
+        except TariffError as exc:              # the tariff in force has expired: no price
+            raise Refused("no-tariff: %s" % exc)
         if bad is not None:
             self.on_fault(bad[0], bad[1])
             raise Refused(bad[0])

@@ -38,6 +38,7 @@ FAULTS = {
     "session-journal": (EVENT, False),      # both copies of the running session damaged
     "loop": (UNPLUG, False),                # an unexpected error in the main loop
     "refused": (EVENT, False),              # an automatic start (free mode, remote) refused
+    "tariff-refused": (EVENT, False),       # a published tariff refused (reason: detail)
 }
 
 _PREFIX = {"pilot": "pilot-", "contactor": "contactor-", "rcd": "rcd-"}

@@ -26,7 +26,11 @@ from hal import net
 from uplink import commands
 from uplink.inbox import CommandInbox
 from uplink.outbox import BadAck
-from uplink.topics import Topics
+from uplink.topics import TARIFF_MAX, Topics
+
+# The largest message we take (a command with its MAC, or a published tariff): a longer one is
+# skipped on the wire by hal.net, never allocated, and arrives as b"" (refused as malformed).
+MAX_READ = max(TARIFF_MAX, commands.MAX_MESSAGE)
 
 net.install_umqtt_aliases()
 from umqtt import simple as _umqtt     # noqa: E402  (after the aliases, for CPython)
@@ -83,7 +87,7 @@ class Link:
         # and between the phases of a poll.
         self.idle = idle
         self._net = net.Net(timeout_ms, tls=tls, clock=self.clock, idle=idle,
-                            slice_us=wait_slice_us)
+                            slice_us=wait_slice_us, max_read=MAX_READ)
         self.client = None
         self._sock = None
         self.cursor = outbox.acked          # highest seq sent on this connection

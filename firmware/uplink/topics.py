@@ -13,6 +13,8 @@
 #   cp/<charger>/ota/req              the charger asks the update server for one chunk (JSON)
 #   cp/<charger>/ota/chunk            the update server's answer: one chunk with its proof
 #   cp/<charger>/ota/status           retained JSON: running version, update state, chunk i/n
+#   tariff/<tariff id>                retained, signed tariff documents of the whole fleet (the
+#                                     operator publishes; chargers and validators subscribe)
 #
 # The outbox seq travels in the topic, so receipts stay byte-exact (they are signed; MicroPython's
 # json would not keep their key order if they were wrapped). Topics are bytes: that is what
@@ -25,6 +27,27 @@ KINDS = ("receipt", "checkpoint")
 
 # The fleet-wide update manifest (a manifest whose "charger" is "*"), outside every charger's tree.
 FLEET_MANIFEST = b"ota/manifest"
+# Published tariffs: one retained message per tariff id, outside every charger's tree.
+TARIFF_PREFIX = "tariff/"
+TARIFF_FILTER = TARIFF_PREFIX + "+"
+TARIFF_MAX = 4096           # bytes of a signed tariff message (document, "|", signature):
+                            # a day of quarter-hour slots fits; more would not fit an ESP32 heap
+
+
+def tariff_topic(tariff_id):
+    return TARIFF_PREFIX + tariff_id
+
+
+def tariff_id_of(topic):
+    """The tariff id of a tariff topic (str or bytes), or None if it is not one."""
+    if isinstance(topic, (bytes, bytearray)):
+        topic = bytes(topic).decode()
+    if not topic.startswith(TARIFF_PREFIX):
+        return None
+    name = topic[len(TARIFF_PREFIX):]
+    if not name or "/" in name:
+        return None
+    return name
 
 
 def kind_tag(kind):
@@ -53,6 +76,7 @@ class Topics:
         self.ota_req = (base + "ota/req").encode()
         self.ota_chunk = (base + "ota/chunk").encode()
         self.ota_status = (base + "ota/status").encode()
+        self.tariff_filter = TARIFF_FILTER.encode()
         self._out = [(base + k + "/").encode() for k in KINDS]
 
     def outbox(self, tag, seq):

@@ -165,6 +165,9 @@ def _price(db: Any, rc: dict) -> None:
     if tariff_doc is None:
         raise Reject("unknown-tariff", "tariff %s is not published" % rc["tariff_hash"])
     try:
+        if not formats.tariff_in_force(tariff_doc, rc["begin_time"]):
+            raise Reject("tariff-not-in-force", "session began at %d, outside tariff %s's validity"
+                         % (rc["begin_time"], rc["tariff_hash"]))
         expected = formats.recompute_price(tariff_doc, rc)
     except formats.FormatError as exc:
         raise Reject("price-mismatch", "price cannot be recomputed: %s" % exc)

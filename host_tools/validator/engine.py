@@ -21,6 +21,10 @@ Order of checks for a receipt (the first failure decides the reason):
   time sanity ............... time-order / time-future / time-overlap
   meter continuity .......... meter-backwards (evidence); energy between sessions -> flagged
   tariff .................... unknown-tariff / price-mismatch
+A published tariff (tariff/<id>, retained) is stored when the operator key signed it and it is
+a valid version 2 tariff whose id is the topic's; anything else there is a `malformed` refusal
+of kind "tariff" that changes nothing.
+
 A receipt failing a check after the log position is stored with status 'disputed' and a
 rejection row; it is acknowledged (the verdict is final, resending cannot change it).
 
@@ -48,7 +52,7 @@ from host_tools.validator.checks import Reject, Result
 from host_tools.validator.proofs import proof_bundle
 from host_tools.validator.registry import Registry
 from host_tools.validator.rejections import RejectionLog
-from host_tools.validator.store import DATABASE_ERRORS, open_ledger
+from host_tools.validator.store import DATABASE_ERRORS, LedgerError, open_ledger
 
 DEFAULT_SKEW_S = 300          # a charger clock may run this far ahead of ours
 MAX_MESSAGE = 8192            # receipts are <= 2048 bytes (firmware/ledger/log.py RECEIPT_MAX)
@@ -105,8 +109,14 @@ class Engine:
                  backend: str = "fast", skew_s: int = DEFAULT_SKEW_S,
                  clock: Callable[[], float] = time.time, store: Optional[Any] = None,
                  park_ahead: int = PARK_AHEAD, park_max: int = PARK_MAX,
-                 park_expire_s: float = PARK_EXPIRE_S) -> None:
+                 park_expire_s: float = PARK_EXPIRE_S,
+                 operator_key: Optional[bytes] = None) -> None:
         _check_validator_id(validator_id)
+        # The operator's public key (SPKI DER): tariffs published on tariff/<id> must carry its
+        # signature. None: published tariffs are refused (only --tariff files count).
+        if operator_key is not None and not sigcheck.valid_public_key(operator_key):
+            raise ValueError("operator key is not a P-256 SubjectPublicKeyInfo")
+        self.operator_key = operator_key
         if backend not in sigcheck.BACKENDS:
             raise ValueError("backend must be one of %s" % (sigcheck.BACKENDS,))
         self.db = store if store is not None else open_ledger(db_path)
@@ -227,6 +237,8 @@ class Engine:
         return results
 
     def _process(self, topic: Union[str, bytes], payload: bytes) -> Result:
+        if formats.tariff_route(topic) is not None:
+            return self._published_tariff(topic, payload)
         route = formats.route(topic)
         if route is None:
             return Result("unknown", None, "ignored", "not-our-topic", str(topic)[:200])
@@ -273,6 +285,22 @@ class Engine:
         result.evidence = evidence[0] if evidence and stored == "evidence" else None
         result.digest = hashlib.sha256(payload).hexdigest()
         return result
+
+    # ---- published tariffs -------------------------------------------------------------------
+    def _published_tariff(self, topic: Union[str, bytes], payload: bytes) -> Result:
+        topic_text = topic if isinstance(topic, str) else topic.decode("utf-8", "replace")
+        try:
+            if self.operator_key is None:
+                raise formats.FormatError("no operator key configured: published tariffs are refused")
+            document = formats.parse_signed_tariff(payload, topic_text, self.operator_key, self.backend)
+            tariff_hash = self.publish_tariff(document)
+        except (formats.FormatError, UnicodeDecodeError) as exc:
+            self.rejections.record("", False, "tariff", "malformed", str(exc), topic_text, payload,
+                                   None, False)
+            return Result("tariff", None, "rejected", "malformed", str(exc))
+        except LedgerError as exc:          # the same hash with another text: cannot happen
+            return Result("tariff", None, "rejected", "malformed", str(exc))
+        return Result("tariff", None, "accepted", "", tariff_hash)
 
     # ---- receipts --------------------------------------------------------------------------
     def _enrolled(self, charger_id: str) -> dict:

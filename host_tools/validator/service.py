@@ -44,10 +44,11 @@ class Validator(Engine):
     def __init__(self, db_path: str, validator_id: str, host: Optional[str] = None, port: int = 1883,
                  tariffs: Any = (), backend: str = "fast", skew_s: int = DEFAULT_SKEW_S,
                  clock: Callable[[], float] = time.time, broker: Optional[Any] = None,
-                 queue_size: int = QUEUE_SIZE, store: Optional[Any] = None, **parking: Any) -> None:
+                 queue_size: int = QUEUE_SIZE, store: Optional[Any] = None,
+                 operator_key: Optional[bytes] = None, **parking: Any) -> None:
         # parking: park_ahead, park_max, park_expire_s (host_tools/validator/engine.py)
         Engine.__init__(self, db_path, validator_id, tariffs=tariffs, backend=backend, skew_s=skew_s,
-                        clock=clock, store=store, **parking)
+                        clock=clock, store=store, operator_key=operator_key, **parking)
         self.host = host
         self.port = port
         # broker: a host_tools.mqtt_conn.BrokerSpec (login, TLS); host/port override its address.
@@ -61,7 +62,7 @@ class Validator(Engine):
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             return
-        client.subscribe([(t, 1) for t in formats.subscriptions()])
+        client.subscribe([(t, 1) for t in formats.validator_subscriptions()])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         self.subscribed.set()

@@ -17,6 +17,10 @@ from host_tools.verify import strictjson
 
 PREFIX = "cp"
 KINDS = ("receipt", "checkpoint")
+# Published tariffs (firmware/uplink/topics.py): one retained, operator-signed message per id.
+TARIFF_PREFIX = "tariff/"
+TARIFF_FILTER = TARIFF_PREFIX + "+"
+TARIFF_MAX = 4096
 
 
 class FormatError(ValueError):
@@ -27,6 +31,12 @@ class FormatError(ValueError):
 def subscriptions(prefix: str = PREFIX) -> List[str]:
     """Wildcard filters for every charger's outbox records."""
     return ["%s/+/%s/+" % (prefix, k) for k in KINDS]
+
+
+def validator_subscriptions(prefix: str = PREFIX) -> List[str]:
+    """What a validator subscribes to: published tariffs first (a new subscription gets the
+    retained ones before any receipt that names them), then every charger's outbox records."""
+    return [TARIFF_FILTER] + subscriptions(prefix)
 
 
 def route(topic: Union[str, bytes], prefix: str = PREFIX) -> Optional[Tuple[str, str]]:
@@ -101,6 +111,58 @@ def ota_route(topic: Union[str, bytes], prefix: str = PREFIX) -> Optional[Tuple[
 
 
 # ---- tariffs ---------------------------------------------------------------------------------
+def tariff_topic(tariff_id: str) -> str:
+    return TARIFF_PREFIX + tariff_id
+
+
+def tariff_route(topic: Union[str, bytes]) -> Optional[str]:
+    """The tariff id of tariff/<id>, else None."""
+    if isinstance(topic, bytes):
+        topic = topic.decode("utf-8", "replace")
+    if not topic.startswith(TARIFF_PREFIX):
+        return None
+    name = topic[len(TARIFF_PREFIX):]
+    return name if name and "/" not in name else None
+
+
+def parse_signed_tariff(message: bytes, topic: Union[str, bytes],
+                        operator_spki_der: Optional[bytes], backend: str = "fast") -> str:
+    """The document text of a published tariff message (<document>|<hex DER signature>) if the
+    operator key signed it, it is a valid version 2 tariff, and its id is the topic's. Without
+    a key (None) the signature is not checked (for display only). Raises FormatError."""
+    from host_tools.verify import sigcheck
+    if not 0 < len(message) <= TARIFF_MAX:
+        raise FormatError("tariff message of %d bytes (1..%d)" % (len(message), TARIFF_MAX))
+    document, bar, sig_hex = bytes(message).rpartition(b"|")
+    if not bar or not sig_hex.strip():
+        raise FormatError("unsigned tariff")
+    try:
+        sig = bytes.fromhex(sig_hex.strip().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError("tariff signature is not hex")
+    if operator_spki_der is not None and not sigcheck.verify(operator_spki_der, document, sig, backend):
+        raise FormatError("tariff not signed by the operator key")
+    try:
+        t = tariff_mod.Tariff.load(document)
+    except (tariff_mod.TariffError, UnicodeDecodeError) as exc:
+        raise FormatError("bad tariff: %s" % exc)
+    if t.version != 2:
+        raise FormatError("a published tariff is version 2")
+    if t.id != tariff_route(topic):
+        where = topic if isinstance(topic, str) else topic.decode("utf-8", "replace")
+        raise FormatError("tariff %s published on %s" % (t.id, where))
+    return document.decode()
+
+
+def tariff_in_force(tariff_text: str, begin_time: int) -> bool:
+    """True if a session that began at begin_time may be billed by the tariff (its validity)."""
+    try:
+        t = _tariffs.get(tariff_text) or tariff_mod.Tariff.load(tariff_text)
+    except tariff_mod.TariffError as exc:
+        raise FormatError(str(exc))
+    return t.in_force_at(begin_time)
+
+
 def tariff_canonical(document: Union[str, bytes, bytearray, dict]) -> Tuple[str, str]:
     """(canonical JSON text, hash hex) of a tariff document given as text, bytes or dict."""
     if isinstance(document, (bytes, bytearray)):
