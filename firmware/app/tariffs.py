@@ -7,8 +7,8 @@
 # leaves a fault record.
 from session.billing import TariffRefused
 from uplink import commands
-from uplink.tariff_inbox import TariffInbox
-from uplink.topics import TARIFF_MAX, tariff_id_of
+from uplink.tariff_inbox import TariffInbox, signed_payload, tariff_id_of
+from uplink.topics import TARIFF_MAX
 
 
 class PublishedTariffs:
@@ -42,7 +42,7 @@ class PublishedTariffs:
         app = self.app
         now = app.clock.time()
         try:
-            payload = commands.signed_payload(self.link.verifier.pub, raw, TARIFF_MAX, safety)
+            payload = signed_payload(self.link.verifier.pub, raw, TARIFF_MAX, safety)
             running = app.charger.session["tariff"] if app.charger.session else None
             tariff, status = app.billing.offer(payload, now, keep=running,
                                                tariff_id=tariff_id_of(topic))

@@ -179,26 +179,6 @@ def operator_signed(pub, payload, sig_hex, idle=None):
         p256.set_idle(prev)
 
 
-def signed_payload(pub, raw, max_len, idle=None):
-    """The payload of <payload>|<hex DER signature> if the operator key signed it (tariff
-    documents published on tariff/<id>: not for one charger, no counter, so nothing is
-    persisted here). Raises CommandRejected(MALFORMED | UNSIGNED | BAD_SIGNATURE)."""
-    if not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= max_len:
-        raise CommandRejected(MALFORMED, "empty or longer than %d bytes" % max_len)
-    raw = bytes(raw)
-    bar = raw.rfind(b"|")
-    sig_hex = b"" if bar < 0 else raw[bar + 1:].strip()
-    if not sig_hex:
-        raise CommandRejected(UNSIGNED, "no signature")
-    try:
-        ok = operator_signed(pub, raw[:bar], sig_hex, idle)
-    except (ValueError, TypeError) as exc:
-        raise CommandRejected(BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
-    if not ok:
-        raise CommandRejected(BAD_SIGNATURE, "not signed by the operator key")
-    return raw[:bar]
-
-
 class Verifier:
     """Checks commands for one charger. now() returns the charger's clock in unix seconds."""
 

@@ -3,7 +3,12 @@
 # the app has already dealt with is recognised by its digest and not queued a second time, so
 # its signature is not checked again. When more arrive at once than fit, the rest stay retained
 # on the broker and come again at the next (re)connect (dropped counts them).
+# Also here, not in modules the link imports (the uplink-only process has no heap to spare):
+# the signature check of a published tariff and the tariff topic's id.
 import hashlib
+
+from uplink import commands
+from uplink.topics import TARIFF_PREFIX
 
 SEEN = 16           # digests remembered (more than any fleet keeps retained at once)
 
@@ -36,3 +41,39 @@ class TariffInbox:
         if len(self._seen) > SEEN:
             self._seen.pop(0)
         return topic, raw
+
+
+def tariff_topic(tariff_id):
+    return TARIFF_PREFIX + tariff_id
+
+
+def tariff_id_of(topic):
+    """The tariff id of a tariff topic (str or bytes), or None if it is not one."""
+    if isinstance(topic, (bytes, bytearray)):
+        topic = bytes(topic).decode()
+    if not topic.startswith(TARIFF_PREFIX):
+        return None
+    name = topic[len(TARIFF_PREFIX):]
+    if not name or "/" in name:
+        return None
+    return name
+
+
+def signed_payload(pub, raw, max_len, idle=None):
+    """The payload of <payload>|<hex DER signature> if the operator key signed it (tariff
+    documents published on tariff/<id>: not for one charger, no counter, so nothing is
+    persisted here). Raises commands.CommandRejected (malformed, unsigned, bad-signature)."""
+    if not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= max_len:
+        raise commands.CommandRejected(commands.MALFORMED, "empty or longer than %d bytes" % max_len)
+    raw = bytes(raw)
+    bar = raw.rfind(b"|")
+    sig_hex = b"" if bar < 0 else raw[bar + 1:].strip()
+    if not sig_hex:
+        raise commands.CommandRejected(commands.UNSIGNED, "no signature")
+    try:
+        ok = commands.operator_signed(pub, raw[:bar], sig_hex, idle)
+    except (ValueError, TypeError) as exc:
+        raise commands.CommandRejected(commands.BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
+    if not ok:
+        raise commands.CommandRejected(commands.BAD_SIGNATURE, "not signed by the operator key")
+    return raw[:bar]

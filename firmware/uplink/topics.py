@@ -34,21 +34,6 @@ TARIFF_MAX = 4096           # bytes of a signed tariff message (document, "|", s
                             # a day of quarter-hour slots fits; more would not fit an ESP32 heap
 
 
-def tariff_topic(tariff_id):
-    return TARIFF_PREFIX + tariff_id
-
-
-def tariff_id_of(topic):
-    """The tariff id of a tariff topic (str or bytes), or None if it is not one."""
-    if isinstance(topic, (bytes, bytearray)):
-        topic = bytes(topic).decode()
-    if not topic.startswith(TARIFF_PREFIX):
-        return None
-    name = topic[len(TARIFF_PREFIX):]
-    if not name or "/" in name:
-        return None
-    return name
-
 
 def kind_tag(kind):
     try:

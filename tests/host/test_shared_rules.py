@@ -109,20 +109,20 @@ def test_topic_tree_firmware_and_validator_agree():
 
 
 def test_published_tariff_topics_firmware_and_validator_agree():
-    from uplink import topics as fw_topics
+    from uplink import tariff_inbox, topics as fw_topics
     assert fw_topics.TARIFF_PREFIX == formats.TARIFF_PREFIX
     assert fw_topics.TARIFF_FILTER == formats.TARIFF_FILTER
     assert fw_topics.TARIFF_MAX == formats.TARIFF_MAX
     assert Topics("CP-0007").tariff_filter.decode() == formats.TARIFF_FILTER
     assert formats.validator_subscriptions()[0] == formats.TARIFF_FILTER
     for tid in ("std-2027", "a", "x.y_z"):
-        topic = fw_topics.tariff_topic(tid)
+        topic = tariff_inbox.tariff_topic(tid)
         assert topic == formats.tariff_topic(tid)
-        assert fw_topics.tariff_id_of(topic) == formats.tariff_route(topic) == tid
-        assert fw_topics.tariff_id_of(topic.encode()) == tid
+        assert tariff_inbox.tariff_id_of(topic) == formats.tariff_route(topic) == tid
+        assert tariff_inbox.tariff_id_of(topic.encode()) == tid
         assert formats.route(topic) is None           # never mistaken for a charger's record
     for bad in ("tariff/", "tariff/a/b", "cp/tariff/a", "tariffs/a"):
-        assert fw_topics.tariff_id_of(bad) is None and formats.tariff_route(bad) is None
+        assert tariff_inbox.tariff_id_of(bad) is None and formats.tariff_route(bad) is None
 
 
 def test_one_display_of_energy_and_money():

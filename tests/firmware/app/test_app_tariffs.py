@@ -2,6 +2,7 @@
 # signed by the operator key. The app takes one per pass, checks the signature, and either puts
 # it in force, schedules it (valid_from ahead: only sessions starting after it are billed by it)
 # or refuses it, answering on cmd/result; a refused message changes nothing.
+import gc
 import json
 
 from hal.sim import SimClock
@@ -57,6 +58,7 @@ def test_retained_tariffs_are_taken_scheduled_and_attacks_refused(charger_env, a
         rig.run(3600)                            # past std-later's valid_from
         rig.plug_and_charge(power_w=11000, seconds=600)
         rig.unplug()
+        gc.collect()
         first, second = rig.receipts()[-2:]
         assert first["tariff"] == now_hash and second["tariff"] == rig.app.billing.tariff.hash
         assert rig.app.billing.tariff.id == "std-later"
