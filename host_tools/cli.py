@@ -76,7 +76,8 @@ def cmd_validate(args):
         peers = [cosignature.parse_vkey(open(p).read() if os.path.exists(p) else p) for p in args.peer]
         v = Worker(args.db, args.id, args.worker or "w0", cosigner=cosigner, peers=peers,
                    verify_procs=args.verify_procs, batch_size=args.batch, tariffs=tariffs,
-                   backend=args.backend, skew_s=args.skew, broker=spec)
+                   backend=args.backend, skew_s=args.skew, broker=spec,
+                   operator_key=_operator_key(args.operator_key))
     else:
         v = Validator(args.db, args.id, tariffs=tariffs, backend=args.backend, skew_s=args.skew,
                       broker=spec, operator_key=_operator_key(args.operator_key))

@@ -47,10 +47,10 @@ class _Clock:
         return self.t
 
 
-def simulated_session(begin_wh, begin_time=T_BEGIN):
+def simulated_session(begin_wh, begin_time=T_BEGIN, tariff=None):
     """A session metered the way the session layer does it: samples every 7 minutes at
     11 kW through a band start, then 50 idle minutes before unplugging."""
-    t = Tariff(TARIFF)
+    t = Tariff(tariff or TARIFF)
     split = EnergySplit(t, begin_time, begin_wh)
     wh = begin_wh
     for step in range(1, 13):
@@ -65,13 +65,14 @@ def simulated_session(begin_wh, begin_time=T_BEGIN):
             "begin_wh": begin_wh, "end_wh": wh, "begin_time": begin_time, "end_time": end,
             "charge_end_time": split.charge_end, "clock_status": "S", "segments": split.segments,
             "tariff": t, "net_minor": net, "tax_minor": tax, "price_minor": total,
-            "currency": "EUR", "stop_reason": "EVDisconnected", "firmware": "0.1.0"}
+            "currency": t.currency, "stop_reason": "EVDisconnected", "firmware": "0.1.0"}
 
 
 class World:
     """A charger with three recorded sessions, and a forger holding its key."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, tariff=None, t_begin=T_BEGIN):
+        self.tariff = tariff or TARIFF          # any tariff document (version 1 or 2)
         tmp = pathlib.Path(tmp)
         tmp.mkdir(parents=True, exist_ok=True)
         self.key = KeyStore(str(tmp / "key"), urandom=os.urandom)
@@ -79,13 +80,15 @@ class World:
         self.log = ChargerLog(str(tmp / "log"), self.key, "CP-0001", ORIGIN, _Clock())
         self.records = []
         for i in range(3):
-            rec, cp, _ = self.log.append_session(simulated_session(1000000 + 20000 * i, T_BEGIN + 86400 * i))
+            rec, cp, _ = self.log.append_session(simulated_session(1000000 + 20000 * i, t_begin + 86400 * i,
+                                                                   self.tariff))
             self.records.append(rec)
         self.cp = cp
         self.pub = self.key.public_key_der()
 
-    def bundle(self, index=1, records=None, note=None, tariff=TARIFF):
+    def bundle(self, index=1, records=None, note=None, tariff=None):
         records = records or self.records
+        tariff = tariff or self.tariff
         tree = merkle.Tree(records)
         if note is None:
             note = checkpoint.build(ORIGIN, tree.size, tree.root(), T_BEGIN + 9999, self.key)

@@ -117,10 +117,15 @@ class CachedReads:
         return dict(got) if got is not None else None
 
     def tariff(self, tariff_hash: str) -> Any:
+        # Only a tariff found is kept: one not yet published may arrive at any moment (on
+        # tariff/<id>, through any worker), and must count from then on.
         key = ("tariff", tariff_hash)
-        if key not in self._last:
-            self._last[key] = self._db.tariff(tariff_hash)
-        return self._last[key]
+        got = self._last.get(key)
+        if got is None:
+            got = self._db.tariff(tariff_hash)
+            if got is not None:
+                self._last[key] = got
+        return got
 
     def receipt_at(self, charger_id: str, log_index: int) -> Optional[dict]:
         row = self._rows.get((charger_id, log_index))
@@ -366,6 +371,10 @@ class Worker(Validator):
         if reason_code.is_failure:
             return
         subs = [("$share/%s/%s" % (self.validator_id, t), 1) for t in formats.subscriptions()]
+        if self.operator_key is not None:
+            # Not shared: every worker gets the published tariffs (first, with the retained
+            # ones), and storing one twice is a no-op.
+            subs.insert(0, (formats.TARIFF_FILTER, 1))
         if self.witnessing is not None:
             subs.append((witness_mod.cosig_subscription(), 1))
         client.subscribe(subs)

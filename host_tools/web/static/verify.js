@@ -15,6 +15,12 @@ const ChargeProofVerify = (() => {
                        "tax_bp", "utc_offset_min", "v"];
   const TARIFF_RANGES = [["v", 1, 1], ["utc_offset_min", -720, 840], ["session_fee_minor", 0, 1e8],
                          ["idle_min_price_milli", 0, 1e8], ["idle_grace_min", 0, 1440], ["tax_bp", 0, 10000]];
+  // Version 2 (published tariffs, docs/ledger.md §5): a POSIX TZ rule, validity, slot prices.
+  const TARIFF_KEYS_V2 = ["bands", "currency", "id", "idle_grace_min", "idle_min_price_milli", "session_fee_minor",
+                          "tax_bp", "tz", "v", "valid_from"];
+  const TARIFF_OPTIONAL_V2 = ["slot_s", "slots", "valid_until"];
+  const TARIFF_RANGES_V2 = [["v", 2, 2], ["valid_from", 0, 4102444800], ["session_fee_minor", 0, 1e8],
+                            ["idle_min_price_milli", 0, 1e8], ["idle_grace_min", 0, 1440], ["tax_bp", 0, 10000]];
   const P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n;
   const DASH = "\u2014";
   const enc = new TextEncoder();
@@ -394,10 +400,119 @@ const ChargeProofVerify = (() => {
     if (isInt(x)) return String(x);
     throw new Error("value " + String(x) + " not allowed (integers and ASCII strings only)");
   }
+  // ---- POSIX TZ rules (IEEE 1003.1 TZ, RFC 8536 footer): the local clock of a version-2 tariff --
+  function daysFromCivil(y, m, d) {          // days since 1970-01-01, proleptic Gregorian
+    const a = new Date(0);
+    a.setUTCFullYear(y, m - 1, d);
+    a.setUTCHours(0, 0, 0, 0);
+    return Math.round(a.getTime() / 86400000);
+  }
+  const isLeap = (y) => y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  function parseTz(text) {
+    const fail = (m) => { throw new Error("tz: " + m); };
+    if (typeof text !== "string" || text.length < 1 || text.length > 64) fail("a string of 1..64 characters");
+    const NAME = "(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)", HMS = "([+-]?)(\\d{1,3})(?::(\\d{1,3})(?::(\\d{1,3}))?)?";
+    const DATE = "(M(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})|J(\\d{1,3})|(\\d{1,3}))(?:/" + HMS + ")?";
+    const re = new RegExp("^" + NAME + HMS + "(?:" + NAME + "(?:" + HMS + ")?," + DATE + "," + DATE + ")?$");
+    const m = re.exec(text);
+    if (!m) fail(JSON.stringify(text) + " is not a POSIX TZ rule");
+    const hms = (sign, h, mi, se, maxH) => {
+      if (h === undefined) return undefined;
+      const H = +h, M = mi === undefined ? 0 : +mi, S = se === undefined ? 0 : +se;
+      if (H > maxH || M > 59 || S > 59) fail("time out of range");
+      return (sign === "-" ? -1 : 1) * (H * 3600 + M * 60 + S);
+    };
+    const std = -hms(m[1], m[2], m[3], m[4], 24);
+    if (m[5] === undefined && m[9] === undefined) return { std, dst: null };
+    const dstOff = m[6] === undefined ? std + 3600 : -hms(m[5], m[6], m[7], m[8], 24);
+    const date = (i) => {     // groups i..i+9: whole, Mm, w, d, Jn, n, sign, h, m, s
+      let rule;
+      if (m[i + 1] !== undefined) {
+        const mo = +m[i + 1], w = +m[i + 2], d = +m[i + 3];
+        if (mo < 1 || mo > 12 || w < 1 || w > 5 || d > 6) fail("bad Mm.w.d date");
+        rule = ["M", mo, w, d];
+      } else if (m[i + 4] !== undefined) {
+        if (+m[i + 4] < 1 || +m[i + 4] > 365) fail("bad Jn date");
+        rule = ["J", +m[i + 4]];
+      } else {
+        if (+m[i + 5] > 365) fail("bad n date");
+        rule = ["n", +m[i + 5]];
+      }
+      const t = hms(m[i + 6], m[i + 7], m[i + 8], m[i + 9], 167);
+      return [rule, t === undefined ? 7200 : t];
+    };
+    return { std, dst: dstOff, start: date(9), end: date(19) };
+  }
+  function ruleDay(y, rule) {
+    if (rule[0] === "J") return daysFromCivil(y, 1, 1) + rule[1] - 1 + (isLeap(y) && rule[1] >= 60 ? 1 : 0);
+    if (rule[0] === "n") return daysFromCivil(y, 1, 1) + rule[1];
+    const [, mo, w, d] = rule;
+    const first = daysFromCivil(y, mo, 1);
+    const monthLen = daysFromCivil(mo === 12 ? y + 1 : y, mo === 12 ? 1 : mo + 1, 1) - first;
+    const weekday = ((first + 4) % 7 + 7) % 7;               // 1970-01-01 was a Thursday
+    let day = ((d - weekday) % 7 + 7) % 7 + (w - 1) * 7;
+    while (day >= monthLen) day -= 7;
+    return first + day;
+  }
+  function tzChanges(tz, t) {                   // [[instant, offset after], ...] of the years around t
+    const y = new Date((t + tz.std) * 1000).getUTCFullYear(), out = [];
+    for (const yy of [y - 1, y, y + 1]) {
+      out.push([ruleDay(yy, tz.start[0]) * 86400 + tz.start[1] - tz.std, tz.dst]);
+      out.push([ruleDay(yy, tz.end[0]) * 86400 + tz.end[1] - tz.dst, tz.std]);
+    }
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+  function tzOffset(tz, t) {
+    if (tz.dst === null) return tz.std;
+    let off = null;
+    for (const [when, after] of tzChanges(tz, t)) {
+      if (when <= t) off = after;
+      else if (off === null) off = after === tz.dst ? tz.std : tz.dst;
+    }
+    return off;
+  }
+  function tzNextChange(tz, t) {
+    if (tz.dst === null) return null;
+    const cur = tzOffset(tz, t);
+    for (let k = 0; k < 3; k++, t += 365 * 86400) {
+      for (const [when, after] of tzChanges(tz, t)) if (when > t && after !== cur) return when;
+    }
+    return null;
+  }
+  function parseTariffV2(doc, fail) {
+    const keys = Object.keys(doc);
+    if (!TARIFF_KEYS_V2.every((k) => keys.includes(k)) || !keys.every((k) => TARIFF_KEYS_V2.includes(k) || TARIFF_OPTIONAL_V2.includes(k)) ||
+        keys.includes("slots") !== keys.includes("slot_s")) {
+      fail("tariff v2 keys must be " + TARIFF_KEYS_V2.join(", ") + " and optionally " + TARIFF_OPTIONAL_V2.join(", "));
+    }
+    for (const [k, lo, hi] of TARIFF_RANGES_V2) if (!isInt(doc[k]) || doc[k] < lo || doc[k] > hi) fail(k + " must be an integer in " + lo + ".." + hi);
+    if (typeof doc.id !== "string" || !/^[A-Za-z0-9._-]{1,32}$/.test(doc.id)) fail("id must be 1..32 of A-Z a-z 0-9 . _ -");
+    if ("valid_until" in doc && (!isInt(doc.valid_until) || doc.valid_until <= doc.valid_from || doc.valid_until > 4102444800)) {
+      fail("valid_until must be an integer after valid_from");
+    }
+    const tz = parseTz(doc.tz);
+    let slots = [], slotS = 0;
+    if ("slots" in doc) {
+      slotS = doc.slot_s;
+      if (!isInt(slotS) || slotS < 60 || slotS > 86400) fail("slot_s must be an integer in 60..86400");
+      if (!Array.isArray(doc.slots) || doc.slots.length < 1 || doc.slots.length > 200) fail("slots must be a list of 1..200");
+      for (const sl of doc.slots) {
+        if (!Array.isArray(sl) || sl.length !== 2 || !sl.every(isInt) || sl[0] < 0 || sl[0] > 4102444800 - 86400 || sl[1] < 0 || sl[1] > 1e8) {
+          fail("a slot is [start_utc, kwh_price_milli], integers in range");
+        }
+      }
+      slots = doc.slots.map((x) => [x[0], x[1]]);
+      if (slots.some((x, i) => i && x[0] < slots[i - 1][0] + slotS)) fail("slots must increase and not overlap");
+      if (slots[slots.length - 1][0] + slotS - slots[0][0] > 7 * 86400) fail("slots span more than 7 days");
+    }
+    return { tz, slots, slotS };
+  }
   async function parseTariff(doc) {
     const fail = (m) => { throw new Error(m); };
-    if (!isObj(doc) || Object.keys(doc).sort().join() !== TARIFF_KEYS.join()) fail("tariff keys must be exactly " + TARIFF_KEYS.join(", "));
-    for (const [k, lo, hi] of TARIFF_RANGES) if (!isInt(doc[k]) || doc[k] < lo || doc[k] > hi) fail(k + " must be an integer in " + lo + ".." + hi);
+    let v2 = null;
+    if (isObj(doc) && doc.v === 2) v2 = parseTariffV2(doc, fail);
+    else if (!isObj(doc) || Object.keys(doc).sort().join() !== TARIFF_KEYS.join()) fail("tariff keys must be exactly " + TARIFF_KEYS.join(", "));
+    if (!v2) for (const [k, lo, hi] of TARIFF_RANGES) if (!isInt(doc[k]) || doc[k] < lo || doc[k] > hi) fail(k + " must be an integer in " + lo + ".." + hi);
     if (typeof doc.currency !== "string" || !/^[A-Z]{3}$/.test(doc.currency)) fail("currency must be an ISO 4217 code");
     const bands = doc.bands;
     if (!Array.isArray(bands) || bands.length < 1 || bands.length > 48) fail("bands must be a list of 1..48 bands");
@@ -409,15 +524,51 @@ const ChargeProofVerify = (() => {
     }
     const hash = toHex(await sha256(enc.encode(canonical(doc))));
     if (bands[0].start_min !== 0 || bands.some((b, i) => i && bands[i - 1].start_min >= b.start_min)) fail("bands must start at 0 and increase");
-    return { doc, hash, currency: doc.currency, off: doc.utc_offset_min * 60, bands: bands.map((b) => [b.start_min, b.kwh_price_milli]) };
+    const tar = { doc, hash, currency: doc.currency, v2, bands: bands.map((b) => [b.start_min, b.kwh_price_milli]) };
+    tar.offsetAt = v2 ? (t) => tzOffset(v2.tz, t) : () => doc.utc_offset_min * 60;
+    tar.off = v2 ? null : doc.utc_offset_min * 60;
+    return tar;
   }
   const floorDiv = (a, b) => Math.floor(a / b);
-  function localMinute(tar, t) { return floorDiv(((t + tar.off) % 86400 + 86400) % 86400, 60); }
-  function bandAt(tar, t) {
+  function localMinute(tar, t) { return floorDiv((((t + tar.offsetAt(t)) % 86400) + 86400) % 86400, 60); }
+  function slotAt(tar, t) {
+    const v2 = tar.v2;
+    if (!v2 || !v2.slots.length) return null;
+    for (let i = v2.slots.length - 1; i >= 0; i--) {
+      if (v2.slots[i][0] <= t) return t < v2.slots[i][0] + v2.slotS ? v2.slots[i] : null;
+    }
+    return null;
+  }
+  function bandAt(tar, t) {            // [label minute or "slot", price per kWh (1/1000 minor)]
+    const slot = slotAt(tar, t);
+    if (slot) return ["slot", slot[1]];
     const minute = localMinute(tar, t);
     return tar.bands.filter(([s]) => s <= minute).pop();
   }
+  const rateAt = (tar, t) => bandAt(tar, t)[1];
+  function changesV2(tar, begin, end) {
+    // Every instant in (begin, end] where the price per kWh changes: candidates are band starts
+    // on the local clock, offset changes and slot edges; kept where the price differs from the
+    // second before.
+    const v2 = tar.v2, cand = new Set();
+    for (const [s] of v2.slots) { cand.add(s); cand.add(s + v2.slotS); }
+    let t = begin;
+    for (let n = 0; n < 100000 && t < end; n++) {
+      const off = tar.offsetAt(t), local = t + off, sod = ((local % 86400) + 86400) % 86400;
+      const next = tar.bands.map(([s]) => s * 60).find((s) => s > sod);
+      let c = local - sod + (next === undefined ? 86400 : next) - off;
+      const ch = tzNextChange(v2.tz, t);
+      if (ch !== null && ch < c) c = ch;
+      cand.add(c);
+      t = c;
+    }
+    const out = [...cand].filter((c) => c > begin && c <= end).sort((a, b) => a - b)
+      .filter((c) => rateAt(tar, c) !== rateAt(tar, c - 1));
+    if (out.length > 64) throw new Error("session crosses more than 64 price changes");
+    return out;
+  }
   function boundaries(tar, begin, end) {
+    if (tar.v2) return changesV2(tar, begin, end);
     const out = [];
     let day = floorDiv(begin + tar.off, 86400) * 86400 - tar.off;
     for (let n = 0; n < 100000; n++, day += 86400) {

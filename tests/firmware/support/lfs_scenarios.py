@@ -132,3 +132,80 @@ def power_cut_during_atomic_write(blocks=16):
         seen.add(value[:3])
     assert total > 1 and seen == {b"old", b"new"}, (total, seen)
     return total
+
+
+_TARIFF_V1 = ('{"v":1,"currency":"EUR","utc_offset_min":60,"session_fee_minor":0,'
+              '"bands":[{"start_min":0,"kwh_price_milli":30000}],"idle_min_price_milli":0,'
+              '"idle_grace_min":30,"tax_bp":0}')
+
+
+def _published(tid, valid_from, price):
+    return ('{"v":2,"id":"%s","currency":"EUR","valid_from":%d,"tz":"CET-1CEST,M3.5.0,M10.5.0/3",'
+            '"session_fee_minor":0,"bands":[{"start_min":0,"kwh_price_milli":%d}],'
+            '"idle_min_price_milli":0,"idle_grace_min":30,"tax_bp":0}' % (tid, valid_from, price))
+
+
+def power_cut_during_tariff_offer(blocks=24):
+    """Cut the power at every block write while a published tariff is put in force and another
+    is scheduled (session/billing.py): after the reboot the charger holds the old tariff or the
+    new one, whole, and every scheduled tariff it names is on flash and parses."""
+    from session.billing import Billing
+    from session.tariff import Tariff
+    now = 1800000000
+    a, b, c = _published("a", now - 100, 31000), _published("b", now - 50, 32000), _published("c", now + 3600, 33000)
+    dev = RamBlocks(blocks)
+    _mount(dev, mkfs=True)
+    first = Billing("/flash/tariff", _TARIFF_V1)
+    first.offer(a, now)
+    held = first.tariff.hash
+    _unmount()
+    image = bytes(dev.data)
+
+    def offers():
+        bill = Billing("/flash/tariff", _TARIFF_V1)
+        bill.offer(b, now)
+        bill.offer(c, now)
+        return bill
+    _mount(dev)
+    before = dev.writes
+    done = offers()
+    total = dev.writes - before
+    new_hash, scheduled = done.tariff.hash, done.pending[0][1]
+    _unmount()
+    limit = [0]
+    real_write = dev.writeblocks
+
+    def cutting(n, buf, off=None):
+        if limit[0] <= 0:
+            raise OSError(5)                      # EIO: the power is gone
+        limit[0] -= 1
+        real_write(n, buf, off)
+
+    seen = set()
+    for cut in range(total + 1):
+        dev.data[:] = image
+        limit[0] = cut
+        dev.writeblocks = cutting
+        _mount(dev)
+        try:
+            offers()
+        except OSError:
+            pass
+        try:
+            _unmount()
+        except OSError:
+            pass
+        dev.writeblocks = real_write
+        _mount(dev)
+        bill = Billing("/flash/tariff", _TARIFF_V1)          # the reboot
+        got = bill.tariff.hash
+        assert got in (held, new_hash), "cut after %d writes: tariff %s" % (cut, got[:12])
+        for vf, h in bill.pending:
+            raw = atomic.read("/flash/tariff/" + h)
+            assert raw is not None, "cut %d: scheduled %s not on flash" % (cut, h)
+            assert Tariff.parse(raw).valid_from == vf
+        seen.add((got == new_hash, len(bill.pending)))
+        _unmount()
+    assert total > 2 and (False, 0) in seen and (True, 1) in seen, (total, seen)
+    assert scheduled
+    return total

@@ -21,3 +21,7 @@ def test_full_littlefs_refuses_new_records_and_keeps_old_ones():
 
 def test_power_cut_during_atomic_replace_on_littlefs():
     _run("power_cut_during_atomic_write")
+
+
+def test_power_cut_while_a_published_tariff_is_taken_on_littlefs():
+    _run("power_cut_during_tariff_offer")

@@ -145,3 +145,22 @@ def test_a_validator_started_after_publication_gets_the_retained_tariff(tmp_path
         assert "unknown-tariff" not in [r["reason"] for r in v.db.rejections()]
     finally:
         v.close()
+
+
+def test_a_worker_of_a_validator_network_takes_published_tariffs(tmp_path, keys, pg_dsn):
+    """Workers share one PostgreSQL store: a tariff published after a receipt named it counts
+    from then on (the worker's read cache keeps no 'not published')."""
+    from host_tools.validator.workers import Worker
+    charger = SimCharger(tmp_path / "cp", "CP-0001", tariff_doc=DOC, seed=3)
+    w = Worker(pg_dsn, "val-1", "w0", clock=lambda: charger.now + 5,
+               operator_key=bytes.fromhex(op.public_spki_hex(keys[0])))
+    try:
+        w.enroll(charger.charger_id, charger.pubkey_der(), origin=charger.origin)
+        first = [w.process(t, p) for t, p in charger.charge()]
+        assert first[0].reason == "unknown-tariff"
+        assert w.process("tariff/std-2026", message(keys[1])).reason == "malformed"      # forged
+        assert w.process("tariff/std-2026", message(keys[0])).status == "accepted"
+        later = [w.process(t, p) for t, p in charger.charge()]
+        assert all(r.status == "accepted" for r in later), later
+    finally:
+        w.close()

@@ -187,3 +187,31 @@ def test_witness_cosignatures_agree_with_the_host(world, chrome):
     chrome.get(PAGE + "#b=" + b64url(good) + "&k=" + world.pub.hex() + "&w=" + quote("nobody+00000000+AAAA", safe=""))
     assert browser.wait_verdict(chrome).startswith("INVALID: bad-witness-key")
     assert browser.console_errors(chrome) == []
+
+
+# A published (version 2) tariff: Berlin's daylight-saving rule and quarter-hour slot prices;
+# the world's sessions begin an hour before the clocks go back (25 Oct 2026), at 02:00 CEST.
+AUTUMN = 1792890000
+V2_TARIFF = {"v": 2, "id": "std-2026", "currency": "EUR", "valid_from": AUTUMN - 86400,
+             "tz": "CET-1CEST,M3.5.0,M10.5.0/3", "session_fee_minor": 50,
+             "bands": [{"start_min": 0, "kwh_price_milli": 25000}, {"start_min": 150, "kwh_price_milli": 31000},
+                       {"start_min": 420, "kwh_price_milli": 39000}],
+             "idle_min_price_milli": 10000, "idle_grace_min": 30, "tax_bp": 1900,
+             "slot_s": 900, "slots": [[AUTUMN + 1800 + 900 * i, 20000 + 1500 * i] for i in range(6)]}
+
+
+def test_browser_and_host_agree_on_a_published_tariff(tmp_path, chrome):
+    w = World(tmp_path, tariff=V2_TARIFF, t_begin=AUTUMN - 3600)
+    fields = json.loads(json.loads(w.bundle(0))["receipt"].rsplit("|", 1)[0])     # that night's session
+    assert len(fields["segments"]) >= 5          # the fall-back change, band starts and slots
+    other = dict(V2_TARIFF, slots=[[AUTUMN + 1800, 1]])
+    for name, bundle in (("genuine", w.bundle(0)), ("other tariff", w.bundle(0, tariff=other)),
+                         ("re-priced", w.forged(index=0, edit_body=lambda b: b.replace(
+                             '"net":%d' % fields["net"], '"net":%d' % (fields["net"] - 1)).replace(
+                             '"price":%d' % fields["price"], '"price":%d' % (fields["price"] - 1))))):
+        host = on_host(bundle, w.pub)
+        page = in_browser(chrome, bundle, w.pub)
+        assert page.split(":")[:2] == host.split(":")[:2], (name, host, page)
+        if name == "genuine":
+            assert host.startswith("VALID") and page == host
+    assert browser.console_errors(chrome) == []
