@@ -41,6 +41,7 @@ class SessionStore:
                 os.rename(self._current + suffix, self._current + ".bad" + suffix)
 
     def save(self, session):
+        atomic.idle()           # the safety watch: the reading's checks are done, JSON next
         atomic.write(self._current, json.dumps(session).encode())
 
     def next_seq(self):

@@ -24,7 +24,7 @@ safety_gap_idle_max_us_micropython / safety_gap_idle_sleep_max_us_micropython
                                the host's noise floor over as long a run: a loop of nothing but
                                polls (the same watch and meter), and one with a 50 us sleep
                                between them; their gaps over 250 us are the machine's.
-safety_gc_pause_us_micropython the slowest of five full collections of the app's heap at the
+safety_gc_pause_us_micropython the slowest of seven full collections of the app's heap at the
                                end of the run (the floor of any gap holding one).
 safety_polls_per_session       polls made per session in that run (the hook density).
 safety_gap_sign_us_micropython / safety_gap_verify_us_micropython

@@ -70,7 +70,7 @@ class GapMeter:
         self.watch = watch
         self.f = open("/proc/self/status", "rb")
         self.fs = open("/proc/stat", "rb")
-        self.buf = bytearray(4096)
+        self.buf = bytearray(2048)        # /proc/self/status is ~1.4 KB; /proc/stat's cpu line is first
         self.hist = [0] * NBUCKETS       # every clean gap
         self.long = {}                   # "start > end" -> [count, max us], clean gaps > 250 us
         self.reset()
@@ -262,16 +262,19 @@ def signer_gaps(reps=7):
     return out
 
 
-def gc_pauses(n=5):
-    """A full collection's pause with the app's heap as it is now (the slowest of n)."""
+def gc_pauses(n=7):
+    """A full collection's pause with the app's heap as it is now: the slowest and the
+    fastest of n (the fastest is the collector's own cost, without the host's noise), and
+    the heap's live bytes."""
     worst = 0
+    best = 1 << 29
     for _ in range(n):
         t = ticks_us()
         gc.collect()
         d = ticks_diff(ticks_us(), t)
-        if d > worst:
-            worst = d
-    return worst
+        worst = max(worst, d)
+        best = min(best, d)
+    return worst, best, gc.mem_alloc()
 
 
 def main():
@@ -379,7 +382,7 @@ def main():
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(), "signer": signer,
                 "receipts": app.records.log.seq, "state": app.charger.state})
-    out["gc_pause_us"] = gc_pauses()
+    out["gc_pause_us"], out["gc_pause_min_us"], out["heap_live_bytes"] = gc_pauses()
     out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
                          conf["wait_slice_us"]))
     op.disconnect()
