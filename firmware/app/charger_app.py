@@ -36,10 +36,10 @@ from app.safety import SafetyWatch
 # are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
 GC_SHARE = 8
 # The collector is run by the safety watch, between two polls (app/safety.py): in the signer
-# and verifier every GC_HOOK_CALLS hook calls (each field operation allocates ~1.3-2.1 KB of
-# big integers on 32 bits, so five calls stay below the threshold), and at the end of a pass
-# that left more than half the threshold of garbage. The threshold stays as a backstop.
-GC_HOOK_CALLS = 5
+# and verifier every GC_HOOK_CALLS hook calls (a field operation allocates ~1.3-2.6 KB of big
+# integers on 32 bits, at most ~3.4 KB: four calls stay below the threshold), and at the end
+# of a pass that left more than half the threshold of garbage. The threshold is the backstop.
+GC_HOOK_CALLS = 4
 
 
 class ChargerApp:
@@ -92,6 +92,8 @@ class ChargerApp:
         self.ota = self._ota(cfg, clock, hw.get("reset"))
         self.tariffs = self._tariffs()          # published tariffs (app/tariffs.py)
         self.reader = self._reader(hw.get("rfid_spi"))
+        if self.reader is not None:
+            self.reader.chip.idle = safety      # while the chip waits for a card's answer
         self._rfid_ms = cfg["rfid_poll_ms"]
         self._rfid_due = clock.ticks_ms()
         # (pseudonym or None, refusal reason or None) of the last card read: never its UID

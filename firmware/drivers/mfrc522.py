@@ -86,6 +86,9 @@ class MFRC522:
         self._uid = bytearray(10)
         self.version = None
         self._more = False
+        # The safety watch, called while the chip is waited on (its timer allows a card 25 ms
+        # to answer; with no card in the field the wait runs that long on the board).
+        self.idle = None
 
     # ---- register access -------------------------------------------------------------------
     def _read(self, reg):
@@ -142,10 +145,13 @@ class MFRC522:
         self._write(_COMMAND, _CMD_TRANSCEIVE)
         self._set_bits(_BIT_FRAMING, 0x80)          # StartSend
         irq = 0
+        idle = self.idle
         for _ in range(_POLLS):
             irq = self._read(_COM_IRQ)
             if irq & (_IRQ_RX | _IRQ_TIMER | _IRQ_ERR):
                 break
+            if idle is not None:
+                idle()
         self._clear_bits(_BIT_FRAMING, 0x80)
         self._write(_COMMAND, _CMD_IDLE)
         if not irq & (_IRQ_RX | _IRQ_ERR):
@@ -158,6 +164,8 @@ class MFRC522:
         n = self._read(_FIFO_LEVEL) & 0x7F
         if n > len(self._resp):
             raise CardError("answer of %d bytes, at most %d expected" % (n, len(self._resp)))
+        if self.idle is not None:
+            self.idle()
         for i in range(n):
             self._resp[i] = self._read(_FIFO_DATA)
         return n

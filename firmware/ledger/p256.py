@@ -223,6 +223,8 @@ class _Comb:
             for i in range(w):
                 acc |= (((((b >> sh) & mask) * rep & sel) + add) & top) >> (s - 1 - i)
                 sh += t * d
+                if idle is not None:    # lanes of up to ~350 bits: ~2 KB of garbage each
+                    idle()
             lanes.append(acc.to_bytes(lb * d, "little"))
         out = bytearray(d * t)
         o = 0
