@@ -142,6 +142,8 @@ class MFRC522:
         for i in range(n_out):
             self._write(_FIFO_DATA, self._frame[i])
         self._write(_BIT_FRAMING, last_bits)
+        if self.idle is not None:                   # the frame loaded; now send it
+            self.idle()
         self._write(_COMMAND, _CMD_TRANSCEIVE)
         self._set_bits(_BIT_FRAMING, 0x80)          # StartSend
         irq = 0

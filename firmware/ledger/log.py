@@ -95,10 +95,21 @@ class ChargerLog:
         seq, index = self.seq + 1, self.frontier.size
         # Three signatures and records of 1-2 KB follow: start them on a heap cleared of the
         # session's garbage, so the larger blocks they need are found whole (ESP32 heap).
+        # The collection between two safety polls (store.atomic's hook: the app's watch), so
+        # its pause is not added to the work before or after it; the watch again between the
+        # pieces of the receipt (the signatures call it themselves).
+        atomic.idle()
         gc.collect()
+        atomic.idle()
         try:
-            record = ocmf.sign(ocmf.payload(s, seq), self.signer)
-            rec = receipt.sign(receipt.body(self.charger_id, seq, index, s, record), self.signer)
+            payload = ocmf.payload(s, seq)
+            atomic.idle()
+            record = ocmf.sign(payload, self.signer)
+            atomic.idle()
+            body = receipt.body(self.charger_id, seq, index, s, record)
+            atomic.idle()
+            rec = receipt.sign(body, self.signer)
+            atomic.idle()
         except (ocmf.OcmfError, receipt.ReceiptError, KeyError, TypeError) as e:
             raise LogError("session rejected: %s" % (e.args[0] if e.args else repr(e)))
         if len(rec) > RECEIPT_MAX:
@@ -107,7 +118,9 @@ class ChargerLog:
             raise LogFull("flash full: session refused, old receipts kept")
         frontier = self.frontier.copy()
         frontier.append(rec)
+        atomic.idle()
         cp = checkpoint.build(self.origin, frontier.size, frontier.root(), self._now(), self.signer)
+        atomic.idle()
         fb, cb = frontier.to_bytes(), cp.encode()
         atomic.write(self._state_path, b"".join((       # one copy, not one per "+"
             struct.pack(_HEAD, _MAGIC, seq, len(fb), len(rec), len(cb)), fb, rec, cb)))
