@@ -365,7 +365,18 @@ class ModbusRTU:
                     raise ModbusEchoError("write echo differs from request")
 
     def _resync(self):
-        """After a bad reply, wait until the line is quiet so the next reply starts clean."""
-        self._last_us = self.clock.ticks_us()
-        while self.port.readinto(self._rxv, _BUF, self.char_timeout_ms):
-            self._last_us = self.clock.ticks_us()
+        """After a bad reply, wait until the line is quiet so the next reply starts clean
+        (char_timeout_ms without a byte), in slices with idle() between them."""
+        c = self.clock
+        self._last_us = c.ticks_us()
+        if self.idle is None:
+            while self.port.readinto(self._rxv, _BUF, self.char_timeout_ms):
+                self._last_us = c.ticks_us()
+            return
+        quiet_us = self.char_timeout_ms * 1000
+        while c.ticks_diff(c.ticks_us(), self._last_us) < quiet_us:
+            if self.port.readinto(self._rxv, _BUF, 0):
+                self._last_us = c.ticks_us()
+            else:
+                self.idle()
+                c.sleep_us(self.idle_slice_us)

@@ -248,7 +248,8 @@ def signer_gaps(reps=7):
         best = None
         for _ in range(reps):
             gaps = []
-            st = [ticks_us(), gc.mem_alloc(), 0]         # last call, heap then, calls
+            gc.collect()
+            st = [0, gc.mem_alloc(), 0]                  # last call, heap then, calls
 
             def hook(gaps=gaps, st=st):
                 now = ticks_us()
@@ -259,8 +260,8 @@ def signer_gaps(reps=7):
                     gc.collect()
                 st[1] = gc.mem_alloc()
                 st[0] = ticks_us()
-            gc.collect()
             prev = p256.set_idle(hook)
+            st[0] = ticks_us()
             try:
                 fn()
             finally:
@@ -393,6 +394,9 @@ def main():
         until(lambda: app.outbox.pending() == 0)
         steps += 1
     out = gm.summary()
+    master = app.charger.meter.master
+    out.update({"modbus_attempts": master.attempts, "modbus_failures": master.failures,
+                "collects": app.safety.collects})
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(), "signer": signer,
                 "receipts": app.records.log.seq, "state": app.charger.state})
