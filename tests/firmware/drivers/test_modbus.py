@@ -160,3 +160,33 @@ def test_bad_arguments_send_nothing():
     raises(ModbusArgError, m.write_registers, 1, 0, [1, -1])
     raises(ModbusArgError, ModbusRTU, line, 200, 20, -1)
     assert line.written == []
+
+
+def test_every_wait_calls_idle_frame_gap_and_resync_included():
+    """The safety watch (idle) runs while the line's inter-frame gap is waited out and while a
+    bad reply's line is waited quiet, not only while a reply is awaited."""
+    events = []
+
+    class Line(ScriptedLine):
+        def write(self, buf):
+            events.append("write")
+            ScriptedLine.write(self, buf)
+    good = with_crc(b"\x01\x04\x02\x00\x07")
+    m = ModbusRTU(Line([[good]]), idle=lambda: events.append("idle"))
+    m.idle_slice_us = 100
+    m.gap_us = 5000                          # a long t3.5 just begun: it is surely waited
+    m._last_us = m.clock.ticks_us()
+    assert bytes(m.read_input(1, 0, 1)) == b"\x00\x07"
+    assert events.index("write") >= 5, events
+    # A reply with a bad CRC, then the good one: no frame gap to wait here, so whatever
+    # idle() calls come between the two requests are the resynchronisation's.
+    bad = bytearray(good)
+    bad[-1] ^= 0xFF
+    del events[:]
+    m = ModbusRTU(Line([[bytes(bad)], [good]]), retries=1, idle=lambda: events.append("idle"))
+    m.idle_slice_us = 100
+    m.gap_us = 0
+    assert bytes(m.read_input(1, 0, 1)) == b"\x00\x07" and m.failures == 1
+    first = events.index("write")
+    second = events.index("write", first + 1)
+    assert events[first + 1:second].count("idle") >= 1, events
