@@ -30,15 +30,17 @@ from app.records import Records
 from app.safety import SafetyWatch
 
 
-# Collect once an eighth of the heap has been allocated since the last collection, rather than
+# Collect once a sixth of the heap has been allocated since the last collection, rather than
 # only when the heap is full: with the garbage cleared often, the objects that live long pack
 # low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's end
-# are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
-GC_SHARE = 8
+# are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`). In
+# practice the safety watch collects sooner (below); this threshold is the backstop, set with
+# room above the signer's four hook calls (at most ~14 KB) so it does not fire inside them.
+GC_SHARE = 6
 # The collector is run by the safety watch, between two polls (app/safety.py): in the signer
 # and verifier every GC_HOOK_CALLS hook calls (a field operation allocates ~1.3-2.6 KB of big
-# integers on 32 bits, at most ~3.4 KB: four calls stay below the threshold), and at the end
-# of a pass that left more than half the threshold of garbage. The threshold is the backstop.
+# integers on 32 bits, at most ~3.6 KB: four calls stay below the threshold), and at the end
+# of a pass that left more than a quarter of the threshold of garbage.
 GC_HOOK_CALLS = 4
 
 
@@ -48,7 +50,7 @@ class ChargerApp:
         if hasattr(gc, "threshold"):            # MicroPython
             share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
             gc.threshold(share)
-            gc_calls, tidy_bytes = GC_HOOK_CALLS, share // 2
+            gc_calls, tidy_bytes = GC_HOOK_CALLS, share // 4
         self.cfg = cfg
         self.clock = clock = hw["clock"]
         self.watchdog = hw.get("watchdog")

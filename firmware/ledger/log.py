@@ -102,13 +102,15 @@ class ChargerLog:
         gc.collect()
         atomic.idle()
         try:
-            payload = ocmf.payload(s, seq)
+            # One name for each piece in turn: nothing outlives its use (the heap's peak).
+            part = ocmf.payload(s, seq)
             atomic.idle()
-            record = ocmf.sign(payload, self.signer)
+            part = ocmf.sign(part, self.signer)
             atomic.idle()
-            body = receipt.body(self.charger_id, seq, index, s, record)
+            part = receipt.body(self.charger_id, seq, index, s, part)
             atomic.idle()
-            rec = receipt.sign(body, self.signer)
+            rec = receipt.sign(part, self.signer)
+            part = None
             atomic.idle()
         except (ocmf.OcmfError, receipt.ReceiptError, KeyError, TypeError) as e:
             raise LogError("session rejected: %s" % (e.args[0] if e.args else repr(e)))
