@@ -29,7 +29,9 @@ safety_gc_pause_us_micropython the slowest of seven full collections of the app'
 safety_polls_per_session       polls made per session in that run (the hook density).
 safety_gap_sign_us_micropython / safety_gap_verify_us_micropython
                                the signer's and verifier's largest gap between two hook calls,
-                               noise-free (minimum per hook position over 7 runs).
+                               noise-free (minimum per hook position over 7 runs; a gap holding
+                               a collection is left out of its run: the collector is
+                               measured apart, safety_gc_pause_us_micropython).
 """
 import json
 import os
