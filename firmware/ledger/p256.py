@@ -30,6 +30,10 @@ GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 _idle = None
 
 
+def _none():
+    pass
+
+
 def set_idle(fn):
     """Install fn (no arguments) as the hook called between field operations (None: no hook);
     returns the hook it replaces, to be put back when the operation is done."""
@@ -62,10 +66,9 @@ def _inv(a, m):
     r0, r1 = m, a % m
     s0, s1 = 0, 1               # r0 = s0*a, r1 = s1*a (mod m)
     shift = 256 - _LB
-    idle = _idle
+    idle = _idle or _none
     while r1 >= _LTOP:
-        if idle is not None:
-            idle()
+        idle()
         x = r0 >> shift         # r0 only shrinks, so x < 2^_LB; slide shift down to keep
         n = 0                   # the top _LB bits
         v = x
@@ -77,8 +80,7 @@ def _inv(a, m):
             x = r0 >> shift
         y = r1 >> shift
         aa, bb, cc, dd = 1, 0, 0, 1
-        if idle is not None:        # the top bits found; now the simulated quotients
-            idle()
+        idle()  # the top bits found; now the simulated quotients
         while y + cc and y + dd:
             q = (x + aa) // (y + cc)
             if q != (x + bb) // (y + dd):
@@ -88,8 +90,7 @@ def _inv(a, m):
             x, y = y, x - q * y
         if bb:
             r0, r1 = aa * r0 + bb * r1, cc * r0 + dd * r1
-            if idle is not None:    # the remainders and the cofactors: one hook each
-                idle()
+            idle()  # the remainders and the cofactors: one hook each
             s0, s1 = aa * s0 + bb * s1, cc * s0 + dd * s1
         else:                   # no quotient could be simulated: one full step
             q, r = divmod(r0, r1)
@@ -99,8 +100,7 @@ def _inv(a, m):
         q, r = divmod(r0, r1)
         r0, r1 = r1, r
         s0, s1 = s1, s0 - q * s1
-        if idle is not None:
-            idle()
+        idle()
     if r0 != 1:
         raise P256Error("not invertible")
     return s0 % m
@@ -214,17 +214,15 @@ class _Comb:
         mask = (1 << d) - 1
         lb = s // 8
         lanes = []
-        idle = _idle
+        idle = _idle or _none
         for j in range(t):
-            if idle is not None:
-                idle()
+            idle()
             acc = 0
             sh = j * d
             for i in range(w):
                 acc |= (((((b >> sh) & mask) * rep & sel) + add) & top) >> (s - 1 - i)
                 sh += t * d
-                if idle is not None:    # lanes of up to ~350 bits: ~2 KB of garbage each
-                    idle()
+                idle()  # lanes of up to ~350 bits: ~2 KB of garbage each
             lanes.append(acc.to_bytes(lb * d, "little"))
         out = bytearray(d * t)
         o = 0
@@ -249,10 +247,9 @@ class _Comb:
         tabsize = half << 6
         x = y = z = 0
         n = 0
-        idle = _idle
+        idle = _idle or _none
         for idx in self.indices(k):
-            if idle is not None:
-                idle()
+            idle()
             if n == t:
                 n = 0
                 # dbl-2001-b, a = -3 (Bernstein-Lange EFD): 3M + 5S.
@@ -263,8 +260,7 @@ class _Comb:
                 z = 2 * y * z % p
                 x = (a * a - 8 * bb) % p
                 y = (a * (4 * bb - x) - 8 * g * g) % p
-                if idle is not None:        # the doubling and the addition: one hook each
-                    idle()
+                idle()  # the doubling and the addition: one hook each
             o = (n * tabsize) + ((idx & low) << 6 if idx & half else ((~idx) & low) << 6)
             x2 = fb(tab[o:o + 32], "big")
             y2 = fb(tab[o + 32:o + 64], "big")
@@ -310,17 +306,15 @@ def _batch_affine(points, pre=None, out=None):
     pre = pre or [0] * (m + 1)
     out = out or [None] * m
     pre[0] = 1
-    idle = _idle
+    idle = _idle or _none
     for i in range(m):
-        if idle is not None:
-            idle()
+        idle()
         pre[i + 1] = pre[i] * points[i][2] % P
     if not pre[m]:
         raise P256Error("point at infinity")
     inv = _inv(pre[m], P)
     for i in range(m - 1, -1, -1):
-        if idle is not None:
-            idle()
+        idle()
         zi = inv * pre[i] % P
         inv = inv * points[i][2] % P
         zi2 = zi * zi % P
@@ -399,9 +393,9 @@ def _wnaf(k):
     n = 0
     full = 1 << _WNAF
     half = full >> 1
-    idle = _idle
+    idle = _idle or _none
     while k:
-        if idle is not None and not n & 31:
+        if not n & 31:
             idle()
         if k & 1:
             d = k & (full - 1)
@@ -422,10 +416,9 @@ def _odd_multiples(px, py):
     x2, y2, z2 = _dbl(px, py, 1)
     two = _to_affine(x2, y2, z2)
     jac = [(px, py, 1)]
-    idle = _idle
+    idle = _idle or _none
     for _ in range((1 << (_WNAF - 2)) - 1):
-        if idle is not None:
-            idle()
+        idle()
         a = jac[-1]
         jac.append(_madd(a[0], a[1], a[2], two[0], two[1]))
     return _batch_affine(jac)
@@ -438,10 +431,9 @@ def _mul_point(k, px, py):
     n = _wnaf(k)
     digits = _DIGITS
     x = y = z = 0
-    idle = _idle
+    idle = _idle or _none
     for i in range(n - 1, -1, -1):
-        if idle is not None:
-            idle()
+        idle()
         if z:
             # dbl-2001-b, a = -3, inlined (about 256 of these per verification)
             d = z * z % p
@@ -453,7 +445,7 @@ def _mul_point(k, px, py):
             y = (a * (4 * bb - x) - 8 * g * g) % p
         dg = digits[i] - 16
         if dg:
-            if idle is not None and z:  # the doubling and the addition: one hook each
+            if z:                       # the doubling and the addition: one hook each
                 idle()
             x2, y2 = tbl[(dg if dg > 0 else -dg) >> 1]
             if dg < 0:
@@ -522,8 +514,7 @@ def sign_digest(priv, digest, blind=None):
     n = N
     e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
     for k in nonces(priv, digest, n):
-        if _idle is not None:             # the nonce's HMACs done
-            _idle()
+        (_idle or _none)()                # the nonce's HMACs done
         x, y, z = _mul_base(k)
         if blind:
             bp = blind % P or 1
@@ -564,11 +555,10 @@ def _verify(mul_pub, digest, r, s):
     else:
         x1, y1, z1 = 0, 1, 0
     x2, y2, z2 = mul_pub(u2)
-    if _idle is not None:
-        _idle()
+    idle = _idle or _none
+    idle()
     x, y, z = _add(x1, y1, z1, x2, y2, z2)
-    if _idle is not None:
-        _idle()
+    idle()
     if not z:
         return False
     # x/z^2 mod n == r without an inversion: x == r*z^2, or (r + n)*z^2 when r + n < P.

@@ -9,6 +9,10 @@ import json
 import sys
 import time
 
+# First, on a fresh heap: run from .py source (the 64-bit port), the P-256 table module is a
+# 16 KB bytes literal that needs one whole block, which a heap fragmented by the other imports
+# may not have (which imports tip it over changes with every edit of the firmware).
+from ledger import p256_table  # noqa: F401,E402
 from uplink.outbox import Outbox
 from uplink.mqtt import Link
 from uplink.acks import AckChecker     # after mqtt: the P-256 tables first (heap)
