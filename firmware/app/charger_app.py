@@ -46,11 +46,7 @@ GC_HOOK_CALLS = 4
 
 class ChargerApp:
     def __init__(self, board, cfg, hw):
-        gc_calls = tidy_bytes = 0
-        if hasattr(gc, "threshold"):            # MicroPython
-            share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
-            gc.threshold(share)
-            gc_calls, tidy_bytes = GC_HOOK_CALLS, share // 4
+        gc_calls, tidy_bytes = self._collector()
         self.cfg = cfg
         self.clock = clock = hw["clock"]
         self.watchdog = hw.get("watchdog")
@@ -107,6 +103,15 @@ class ChargerApp:
         self._booted_ms = clock.ticks_ms()
         # The heap's all-time low, not its current free size: fragmentation shows there first.
         self.heap_min = None
+
+    @staticmethod
+    def _collector():
+        """The heap's threshold set (MicroPython); (gc_calls, tidy_bytes) for the watch."""
+        if not hasattr(gc, "threshold"):        # CPython: its own collector, left alone
+            return 0, 0
+        share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
+        gc.threshold(share)
+        return GC_HOOK_CALLS, share // 4
 
     def _uplink(self, cfg, clock):
         # Imported here: a charger run without a network (bench, offline tests) keeps the

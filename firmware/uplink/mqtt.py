@@ -257,8 +257,6 @@ class Link:
             if self.ack_checker is None:
                 raise BadAck("no ack keys provisioned")
             seq, tag, digest = self.ack_checker.check(validator, msg)
-            if self.idle is not None:       # the ack's MAC checked; its bookkeeping next
-                self.idle()
             before = self.outbox.acked
             if self.outbox.ack(seq, validator, digest, tag):
                 self.acks += 1
