@@ -25,7 +25,7 @@ from typing import Any
 
 ACK_VERSION = "cp-ack/1"
 KINDS = ("receipt", "checkpoint")
-
+_COMPACT = json.JSONEncoder(separators=(",", ":"))    # made once: json.dumps(separators=...) builds one per call
 
 
 class AckKeyError(ValueError):
@@ -39,14 +39,16 @@ def mac_input(charger_id: str, validator_id: str, kind: str, seq: int, sha256_he
 
 
 def make_ack(validator_id: str, charger_id: str, kind: str, seq: int, payload: bytes,
-             kid: str, key: bytes) -> bytes:
-    """The ack message for outbox record seq of kind whose exact bytes are payload."""
+             kid: str, key: bytes, digest: str | None = None) -> bytes:
+    """The ack message for outbox record seq of kind whose exact bytes are payload (digest:
+    their SHA-256 hex if the caller has it already)."""
     if kind not in KINDS:
         raise AckKeyError("kind must be one of %s" % (KINDS,))
-    digest = hashlib.sha256(payload).hexdigest()
+    if digest is None:
+        digest = hashlib.sha256(payload).hexdigest()
     mac = hmac.digest(key, mac_input(charger_id, validator_id, kind, seq, digest), "sha256")   # one-shot, in C
-    return json.dumps({"v": validator_id, "c": charger_id, "k": kind, "seq": seq, "sha256": digest,
-                       "kid": kid, "mac": mac.hex()}, separators=(",", ":")).encode()
+    return _COMPACT.encode({"v": validator_id, "c": charger_id, "k": kind, "seq": seq, "sha256": digest,
+                            "kid": kid, "mac": mac.hex()}).encode()
 
 
 def verify_ack(raw: bytes, keys: dict[str, bytes]) -> dict[str, Any] | None:
@@ -140,7 +142,8 @@ class AckKeys:
             raise AckKeyError("charger %s has no ack key (enroll it first)" % charger_id)
         return {"validator": validator_id, "charger": charger_id, "ack_keys": keys}
 
-    def ack(self, validator_id: str, charger_id: str, kind: str, seq: int, payload: bytes) -> bytes:
+    def ack(self, validator_id: str, charger_id: str, kind: str, seq: int, payload: bytes,
+            digest: str | None = None) -> bytes:
         now = time.monotonic()
         hit = self._signing.get(charger_id)
         if hit is None or now - hit[0] >= CACHE_S:
@@ -148,4 +151,4 @@ class AckKeys:
                 self._signing.clear()
             hit = self._signing[charger_id] = (now, self.current(charger_id) or self.ensure(charger_id))
         kid, key = hit[1]
-        return make_ack(validator_id, charger_id, kind, seq, payload, kid, key)
+        return make_ack(validator_id, charger_id, kind, seq, payload, kid, key, digest)

@@ -96,10 +96,13 @@ def canonical_encoding(rc: dict) -> bool:
             and rc["raw"].rpartition(b"|")[2] == rc["signature"].hex().encode())
 
 
-def log_position(db: Any, tree: merkle.Tree, charger_id: str, index: int, body: bytes) -> bool:
+def log_position(db: Any, tree: merkle.Tree, charger_id: str, index: int, body: bytes,
+                 leaf: Optional[bytes] = None) -> bool:
     """True if this exact receipt is already at its index (a duplicate), False if it is the
-    next one; Reject fork / gap (with evidence: the receipt is authentic) otherwise."""
-    leaf = merkle.leaf_hash(body)
+    next one; Reject fork / gap (with evidence: the receipt is authentic) otherwise. leaf: the
+    body's RFC 9162 leaf hash, if the caller has it."""
+    if leaf is None:
+        leaf = merkle.leaf_hash(body)
     if index < tree.size:
         held = db.receipt_at(charger_id, index)
         if held["leaf_hash"] == leaf:

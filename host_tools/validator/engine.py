@@ -265,8 +265,9 @@ class Engine:
 
     def _ack(self, result: Result, envelope: dict) -> Result:
         result.ack_topic = formats.ack_topic(str(result.charger_id), self.validator_id)
+        # result.digest, when set, is the SHA-256 of these same bytes (payload == envelope body)
         result.ack = self.ack_keys.ack(self.validator_id, str(result.charger_id), envelope["kind"],
-                                       envelope["outbox_seq"], envelope["body"])
+                                       envelope["outbox_seq"], envelope["body"], result.digest)
         return result
 
     def _rejected(self, kind: str, charger_id: str, topic: str, payload: bytes, rej: Reject,
@@ -324,13 +325,14 @@ class Engine:
         state["authenticated"] = True
         index = rc["index"]
         tree = self.registry.tree(charger_id)
-        if checks.log_position(self.db, tree, charger_id, index, body):
+        leaf = merkle.leaf_hash(body)            # hashed once: position check, row and tree
+        if checks.log_position(self.db, tree, charger_id, index, body, leaf):
             result = Result("receipt", charger_id, "duplicate", "", "index %d already stored" % index, index)
             return self._ack(result, envelope)
-        return self._store_receipt(charger_id, str(topic), payload, envelope, rc, tree)
+        return self._store_receipt(charger_id, str(topic), payload, envelope, rc, tree, leaf)
 
     def _store_receipt(self, charger_id: str, topic: str, payload: bytes, envelope: dict, rc: dict,
-                       tree: merkle.Tree) -> Result:
+                       tree: merkle.Tree, leaf: bytes) -> Result:
         """An authentic receipt, next in the log: stored whatever the billing verdict."""
         now = int(self.clock())
         index, body = rc["index"], envelope["body"]
@@ -341,20 +343,25 @@ class Engine:
                 status, detail = "flagged", note
         except Reject as rej:
             status, reason, detail, evidence = "disputed", rej.reason, rej.detail, rej.evidence
-        leaf = merkle.leaf_hash(body)
         row = dict(rc)
         row.update(charger_id=charger_id, log_index=index, leaf_hash=leaf, receipt=body,
                    status=status, note=(reason + ": " + detail) if reason else detail, received_at=now)
-        with self.db.transaction() as tx:
-            self.db.insert_receipt(tx, row)
-            if reason:
-                self.rejections.insert_authentic(tx, charger_id, "receipt", reason, detail, topic, payload, now)
-            if evidence:
-                self.db.insert_evidence(tx, charger_id, evidence[0], evidence[1], evidence[2], detail, now)
+        digest = hashlib.sha256(payload).hexdigest()     # once: the rejection row, the result, the ack
+        if not reason:
+            # one statement: atomic by itself (inside a batch no savepoint is needed)
+            with self.db.statement() as tx:
+                self.db.insert_receipt(tx, row)
+        else:
+            with self.db.transaction() as tx:
+                self.db.insert_receipt(tx, row)
+                self.rejections.insert_authentic(tx, charger_id, "receipt", reason, detail, topic, payload,
+                                                 now, digest)
+                if evidence:
+                    self.db.insert_evidence(tx, charger_id, evidence[0], evidence[1], evidence[2], detail, now)
         tree.append_hash(leaf)
         result = Result("receipt", charger_id, "rejected" if reason else status, reason, detail, index)
         result.evidence = evidence[0] if evidence else None
-        result.digest = hashlib.sha256(payload).hexdigest()
+        result.digest = digest
         return self._ack(result, envelope)
 
     def _billing(self, charger_id: str, rc: dict, now: int) -> str:

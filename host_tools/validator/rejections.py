@@ -68,10 +68,11 @@ class RejectionLog:
         return "evidence" if stored_evidence else "stored"
 
     def insert_authentic(self, tx: Any, charger_id: str, kind: str, reason: str, detail: str, topic: str,
-                         payload: bytes, now: int) -> None:
-        """Inside the transaction that stores an authentic but disputed receipt: whole bytes."""
+                         payload: bytes, now: int, digest: Optional[str] = None) -> None:
+        """Inside the transaction that stores an authentic but disputed receipt: whole bytes
+        (digest: their SHA-256 hex, if the caller has it)."""
         self.db.insert_rejection(tx, charger_id, kind, reason, detail, topic, payload, now,
-                                 sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+                                 sha256=digest or hashlib.sha256(payload).hexdigest(), size=len(payload))
 
     def _count(self, key: Key) -> int:
         if key not in self._stored:

@@ -182,6 +182,13 @@ def _now():
     return int(time.time())
 
 
+_RECEIPT_COLUMNS = ("charger_id", "log_index", "seq", "leaf_hash", "receipt", "ocmf", "meter_serial",
+                    "transaction_id", "begin_wh", "end_wh", "energy_wh", "price_minor", "currency",
+                    "tariff_hash", "begin_time", "end_time", "status", "note", "received_at")
+_INSERT_RECEIPT = "INSERT INTO receipts (%s) VALUES (%s)" % (",".join(_RECEIPT_COLUMNS),
+                                                             ",".join("?" * len(_RECEIPT_COLUMNS)))
+
+
 def key_id_hex(pubkey_der):
     """C2SP key id (host_tools/verify/checkpoint.key_id), hex."""
     return c2sp_key_id(bytes(pubkey_der)).hex()
@@ -421,19 +428,16 @@ class _Ledger:
         return _receipt_row(row)
 
     def insert_receipt(self, db, row):
-        """Inside a transaction(): add one receipt (a dict with the receipts columns)."""
-        cols = ("charger_id", "log_index", "seq", "leaf_hash", "receipt", "ocmf", "meter_serial",
-                "transaction_id", "begin_wh", "end_wh", "energy_wh", "price_minor", "currency",
-                "tariff_hash", "begin_time", "end_time", "status", "note", "received_at")
-        values = [row.get(c) for c in cols]
+        """Inside a transaction() or statement(): add one receipt (a dict with the receipts
+        columns)."""
+        values = [row.get(c) for c in _RECEIPT_COLUMNS]
         values[3] = bytes(values[3])
         values[4] = bytes(values[4])
         if values[-1] is None:
             values[-1] = _now()
         if values[-2] is None:
             values[-2] = ""
-        db.execute("INSERT INTO receipts (%s) VALUES (%s)" % (",".join(cols), ",".join("?" * len(cols))),
-                   values)
+        db.execute(_INSERT_RECEIPT, values)
 
     def sessions(self, charger_id=None):
         if charger_id is None:
@@ -605,6 +609,18 @@ class LedgerDB(_Ledger):
             self._db.execute("COMMIT")
 
     @contextlib.contextmanager
+    def statement(self):
+        """For a block that makes exactly one write: transaction() alone, but inside batch() no
+        savepoint (one statement is atomic by itself, so there is nothing to roll back alone,
+        and a failure rolls the batch back)."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction() as tx:
+                    yield tx
+                return
+            yield self._db
+
+    @contextlib.contextmanager
     def batch(self):
         """Group commit: one transaction (one fsync) around many transaction() blocks. Nothing
         inside may be acknowledged before the batch block has returned."""
@@ -726,7 +742,24 @@ class PgLedgerDB(_Ledger):
             with self._db.pipeline():
                 with self._db.transaction():
                     with self._db.cursor() as cur:
-                        yield _PgTx(cur)
+                        self._batch_tx = _PgTx(cur)
+                        try:
+                            yield self._batch_tx
+                        finally:
+                            self._batch_tx = None
+
+    _batch_tx = None
+
+    @contextlib.contextmanager
+    def statement(self):
+        """For a block that makes exactly one write: transaction() alone, but inside batch() no
+        savepoint (see LedgerDB.statement)."""
+        with self._lock:
+            if self._batch_tx is None:
+                with self.transaction() as tx:
+                    yield tx
+                return
+            yield self._batch_tx
 
     def lock_charger(self, tx, charger_id):
         tx.execute("SELECT 1 FROM chargers WHERE charger_id=? FOR UPDATE", (charger_id,))

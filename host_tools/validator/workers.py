@@ -99,7 +99,9 @@ class CachedReads:
 
     def clear(self, charger_id: Optional[str] = None) -> None:
         if charger_id is None:
-            self._rows: Dict[Tuple[str, int], dict] = {}
+            # per charger only its newest receipt (what the next one is checked against): a
+            # worker that runs for months must not hold every receipt it ever stored
+            self._rows: Dict[str, dict] = {}
             self._last: Dict[tuple, Optional[dict]] = {}
             self._chargers: Dict[str, Optional[dict]] = {}
             self._empty: set = set()
@@ -107,7 +109,7 @@ class CachedReads:
             return
         self._empty.discard(charger_id)
         self._cps.pop(charger_id, None)
-        self._rows = {k: v for k, v in self._rows.items() if k[0] != charger_id}
+        self._rows.pop(charger_id, None)
         self._last = {k: v for k, v in self._last.items() if k[0] != charger_id}
 
     def charger(self, charger_id: str) -> Optional[dict]:
@@ -128,8 +130,10 @@ class CachedReads:
         return got
 
     def receipt_at(self, charger_id: str, log_index: int) -> Optional[dict]:
-        row = self._rows.get((charger_id, log_index))
-        return row if row is not None else self._db.receipt_at(charger_id, log_index)
+        row = self._rows.get(charger_id)
+        if row is not None and row["log_index"] == log_index:
+            return row
+        return self._db.receipt_at(charger_id, log_index)
 
     def mark_empty(self, charger_id: str) -> None:
         """The charger's log is empty (seen under its lock): no previous receipt of any meter."""
@@ -182,7 +186,7 @@ class CachedReads:
         cid = row["charger_id"]
         self._empty.discard(cid)
         kept = dict(row, receipt=bytes(row["receipt"]), leaf_hash=bytes(row["leaf_hash"]))
-        self._rows[(cid, row["log_index"])] = kept
+        self._rows[cid] = kept
         self._last[(cid, None, True)] = kept
         self._last[(cid, row.get("meter_serial"), False)] = kept
 
