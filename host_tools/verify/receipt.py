@@ -30,6 +30,8 @@ MAX_INT = 10 ** 15                # energy, money, counters: far above any real 
 MAX_SEGMENTS = 64
 FIELDS = ("v", "charger", "seq", "index", "begin", "end", "charge_end", "energy_wh", "segments",
           "tariff", "currency", "net", "tax", "price", "reason", "ocmf")
+_INT_FIELDS = tuple((key, MAX_TIME if key in ("begin", "end", "charge_end") else MAX_INT)
+                    for key in ("seq", "index", "begin", "end", "charge_end", "energy_wh", "net", "tax", "price"))
 
 
 class ReceiptError(ValueError):
@@ -65,18 +67,20 @@ class Receipt:
     def _check_fields(f):
         if not isinstance(f, dict) or tuple(f) != FIELDS or f["v"] != 1 or type(f["v"]) is not int:
             raise ReceiptError("receipt fields must be exactly %s (v 1)" % ", ".join(FIELDS))
-        for key in ("seq", "index", "begin", "end", "charge_end", "energy_wh", "net", "tax", "price"):
-            top = MAX_TIME if key in ("begin", "end", "charge_end") else MAX_INT
-            if type(f[key]) is not int or not 0 <= f[key] <= top:
+        for key, top in _INT_FIELDS:
+            value = f[key]
+            if type(value) is not int or not 0 <= value <= top:
                 raise ReceiptError("%s must be an integer in 0..%d" % (key, top))
         for key in ("charger", "tariff", "currency", "reason", "ocmf"):
             if not isinstance(f[key], str):
                 raise ReceiptError("%s must be a string" % key)
         segs = f["segments"]
-        if not isinstance(segs, list) or len(segs) > MAX_SEGMENTS or not all(
-                isinstance(s, list) and len(s) == 2 and all(type(x) is int and 0 <= x <= MAX_INT for x in s)
-                for s in segs):
+        if not isinstance(segs, list) or len(segs) > MAX_SEGMENTS:
             raise ReceiptError("segments must be at most %d [[time, Wh], ...]" % MAX_SEGMENTS)
+        for seg in segs:          # a plain loop: this runs on every receipt a validator takes
+            if not (isinstance(seg, list) and len(seg) == 2 and type(seg[0]) is int and type(seg[1]) is int
+                    and 0 <= seg[0] <= MAX_INT and 0 <= seg[1] <= MAX_INT):
+                raise ReceiptError("segments must be at most %d [[time, Wh], ...]" % MAX_SEGMENTS)
 
     def __getitem__(self, key):
         return self.fields[key]
