@@ -7,7 +7,8 @@
 # scenario: {"charger_id", "data_dir", "board", "meter": {"port", "baud", "control"},
 #            "mqtt_host", "mqtt_port", "config": {...overrides}, "secrets": {...} (written to
 #            <data_dir>/secrets.json as provisioning would; absent: keep what is there),
-#            "sessions": [{"card", "power_w", "minutes", "idle_minutes"}...],
+#            "sessions": [{"card", "power_w", "minutes", "idle_minutes", optional "until_ota" or
+#            "cut_after_min" (print CUT n after that much charging, then wait to be killed)}...],
 #            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s",
 #            "serve_until" (optional: after the sessions, run until the update is "staged" or
 #            the new version "confirmed")}
@@ -121,6 +122,11 @@ class SimCharger:
                 self.run(60, step_ms=5000, power_w=s["power_w"])
                 time.sleep(0.01)       # real time for the network: the update server answers
             self.ota_line()
+        elif s.get("cut_after_min"):   # the test cuts the power here: charge, then wait for it
+            self.run(s["cut_after_min"] * 60, step_ms=5000, power_w=s["power_w"])
+            print("CUT %d" % n)
+            while True:
+                time.sleep(1)
         else:
             self.run(s["minutes"] * 60, step_ms=5000, power_w=s["power_w"])
         self.ev.set_state("B")                       # the EV is full
