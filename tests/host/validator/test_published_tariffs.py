@@ -164,3 +164,23 @@ def test_a_worker_of_a_validator_network_takes_published_tariffs(tmp_path, keys,
         assert all(r.status == "accepted" for r in later), later
     finally:
         w.close()
+
+
+def test_cli_publish_checks_and_signs(tmp_path, keys, capsys):
+    from host_tools import cli
+    keyfile = tmp_path / "operator.pem"
+    op.save_key(keys[0], str(keyfile))
+    good, bad = tmp_path / "T.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(DOC))
+    bad.write_text(json.dumps(dict(DOC, tz="CET-1CEST")))           # a DST zone without its rule
+    assert cli.main(["tariff", "publish", "--file", str(good), "--key", str(keyfile), "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["topic"] == "tariff/std-2026" and not out["published"]
+    assert out["hash"] == SimCharger(tmp_path / "cp", "CP-0001", tariff_doc=DOC).tariff.hash
+    assert cli.main(["tariff", "publish", "--file", str(bad), "--key", str(keyfile), "--dry-run"]) == 2
+    assert "tz" in capsys.readouterr().err
+    # the validator's --operator-key: hex, a file of hex, or a PEM key
+    spki_hex = op.public_spki_hex(keys[0])
+    (tmp_path / "op.hex").write_text(spki_hex + "\n")
+    for given in (spki_hex, str(tmp_path / "op.hex"), str(keyfile)):
+        assert cli._operator_key(given) == bytes.fromhex(spki_hex)
