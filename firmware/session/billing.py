@@ -116,9 +116,10 @@ class Billing:
             if p[0] <= now:
                 due = p
         if due is not None:
-            t = Tariff.parse(atomic.read("%s/%s" % (self.dir, due[1])))
+            raw = atomic.read("%s/%s" % (self.dir, due[1]))
             self._write_pending([p for p in self.pending if p[0] > due[0]])
-            self._install(t, keep)
+            if raw is not None:             # (its file is written before the schedule names it)
+                self._install(Tariff.parse(raw), keep)
         t = self.tariff
         if t.valid_until is not None and now >= t.valid_until:
             raise TariffError("tariff-expired")
