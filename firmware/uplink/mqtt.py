@@ -26,11 +26,13 @@ from hal import net
 from uplink import commands
 from uplink.inbox import CommandInbox
 from uplink.outbox import BadAck
-from uplink.topics import TARIFF_MAX, Topics
+from uplink.topics import Topics
 
-# The largest message we take (a command with its MAC, or a published tariff): a longer one is
-# skipped on the wire by hal.net, never allocated, and arrives as b"" (refused as malformed).
-MAX_READ = max(TARIFF_MAX, commands.MAX_MESSAGE)
+# The largest message we take: an update chunk (app/update.py: 15-byte head, 16 proof hashes,
+# 4096 bytes), a command with its MAC, a published tariff (tests/host/test_shared_rules.py holds
+# them below it). A longer one is skipped on the wire by hal.net, never allocated, and arrives
+# as b"", which every reader refuses.
+MAX_READ = 4800
 
 net.install_umqtt_aliases()
 from umqtt import simple as _umqtt     # noqa: E402  (after the aliases, for CPython)

@@ -133,3 +133,10 @@ def test_one_display_of_energy_and_money():
     assert units.price_mismatch((100, 19, 119), (100, 19, 119)) is None
     assert units.price_mismatch((100, 19, 119), (100, 19, 120)) == (
         "receipt says net 100 + tax 19 = 119, tariff gives 100 + 19 = 120")
+
+
+def test_the_link_reads_every_message_it_takes_whole():
+    from app import update
+    from uplink import commands, mqtt, topics as fw_topics
+    chunk = update.CHUNK_HEAD_LEN + update.MAX_PROOF * 32 + update.MAX_CHUNK
+    assert max(chunk, update.MAX_MANIFEST, commands.MAX_MESSAGE, fw_topics.TARIFF_MAX) <= mqtt.MAX_READ
