@@ -12,4 +12,4 @@ for layer in ("store", "drivers", "ledger", "session", "uplink"):
     package(layer)
 package("app", files=("__init__.py", "board.py", "board_check.py", "board_schema.py", "config.py",
                       "records.py", "safety.py", "charger_app.py", "tariffs.py", "main.py", "selftest.py",
-                      "update.py"))
+                      "update.py", "ota.py"))

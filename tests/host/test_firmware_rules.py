@@ -1,6 +1,7 @@
 """Rules over the firmware's sources, checked with CPython's ast (MicroPython has none):
 no class over 300 lines and no function over 60 (the code stays cut along its seams), and
-every fault code the firmware raises is in the fault table (firmware/session/faults.py)."""
+every fault code the firmware raises is in the fault table (firmware/session/faults.py), and
+the board's image (firmware/manifest.py) holds every firmware module its modules import."""
 import ast
 import sys
 from pathlib import Path
@@ -92,3 +93,32 @@ def test_every_fault_code_is_in_the_table():
     assert {"meter-silent", "meter-jump", "meter-backwards", "loop", "ledger",
             "session-journal", "pilot-diode", "contactor-welded", "rcd-tripped"} <= codes
     assert sorted(codes - set(faults.FAULTS)) == []
+
+
+def _imported(tree: ast.Module) -> set[str]:
+    """Every absolute module name an import statement anywhere in the tree may load."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(node.module + "." + a.name for a in node.names)     # from pkg import module
+    return out
+
+
+def _dotted(rel: Path) -> str:
+    return str(rel.with_suffix("")).replace("/", ".").replace(".__init__", "")
+
+
+def test_board_image_holds_every_firmware_module_it_imports():
+    # A module left out of the manifest imports fine in every test (the tests' builds add the
+    # host-only modules) and fails only on the board, at the moment it is first needed.
+    from host_tools.devtools import mp32
+    on_board = mp32.board_modules()
+    frozen = {_dotted(rel) for rel in on_board}
+    firmware = {_dotted(p.relative_to(FIRMWARE)) for p in _modules()}
+    missing = sorted("%s imports %s" % (rel, name) for rel in on_board
+                     for name in _imported(_tree(FIRMWARE / rel)) if name in firmware - frozen)
+    assert "app.charger_app" in frozen and "hal.sim" not in frozen
+    assert missing == []
