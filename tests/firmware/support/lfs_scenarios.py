@@ -86,6 +86,37 @@ def full_flash_keeps_every_record(blocks=24):
     return written
 
 
+def _cut_sweep(dev, image, total, action, after_reboot):
+    """Replay action() on the flash image cut short after each of its total block writes in
+    turn (the power goes: EIO), then call after_reboot(cut) on the remounted flash."""
+    limit = [0]
+    real_write = dev.writeblocks
+
+    def cutting(n, buf, off=None):
+        if limit[0] <= 0:
+            raise OSError(5)                      # EIO: the power is gone
+        limit[0] -= 1
+        real_write(n, buf, off)
+
+    for cut in range(total + 1):
+        dev.data[:] = image
+        limit[0] = cut
+        dev.writeblocks = cutting
+        _mount(dev)
+        try:
+            action()
+        except OSError:
+            pass
+        try:
+            _unmount()
+        except OSError:
+            pass
+        dev.writeblocks = real_write
+        _mount(dev)
+        after_reboot(cut)
+        _unmount()
+
+
 def power_cut_during_atomic_write(blocks=16):
     """Cut the power at every block write of an atomic replace: the file reads as the old
     value or the new one, whole, never anything else."""
@@ -101,35 +132,13 @@ def power_cut_during_atomic_write(blocks=16):
     atomic.write("/flash/state", new)
     total = dev.writes - before
     _unmount()
-    limit = [0]
-    real_write = dev.writeblocks
-
-    def cutting(n, buf, off=None):
-        if limit[0] <= 0:
-            raise OSError(5)                      # EIO: the power is gone
-        limit[0] -= 1
-        real_write(n, buf, off)
-
     seen = set()
-    for cut in range(total + 1):
-        dev.data[:] = image
-        limit[0] = cut
-        dev.writeblocks = cutting
-        _mount(dev)
-        try:
-            atomic.write("/flash/state", new)
-        except OSError:
-            pass
-        try:
-            _unmount()
-        except OSError:
-            pass
-        dev.writeblocks = real_write
-        _mount(dev)
+
+    def check(cut):
         value = atomic.read("/flash/state")
-        _unmount()
         assert value == old or value == new, "cut after %d writes: %r" % (cut, value and value[:12])
         seen.add(value[:3])
+    _cut_sweep(dev, image, total, lambda: atomic.write("/flash/state", new), check)
     assert total > 1 and seen == {b"old", b"new"}, (total, seen)
     return total
 
@@ -172,31 +181,9 @@ def power_cut_during_tariff_offer(blocks=24):
     total = dev.writes - before
     new_hash, scheduled = done.tariff.hash, done.pending[0][1]
     _unmount()
-    limit = [0]
-    real_write = dev.writeblocks
-
-    def cutting(n, buf, off=None):
-        if limit[0] <= 0:
-            raise OSError(5)                      # EIO: the power is gone
-        limit[0] -= 1
-        real_write(n, buf, off)
-
     seen = set()
-    for cut in range(total + 1):
-        dev.data[:] = image
-        limit[0] = cut
-        dev.writeblocks = cutting
-        _mount(dev)
-        try:
-            offers()
-        except OSError:
-            pass
-        try:
-            _unmount()
-        except OSError:
-            pass
-        dev.writeblocks = real_write
-        _mount(dev)
+
+    def check(cut):
         bill = Billing("/flash/tariff", _TARIFF_V1)          # the reboot
         got = bill.tariff.hash
         assert got in (held, new_hash), "cut after %d writes: tariff %s" % (cut, got[:12])
@@ -205,7 +192,7 @@ def power_cut_during_tariff_offer(blocks=24):
             assert raw is not None, "cut %d: scheduled %s not on flash" % (cut, h)
             assert Tariff.parse(raw).valid_from == vf
         seen.add((got == new_hash, len(bill.pending)))
-        _unmount()
+    _cut_sweep(dev, image, total, offers, check)
     assert total > 2 and (False, 0) in seen and (True, 1) in seen, (total, seen)
     assert scheduled
     return total
