@@ -99,6 +99,7 @@ class ChargerApp:
         self._no_key_logged = False
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()
+        self._id_json = None            # (session seq, its id as telemetry JSON members)
         self._health_due = clock.ticks_ms()
         self._booted_ms = clock.ticks_ms()
         # The heap's all-time low, not its current free size: fragmentation shows there first.
@@ -218,7 +219,8 @@ class ChargerApp:
                     st = self.charger.status()
                     reg = self.charger.session["last_wh"]   # the meter register (OCPP bridge)
                     if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True,
-                                      register_wh=reg, t=self.clock.time()):
+                                      register_wh=reg, t=self.clock.time(),
+                                      id_json=self._session_id_json()):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
             safety.phase = "ota"
             self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
@@ -238,6 +240,21 @@ class ChargerApp:
         safety.tidy()
         if self.watchdog is not None:
             self.watchdog.feed()
+
+    def _session_id_json(self):
+        """The running session's identification as JSON members for its telemetry, made once
+        per session: "id" (a card's pseudonym, ledger/cards.py, or the remote id, as the
+        receipt's OCMF ID) and "it" (its OCMF type, LOCAL or CENTRAL); None in free mode."""
+        s = self.charger.session
+        cached = self._id_json
+        if cached is not None and cached[0] == s["seq"]:
+            return cached[1]
+        members = None
+        if s["id"]:
+            members = (b'"id":' + json.dumps(s["id"]).encode() + b',"it":'
+                       + json.dumps(s["id_type"]).encode())
+        self._id_json = (s["seq"], members)
+        return members
 
     def _sample_heap(self):
         free = getattr(gc, "mem_free", None)       # MicroPython only

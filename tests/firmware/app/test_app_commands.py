@@ -5,7 +5,7 @@ import json
 
 from hal.sim import SimClock
 from support.mqttpeer import Peer, wait_for
-from support.cards import CARD, card_id
+from support.cards import CARD, CARD_ID, card_id
 from support.rig import Rig
 from session import charger as ch
 
@@ -56,9 +56,11 @@ def test_remote_start_limit_stop_and_tariff(charger_env, amqtt_broker, app_comma
         def more():                 # QoS 0 through a loaded broker: wait for it, bounded
             peer.pump()
             for _, payload in peer.take(b"cp/CP-TEST-1/telemetry"):
-                telemetry.append(json.loads(payload)["wh"])
+                telemetry.append(json.loads(payload))
             rig.run(5, step_ms=5000, power_w=3700)
-        wait_for(lambda: telemetry and telemetry[-1] > 0, more)
+        wait_for(lambda: telemetry and telemetry[-1]["wh"] > 0, more)
+        # The remote id, as the receipt names it: the OCPP bridge's idTag for the session.
+        assert all(t["id"] == "APP-USER-7" and t["it"] == "CENTRAL" for t in telemetry)
         assert _command(rig, peer, msgs["stop"])["result"] == "ok"
         # The result may arrive in the very pass that opened the coil, before the simulated
         # contacts (30 ms drop-out) have moved: give them one pass of simulated time.
@@ -71,6 +73,51 @@ def test_remote_start_limit_stop_and_tariff(charger_env, amqtt_broker, app_comma
         r = rig.receipts()[0]
         assert r["reason"] == "remote" and r["tariff"] == old_tariff   # the session keeps its tariff
         assert '"ID":"APP-USER-7"' in r["ocmf"] and '"IT":"CENTRAL"' in r["ocmf"]
+    finally:
+        peer.close()
+        rig.close()
+
+
+def test_telemetry_names_the_card_by_its_pseudonym_never_its_uid(charger_env, amqtt_broker,
+                                                                  app_commands):
+    rig = _rig(charger_env, amqtt_broker, app_commands)
+    peer = Peer(amqtt_broker, "bridge", [b"cp/CP-TEST-1/telemetry"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.plug_and_charge(card=CARD, seconds=30)
+        raw = []
+
+        def more():
+            peer.pump()
+            raw.extend(p for _, p in peer.take(b"cp/CP-TEST-1/telemetry"))
+            rig.run(5, step_ms=5000, power_w=11000)
+        wait_for(lambda: len(raw) >= 2, more)
+        for payload in raw:                 # from the first one on: the session's start
+            t = json.loads(payload)
+            assert t["id"] == CARD_ID and t["it"] == "LOCAL"
+            assert CARD.encode() not in payload and CARD.lower().encode() not in payload
+    finally:
+        peer.close()
+        rig.close()
+    env = dict(charger_env)                 # free mode: no id to name
+    env["data"] = charger_env["data"] + "-free"
+    env["broker"] = amqtt_broker
+    rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]), auth_mode="free",
+              telemetry_interval_s=0)
+    peer = Peer(amqtt_broker, "bridge2", [b"cp/CP-TEST-1/telemetry"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        rig.ev.set_state("B")
+        rig.run(3)
+        rig.ev.set_state("C")
+        raw = []
+
+        def more_free():
+            peer.pump()
+            raw.extend(p for _, p in peer.take(b"cp/CP-TEST-1/telemetry"))
+            rig.run(5, step_ms=5000, power_w=11000)
+        wait_for(lambda: raw, more_free)
+        assert "id" not in json.loads(raw[0]) and "it" not in json.loads(raw[0])
     finally:
         peer.close()
         rig.close()

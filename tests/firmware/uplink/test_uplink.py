@@ -200,11 +200,15 @@ def test_telemetry_follows_its_interval(tmp_path, amqtt_broker):
     assert link.telemetry(7300, 1512, 60, force=True) is True
     assert link.telemetry(7300, 1513, 60, force=True, register_wh=1001513) is True
     assert link.telemetry(7400, 1520, 61, force=True, register_wh=1001520, t=1768455000) is True
-    wait_for(lambda: len(obs.msgs) >= 4, obs.pump)
+    assert link.telemetry(7400, 1530, 62, force=True, register_wh=1001530,
+                          id_json=b'"id":"A6D7DBB77F3545D973D684F3DF2356D7","it":"LOCAL"') is True
+    wait_for(lambda: len(obs.msgs) >= 5, obs.pump)
     vals = [json.loads(p) for _, p in obs.take()]
     assert vals == [{"w": 7200, "wh": 1500, "price": 59}, {"w": 7300, "wh": 1512, "price": 60},
                     {"w": 7300, "wh": 1513, "price": 60, "reg": 1001513},
-                    {"w": 7400, "wh": 1520, "price": 61, "reg": 1001520, "t": 1768455000}]
+                    {"w": 7400, "wh": 1520, "price": 61, "reg": 1001520, "t": 1768455000},
+                    {"w": 7400, "wh": 1530, "price": 62, "reg": 1001530,
+                     "id": "A6D7DBB77F3545D973D684F3DF2356D7", "it": "LOCAL"}]
     link.close()
     obs.close()
 
