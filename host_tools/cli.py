@@ -19,7 +19,8 @@
   chargeproof replay   --db NEW.sqlite --export L.json [--enroll-from-export]   rebuild + audit
   chargeproof witness-key --key V.key --id val-1              make/show a validator's cosigning key (vkey)
   chargeproof pseudonym --key-file K --uid 04A1B2C3D4 ...    the pseudonym receipts and allow-lists
-                                         carry for a card (docs/security.md, "Card privacy")
+                                         carry for a card (docs/security.md, "Card privacy");
+                                         --ocpp: its OCPP 1.6 idTag (first 20 digits)
   chargeproof ota publish|serve|status|withdraw ...          signed updates over MQTT (host_tools/operate/ota_server.py)
 
 --db takes a SQLite file or a PostgreSQL conninfo/URL ("host=/run/postgresql dbname=ledger",
@@ -320,6 +321,8 @@ def cmd_pseudonym(args):
         # Only the pseudonym is printed when asked for one card: it goes into allow-lists and
         # to the driver as it is; with several, each line says which card it is for.
         p = pseudonym.pseudonym(key, uid)
+        if args.ocpp:                   # the idTag to register in a CSMS (OCPP 1.6 bridge)
+            p = pseudonym.ocpp_id_tag(p)
         print(p if len(args.uid) == 1 else "%s %s" % (pseudonym.canonical_uid(uid), p))
     return 0
 
@@ -442,6 +445,9 @@ def build_parser():
                     help="the operator's pseudonym key (hex; or a charger's secrets file)")
     sp.add_argument("--uid", required=True, action="append",
                     help="the card's UID in hex, as a reader prints it (repeatable)")
+    sp.add_argument("--ocpp", action="store_true",
+                    help="print the card's OCPP 1.6 idTag instead (the pseudonym's first 20 "
+                    "digits), to register it in a CSMS")
     sp.set_defaults(fn=cmd_pseudonym)
     return p
 

@@ -12,7 +12,9 @@
 #            "start_wh" (null: keep the meter's count, as after a reboot), "start_time", "drain_s",
 #            "serve_until" (optional: after the sessions, run until the update is "staged" or
 #            the new version "confirmed")}
-#   a session may hold "until_ota": <update state>: it charges until app/ota.py reaches it.
+#   a session may hold "until_ota": <update state>: it charges until app/ota.py reaches it;
+#   or "until_stopped": true: it charges in real time until the contacts open (a stop command)
+#   or its minutes run out, then prints "CONTACTS <n> open|closed <charger state>".
 # Prints one line per event: "PUBKEY <spki hex>" (then reads "secrets <json>" (optional: the
 # provisioning after enrollment) and waits for "go": the operator enrolls the key with the
 # validators), "CHARGING <n>", "UNPLUG <n> <unix ns>", "SESSION <n> <state> <unix ns>",
@@ -122,6 +124,14 @@ class SimCharger:
                 self.run(60, step_ms=5000, power_w=s["power_w"])
                 time.sleep(0.01)       # real time for the network: the update server answers
             self.ota_line()
+        elif s.get("until_stopped"):   # charge (up to minutes) in real time: a stop may come
+            for _ in range(s["minutes"] * 12):     # over the network (the OCPP bridge's)
+                self.run(5, step_ms=1000, power_w=s["power_w"])
+                if not self.relay.contacts_closed():
+                    break
+                time.sleep(0.02)
+            print("CONTACTS %d %s %s" % (n, "closed" if self.relay.contacts_closed() else "open",
+                                         self.app.charger.state))
         elif s.get("cut_after_min"):   # the test cuts the power here: charge, then wait for it
             self.run(s["cut_after_min"] * 60, step_ms=5000, power_w=s["power_w"])
             print("CUT %d" % n)

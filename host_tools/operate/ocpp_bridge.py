@@ -10,7 +10,8 @@ whose JSON schemas check every message both ways.
 From the charger (MQTT) to the CSMS:
   status/health      BootNotification on connect, StatusNotification on every state change
   telemetry          StartTransaction when a session's first telemetry arrives (meterStart =
-                     register - energy so far), then MeterValues (power, register)
+                     register - energy so far), then MeterValues (power, register); a session
+                     started by a card is first sent as Authorize (below)
   receipt            verified with the charger's public key, then StopTransaction with the
                      meter's end reading and the signed OCMF record as SignedData sampled values
                      (contexts Transaction.Begin and Transaction.End) in transactionData
@@ -19,6 +20,19 @@ From the CSMS to the charger, as commands signed with the operator's key (docs/m
   current_limit, ReserveNow / CancelReservation -> reserve / cancel_reservation,
   ChangeAvailability -> current_limit 0 (Inoperative) or the rating (Operative).
   TriggerMessage and GetConfiguration (MeterPublicKey[1]: the charger's key) are answered here.
+
+Cards and the CSMS (docs/security.md, "Cards and the CSMS"). The charger authorises a card on
+its own allow-list and starts at once, as an OCPP charge point with LocalPreAuthorize does; its
+telemetry names the card by its pseudonym (never the UID), sent as idTag by its first 20 hex
+digits (pseudonym.ocpp_id_tag) in Authorize, StartTransaction and StopTransaction alike. The
+CSMS still has the last word (StopTransactionOnInvalidId): when the session's first telemetry
+arrives while the CSMS is connected, the bridge sends Authorize before StartTransaction; any
+answer other than Accepted, to Authorize or in StartTransaction's idTagInfo, stops the session
+with a signed stop command and its StopTransaction carries reason DeAuthorized. A CSMS that is
+unreachable (or silent) at that moment leaves the charger's local decision standing
+(LocalAuthorizeOffline): no Authorize is sent later, and the queued StartTransaction's answer
+still stops the session if it is running when the CSMS is back. Remote-started sessions are not
+checked again (AuthorizeRemoteTxRequests false): the operator's signed start authorised them.
 
 Either side may drop: transaction messages (Start/Stop) wait in a queue on disk and go out in
 order once the CSMS is back; a receipt the charger resends (it does until a validator acks) is
@@ -41,12 +55,14 @@ from typing import Any
 import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call
-from ocpp.v16.enums import (Action, AvailabilityStatus, AvailabilityType, CancelReservationStatus,
+from ocpp.v16.enums import (Action, AuthorizationStatus, AvailabilityStatus, AvailabilityType,
+                            CancelReservationStatus,
                             ChargePointErrorCode, ChargePointStatus, ChargingProfileStatus,
                             ConfigurationStatus, MessageTrigger, Reason, RegistrationStatus,
                             RemoteStartStopStatus, ReservationStatus, TriggerMessageStatus)
 
 from host_tools.provision import operator_cmd
+from host_tools.provision.pseudonym import ocpp_id_tag
 from host_tools.verify import receipt as receipt_mod
 
 log = logging.getLogger("chargeproof.ocpp")
@@ -60,9 +76,30 @@ STATUS = {"idle": ChargePointStatus.available, "connected": ChargePointStatus.pr
           "fault": ChargePointStatus.faulted}
 # Receipt stop reasons (firmware) as OCPP Reason.
 REASONS = {"ev-unplugged": Reason.ev_disconnected, "remote": Reason.remote,
-           "local": Reason.local, "card": Reason.local, "power-loss": Reason.power_loss,
+           "local": Reason.local, "card": Reason.local, "user": Reason.local,
+           "power-loss": Reason.power_loss,
            "reboot": Reason.reboot}
 SIGNED_FORMS = ("plain", "json")
+HEX = "0123456789ABCDEF"
+# What the charge point the CSMS sees is configured to do (GetConfiguration; read-only).
+CONFIGURATION = {"NumberOfConnectors": "1", "LocalPreAuthorize": "true",
+                 "LocalAuthorizeOffline": "true", "AuthorizeRemoteTxRequests": "false",
+                 "StopTransactionOnInvalidId": "true"}
+
+
+def session_identity(t: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(id, OCMF type) a charger's telemetry names its session by (firmware/app/charger_app.py):
+    a card's pseudonym (LOCAL: exactly 32 upper-case hex digits) or a remote id (CENTRAL:
+    1..64 printable ASCII characters); (None, None) for anything else (free mode, an older
+    firmware, or junk: telemetry is not signed)."""
+    ident, kind = t.get("id"), t.get("it")
+    if not isinstance(ident, str) or not isinstance(kind, str):
+        return None, None
+    if kind == "LOCAL" and len(ident) == 32 and all(c in HEX for c in ident):
+        return ident, kind
+    if kind == "CENTRAL" and 0 < len(ident) <= 64 and ident.isascii() and ident.isprintable():
+        return ident, kind
+    return None, None
 
 
 def iso(epoch: float) -> str:
@@ -98,13 +135,20 @@ class ChargerState:
         self.receipts: list[str] = d.get("receipts", [])  # digests already stopped
         self.id_tag: str | None = d.get("id_tag")         # from RemoteStartTransaction
         self.unavailable: bool = d.get("unavailable", False)
+        self.session_no: int = d.get("session_no", 0)     # sessions opened here, the open one last
+        # The session the CSMS refused (its number), and whether its signed stop is still owed
+        # (the charger was offline when the answer came).
+        self.deauthorized: int | None = d.get("deauthorized")
+        self.stop_owed: bool = d.get("stop_owed", False)
 
     def save(self) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"transaction_id": self.transaction_id, "open": self.open,
                        "queue": self.queue, "receipts": self.receipts[-self.KEEP_DIGESTS:],
-                       "id_tag": self.id_tag, "unavailable": self.unavailable}, f)
+                       "id_tag": self.id_tag, "unavailable": self.unavailable,
+                       "session_no": self.session_no, "deauthorized": self.deauthorized,
+                       "stop_owed": self.stop_owed}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -131,7 +175,12 @@ class BridgedCharger:
 
     # ---- MQTT events (run on the bridge's loop) ---------------------------------------------
     def on_status(self, payload: bytes) -> None:
+        was = self.online
         self.online = payload == b"online"
+        st = self.state
+        if self.online and not was and st.open and st.deauthorized == st.session_no:
+            st.stop_owed = True          # back online: the stop sent before may have been lost
+        self.send_owed_stop()
         self.wake.set()
 
     def on_health(self, payload: bytes) -> None:
@@ -151,11 +200,18 @@ class BridgedCharger:
             return
         self.telemetry = {"w": w, "wh": wh, "reg": reg}
         if not self.state.open:
+            ident, kind = session_identity(t)
+            card = kind == "LOCAL"
             self.state.open = True
+            self.state.session_no += 1
             self.state.transaction_id = None
-            self.state.queue.append(["start", {"id_tag": self.state.id_tag or "LOCAL",
-                                               "meter_start": reg - wh,
-                                               "timestamp": iso(self.bridge.now())}])
+            # A card's session is put to the CSMS (Authorize) only if it is there to answer
+            # now: otherwise the charger's own decision stands (LocalAuthorizeOffline).
+            self.state.queue.append(["start", {
+                "id_tag": ocpp_id_tag(ident or self.state.id_tag or "LOCAL"),
+                "meter_start": reg - wh, "timestamp": iso(self.bridge.now()),
+                "session": self.state.session_no, "card": card,
+                "ask": card and self.cp is not None and not self.cp.closed}])
             self.state.id_tag = None
             self.state.save()
         self.wake.set()
@@ -179,6 +235,10 @@ class BridgedCharger:
             self.state.queue.append(["start", {"id_tag": rec.payload.get("ID") or "LOCAL",
                                                "meter_start": int(begin["wh"]),
                                                "timestamp": iso(int(begin["time"]))}])
+        st = self.state
+        reason = REASONS.get(rc["reason"], Reason.other)
+        if st.open and st.deauthorized == st.session_no and rc["reason"] == "remote":
+            reason = Reason.de_authorized          # stopped because the CSMS refused the card
         form = self.bridge.signed_form
         value = signed_value(ocmf, self.pubkey_hex, form)
         data = [{"timestamp": iso(int(begin["time"])), "sampledValue": [
@@ -187,9 +247,11 @@ class BridgedCharger:
                     {"value": value, "format": "SignedData", "context": "Transaction.End"}]}]
         self.state.queue.append(["stop", {
             "meter_stop": int(end["wh"]), "timestamp": iso(int(end["time"])),
-            "reason": REASONS.get(rc["reason"], Reason.other).value,
+            "reason": reason.value,
             "id_tag": rec.payload.get("ID") or None, "transaction_data": data}])
         self.state.open = False
+        self.state.deauthorized = None
+        self.state.stop_owed = False
         self.state.receipts.append(digest)
         self.state.save()
         self.wake.set()
@@ -237,6 +299,7 @@ class BridgedCharger:
         self.last_status = None
         heartbeat_at = self.bridge.now() + max(interval, 1)
         while not self.bridge.stopping:
+            self.send_owed_stop()
             await self._send_status()
             await self._flush_queue()
             await self._meter_values()
@@ -264,22 +327,68 @@ class BridgedCharger:
         while self.state.queue:
             kind, p = self.state.queue[0]
             if kind == "start":
+                if p.get("ask"):
+                    p["ask"] = False        # asked once at most: a drop meanwhile keeps it local
+                    self.state.save()
+                    await self._authorize(p)
                 res = await self.cp.call(call.StartTransaction(
-                    connector_id=1, id_tag=p["id_tag"][:20], meter_start=p["meter_start"],
+                    connector_id=1, id_tag=ocpp_id_tag(p["id_tag"]), meter_start=p["meter_start"],
                     timestamp=p["timestamp"]))
                 self.state.transaction_id = res.transaction_id
+                if p.get("card"):
+                    self.verdict(p["session"], res.id_tag_info["status"], "StartTransaction")
             else:
                 tx = self.state.transaction_id
                 if tx is None:
                     tx = -1          # never started here (CSMS lost it): still report the end
                 await self.cp.call(call.StopTransaction(
                     meter_stop=p["meter_stop"], timestamp=p["timestamp"], transaction_id=tx,
-                    reason=p["reason"], id_tag=(p["id_tag"] or None) and p["id_tag"][:20],
+                    reason=p["reason"], id_tag=(p["id_tag"] or None) and ocpp_id_tag(p["id_tag"]),
                     transaction_data=p["transaction_data"]))
                 self.state.transaction_id = None
                 self.stops_sent += 1
             self.state.queue.pop(0)
             self.state.save()
+
+    async def _authorize(self, p: dict[str, Any]) -> None:
+        """Authorize for a card's session before its StartTransaction. No answer in time (or
+        a CallError) leaves the charger's local decision standing."""
+        try:
+            res = await self.cp.call(call.Authorize(id_tag=p["id_tag"]))
+        except asyncio.TimeoutError:
+            log.warning("%s: no answer to Authorize: the charger's decision stands", self.id)
+            return
+        if res is None:
+            log.warning("%s: Authorize refused as a call: the charger's decision stands", self.id)
+            return
+        self.verdict(p["session"], res.id_tag_info["status"], "Authorize")
+
+    def verdict(self, session: int, status: str, source: str) -> None:
+        """The CSMS's answer for the card of session number `session`: anything but Accepted
+        stops that session (StopTransactionOnInvalidId), if it is still the running one."""
+        st = self.state
+        if status == AuthorizationStatus.accepted:
+            return
+        if not st.open or session != st.session_no or st.deauthorized == session:
+            return                  # over already, or stopped already
+        log.warning("%s: %s says %s: stopping the session", self.id, source, status)
+        st.deauthorized = session
+        st.stop_owed = True
+        st.save()
+        self.send_owed_stop()
+
+    def send_owed_stop(self) -> None:
+        """The signed stop for a session the CSMS refused, once the charger is online."""
+        st = self.state
+        if not st.stop_owed:
+            return
+        if not st.open or st.deauthorized != st.session_no:
+            st.stop_owed = False
+        elif self.command("stop", {}):
+            st.stop_owed = False
+        else:
+            return
+        st.save()
 
     async def _meter_values(self, force: bool = False) -> None:
         t = self.telemetry
@@ -391,7 +500,7 @@ class CentralLink(ChargePoint):
 
     @on(Action.get_configuration)
     async def on_get_configuration(self, key: list | None = None, **_: Any):
-        known = {"MeterPublicKey[1]": self.charger.pubkey_hex, "NumberOfConnectors": "1"}
+        known = dict(CONFIGURATION, **{"MeterPublicKey[1]": self.charger.pubkey_hex})
         wanted = key or list(known)
         return call_result("GetConfiguration", configuration_key=[
             {"key": k, "readonly": True, "value": known[k]} for k in wanted if k in known],

@@ -70,6 +70,20 @@ def pseudonym(key: bytes | str, uid: str) -> str:
     return mac[:PSEUDONYM_BYTES].hex().upper()
 
 
+# OCPP 1.6's idTag is a CiString20: a card is known to a CSMS by the first 20 of its
+# pseudonym's 32 hex digits (80 bits; docs/security.md, "Cards and the CSMS"). Every OCPP
+# message the bridge sends for a card (Authorize, StartTransaction, StopTransaction) carries
+# this same prefix; the full pseudonym stays in the signed OCMF record (transactionData).
+OCPP_ID_TAG_LEN = 20
+
+
+def ocpp_id_tag(identifier: str) -> str:
+    """The OCPP 1.6 idTag for a session's identification: a card's pseudonym becomes its first
+    20 hex digits; any other id (a remote start's, which a CSMS gave as an idTag already)
+    its first 20 characters."""
+    return identifier[:OCPP_ID_TAG_LEN]
+
+
 def allow_list(key: bytes | str, uids: Iterable[str]) -> list[str]:
     """A charger's allow_list (config) for these cards."""
     return [pseudonym(key, uid) for uid in uids]

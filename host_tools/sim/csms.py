@@ -23,6 +23,7 @@ class CentralSystem:
         self.calls = []                  # (charger, action, payload dict)
         self.points = {}
         self.tx = 100
+        self.id_tag_status = {}          # idTag -> what Authorize/StartTransaction answer
         self.loop = asyncio.new_event_loop()
         self.server = None
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
@@ -55,6 +56,10 @@ class CentralSystem:
 
     def start(self):
         self.run(self._serve())
+
+    def status_of(self, id_tag):
+        """The idTagInfo status for id_tag: Accepted unless told otherwise (id_tag_status)."""
+        return self.id_tag_status.get(id_tag, "Accepted")
 
     def remote(self, cid, request):
         return self.run(self.points[cid].call(request))
@@ -95,12 +100,17 @@ class Recorder(ChargePoint):
         self._log("StatusNotification", **kw)
         return call_result.StatusNotification()
 
+    @on(Action.authorize)
+    async def authorize(self, **kw):
+        self._log("Authorize", **kw)
+        return call_result.Authorize(id_tag_info={"status": self.csms.status_of(kw["id_tag"])})
+
     @on(Action.start_transaction)
     async def start_tx(self, **kw):
         self._log("StartTransaction", **kw)
         self.csms.tx += 1
-        return call_result.StartTransaction(transaction_id=self.csms.tx,
-                                            id_tag_info={"status": "Accepted"})
+        return call_result.StartTransaction(
+            transaction_id=self.csms.tx, id_tag_info={"status": self.csms.status_of(kw["id_tag"])})
 
     @on(Action.meter_values)
     async def meter_values(self, **kw):

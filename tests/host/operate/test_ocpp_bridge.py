@@ -12,11 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from ocpp.v16 import call
 
-from host_tools.operate.ocpp_bridge import OcppBridge
+from host_tools.operate.ocpp_bridge import OcppBridge, session_identity
 from host_tools.paths import firmware_on_path
 from host_tools.provision import operator_cmd as op
+from host_tools.provision.pseudonym import ocpp_id_tag
 from host_tools.sim.broker import MosquittoBroker, free_port
-from host_tools.sim.charger import SimCharger
+from host_tools.sim.charger import CARD_ID, SimCharger
 from host_tools.sim.csms import CentralSystem
 
 CID = "CP-OCPP-1"
@@ -182,3 +183,73 @@ def test_charging_profile_and_availability_become_signed_limits(rig):
     assert json.loads(op.split(charger.cmds[-1])[1])["args"] == {"ma": 0}
     _wait(lambda: any(c[2]["status"] == "Unavailable" for c in csms.calls
                       if c[1] == "StatusNotification"))
+
+
+def _csms_down(rig, bridge):
+    rig["csms"].stop()
+    _wait(lambda: bridge.chargers[CID].cp is None)     # the bridge knows the CSMS is gone
+
+
+def test_csms_unreachable_at_authorize_time_leaves_the_chargers_decision(rig):
+    """LocalAuthorizeOffline: a card the charger's allow-list let in charges on while the CSMS
+    is away; once it is back, Start and StopTransaction name the card by its idTag (the first
+    20 digits of its pseudonym), and no Authorize is sent after the fact."""
+    csms, charger = rig["csms"], rig["charger"]
+    charger.pub("status", b"online", retain=True)
+    b = rig["bridge"]("plain")
+    csms.wait("BootNotification")
+    _csms_down(rig, b)
+    begin_wh = charger.sim.meter_wh
+    charger.pub("health", {"state": "charging", "fault": None})
+    charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": begin_wh,
+                              "id": CARD_ID, "it": "LOCAL"})
+    topic, record = charger.sim.charge(energy_wh=3000, stop_reason="ev-unplugged")[0]
+    time.sleep(1.0)
+    assert charger.cmds == []                         # nobody stopped it
+    charger.pub(topic.split("/", 2)[2], record)
+    csms.start()
+    stop = csms.wait("StopTransaction")[0][2]
+    start = csms.wait("StartTransaction")[0][2]
+    assert start["id_tag"] == stop["id_tag"] == CARD_ID[:20]
+    assert start["meter_start"] == begin_wh and stop["reason"] == "EVDisconnected"
+    assert csms.wait("Authorize", timeout=0) == []
+    assert charger.cmds == []
+
+
+def test_a_card_refused_in_start_transactions_answer_is_stopped(rig):
+    """StopTransactionOnInvalidId: the session began while the CSMS was away; its queued
+    StartTransaction is answered Blocked once the CSMS is back, while the session still runs:
+    the bridge sends a signed stop and the StopTransaction's reason is DeAuthorized."""
+    csms, charger = rig["csms"], rig["charger"]
+    csms.id_tag_status[CARD_ID[:20]] = "Blocked"
+    charger.pub("status", b"online", retain=True)
+    b = rig["bridge"]("plain")
+    csms.wait("BootNotification")
+    _csms_down(rig, b)
+    charger.pub("health", {"state": "charging", "fault": None})
+    charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": charger.sim.meter_wh,
+                              "id": CARD_ID, "it": "LOCAL"})
+    time.sleep(0.5)
+    assert charger.cmds == []
+    csms.start()
+    _wait(lambda: charger.cmds)
+    cmd = _verify_command(charger.cmds[0], rig["key"], rig["tmp"], "deauthorized")
+    assert cmd.name == "stop" and cmd.args == {}
+    topic, record = charger.sim.charge(energy_wh=500, stop_reason="remote")[0]
+    charger.pub(topic.split("/", 2)[2], record)
+    stop = csms.wait("StopTransaction")[0][2]
+    assert stop["reason"] == "DeAuthorized" and stop["id_tag"] == CARD_ID[:20]
+    assert stop["transaction_id"] == csms.tx
+    assert csms.wait("Authorize", timeout=0) == []
+    assert len(charger.cmds) == 1
+
+
+def test_telemetry_ids_that_are_no_card_pseudonym_or_remote_id_are_ignored():
+    assert session_identity({"id": CARD_ID, "it": "LOCAL"}) == (CARD_ID, "LOCAL")
+    assert session_identity({"id": "DRIVER-42", "it": "CENTRAL"}) == ("DRIVER-42", "CENTRAL")
+    for t in ({"id": "04A2B3C4D5E6F7", "it": "LOCAL"},          # a UID is never a pseudonym
+              {"id": CARD_ID.lower(), "it": "LOCAL"}, {"id": CARD_ID, "it": "EMAID"},
+              {"id": "x" * 65, "it": "CENTRAL"}, {"id": "a\nb", "it": "CENTRAL"},
+              {"id": 42, "it": "CENTRAL"}, {"id": CARD_ID}, {}):
+        assert session_identity(t) == (None, None), t
+    assert ocpp_id_tag(CARD_ID) == CARD_ID[:20] and ocpp_id_tag("DRIVER-42") == "DRIVER-42"
