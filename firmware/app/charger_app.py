@@ -99,7 +99,6 @@ class ChargerApp:
         self._no_key_logged = False
         self._telemetry_ms = cfg["telemetry_interval_s"] * 1000
         self._telemetry_due = clock.ticks_ms()
-        self._id_json = None            # (session seq, its id as telemetry JSON members)
         self._health_due = clock.ticks_ms()
         self._booted_ms = clock.ticks_ms()
         # The heap's all-time low, not its current free size: fragmentation shows there first.
@@ -242,19 +241,14 @@ class ChargerApp:
             self.watchdog.feed()
 
     def _session_id_json(self):
-        """The running session's identification as JSON members for its telemetry, made once
-        per session: "id" (a card's pseudonym, ledger/cards.py, or the remote id, as the
-        receipt's OCMF ID) and "it" (its OCMF type, LOCAL or CENTRAL); None in free mode."""
+        """The running session's identification as JSON members for its telemetry: "id" (a
+        card's pseudonym, ledger/cards.py, or the remote id, as the receipt's OCMF ID) and
+        "it" (its OCMF type, LOCAL or CENTRAL); None in free mode. Made when telemetry is due
+        and dropped with it: nothing stays on the heap through the session."""
         s = self.charger.session
-        cached = self._id_json
-        if cached is not None and cached[0] == s["seq"]:
-            return cached[1]
-        members = None
-        if s["id"]:
-            members = (b'"id":' + json.dumps(s["id"]).encode() + b',"it":'
-                       + json.dumps(s["id_type"]).encode())
-        self._id_json = (s["seq"], members)
-        return members
+        if not s["id"]:
+            return None
+        return json.dumps({"id": s["id"], "it": s["id_type"]})[1:-1].encode()
 
     def _sample_heap(self):
         free = getattr(gc, "mem_free", None)       # MicroPython only

@@ -292,14 +292,11 @@ class Link:
     def _publish_result(self, payload, deadline=None):
         return self._publish(self.topics.cmd_result, payload, deadline)
 
-    def telemetry(self, power_w, energy_wh, price, force=False, register_wh=None, t=None,
-                  id_json=None):
+    def telemetry(self, power_w, energy_wh, price, force=False, register_wh=None, t=None, id_json=None):
         """Publish live values (integers: W, Wh so far, price so far in minor units, the
-        meter's total import register in Wh and the charger's clock t, epoch s, when given)
-        if the telemetry interval has passed. id_json: the session's identification as JSON
-        members (bytes, app/charger_app.py: the card's pseudonym or the remote id, never a
-        UID), for the OCPP bridge's Authorize. QoS 0: telemetry is not billing data (the
-        signed receipt is)."""
+        meter's total import register in Wh and the charger's clock t, epoch s, when given;
+        id_json: the session's id as JSON members, app/charger_app.py) if the telemetry
+        interval has passed. QoS 0: telemetry is not billing data (the receipt is)."""
         now = self.clock.ticks_ms()
         if not force and self._telemetry_at is not None and \
                 self.clock.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
@@ -309,9 +306,7 @@ class Link:
             payload += b',"reg":%d' % register_wh
         if t is not None:
             payload += b',"t":%d' % t
-        if id_json:
-            payload += b"," + id_json
-        payload += b"}"
+        payload += (b"," + id_json + b"}") if id_json else b"}"
         if self._publish(self.topics.telemetry, payload):
             self._telemetry_at = now
             return True
