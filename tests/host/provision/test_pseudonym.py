@@ -32,6 +32,15 @@ def test_cli_prints_the_pseudonym_from_a_key_file_or_a_secrets_file(tmp_path, ca
     assert lines == ["04A2B3C4D5E6F7 " + PINNED, "CAFEBABE " + pseudonym.pseudonym(KEY, "CAFEBABE")]
 
 
+def test_cli_prints_the_cards_ocpp_id_tag(tmp_path, capsys):
+    """OCPP 1.6's idTag (CiString20): the first 20 digits, what the bridge sends for the card."""
+    key_file = tmp_path / "operator-pseudonym.key"
+    key_file.write_text(KEY + "\n")
+    assert cli.main(["pseudonym", "--ocpp", "--key-file", str(key_file), "--uid", "04A2B3C4D5E6F7"]) == 0
+    assert capsys.readouterr().out == PINNED[:20] + "\n"
+    assert pseudonym.ocpp_id_tag(PINNED) == "A6D7DBB77F3545D973D6"
+
+
 @pytest.mark.parametrize("uid", ["", "XYZ", "04A2B", "04A2B3", "04A2B3C4D5E6F7" * 2])
 def test_a_bad_uid_is_refused(tmp_path, capsys, uid):
     key_file = tmp_path / "k"
