@@ -1,8 +1,12 @@
 """OCPP bridge bench: `ocpp_session_roundtrip_ms`, the median over whole sessions of the time
 from the CSMS's RemoteStartTransaction to its StopTransaction arriving, with the charger's side
 played on MQTT (signed start command received, telemetry, a real signed receipt), through a
-real Mosquitto and the bridge, against a CSMS built with the `ocpp` library (schemas on)."""
+real Mosquitto and the bridge, against a CSMS built with the `ocpp` library (schemas on).
+`ocpp_deauthorize_stop_ms`: the median, over card sessions the CSMS answers Blocked, of the
+time from the session's first telemetry (naming the card's pseudonym) to the signed stop
+command reaching the charger (Authorize round trip, signing, two MQTT hops)."""
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -17,6 +21,7 @@ from host_tools.sim.charger import SimCharger
 from host_tools.sim.csms import CentralSystem
 
 SESSIONS = 20
+BLOCKED = 10
 CID = "CP-BENCH-OCPP"
 
 
@@ -70,6 +75,19 @@ def run():
                 pub(topic.split("/", 2)[2], record)
                 _wait(lambda i=i: len(csms.wait("StopTransaction", timeout=0)) > i)
                 times.append((time.perf_counter() - t0) * 1000)
+            stops = []
+            for i in range(BLOCKED):
+                card = os.urandom(16).hex().upper()       # a card's pseudonym
+                csms.id_tag_status[card[:20]] = "Blocked"
+                had = len(cmds)
+                t0 = time.perf_counter()
+                pub("telemetry", json.dumps({"w": 7000, "wh": 0, "price": 0, "reg": sim.meter_wh,
+                                             "id": card, "it": "LOCAL"}))
+                _wait(lambda had=had: len(cmds) > had)
+                stops.append((time.perf_counter() - t0) * 1000)
+                topic, record = sim.charge(energy_wh=100, stop_reason="remote")[0]
+                pub(topic.split("/", 2)[2], record)
+                _wait(lambda i=i: len(csms.wait("StopTransaction", timeout=0)) > SESSIONS + i)
         finally:
             bridge.stop()
             for c in (charger, bridge_client):
@@ -78,4 +96,5 @@ def run():
             csms.stop()
             broker.stop()
     return {"ocpp_session_roundtrip_ms": round(statistics.median(times), 3),
-            "ocpp_sessions": SESSIONS}
+            "ocpp_sessions": SESSIONS,
+            "ocpp_deauthorize_stop_ms": round(statistics.median(stops), 3)}

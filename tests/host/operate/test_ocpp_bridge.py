@@ -253,3 +253,30 @@ def test_telemetry_ids_that_are_no_card_pseudonym_or_remote_id_are_ignored():
               {"id": 42, "it": "CENTRAL"}, {"id": CARD_ID}, {}):
         assert session_identity(t) == (None, None), t
     assert ocpp_id_tag(CARD_ID) == CARD_ID[:20] and ocpp_id_tag("DRIVER-42") == "DRIVER-42"
+
+
+def test_a_stop_owed_while_the_charger_is_offline_goes_out_when_it_is_back(rig):
+    """The CSMS refuses the card while the charger's link is down (its last will says offline):
+    the signed stop is owed, on disk, and published once the charger is online again."""
+    csms, charger = rig["csms"], rig["charger"]
+    csms.id_tag_status[CARD_ID[:20]] = "Expired"
+    charger.pub("status", b"online", retain=True)
+    b = rig["bridge"]("plain")
+    csms.wait("BootNotification")
+    _csms_down(rig, b)
+    charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": charger.sim.meter_wh,
+                              "id": CARD_ID, "it": "LOCAL"})
+    charger.pub("status", b"offline", retain=True)
+    _wait(lambda: not b.chargers[CID].online)
+    csms.start()
+    assert csms.wait("StartTransaction")
+    _wait(lambda: b.chargers[CID].state.stop_owed)
+    time.sleep(0.5)
+    assert charger.cmds == []                          # nothing sent into the void
+    charger.pub("status", b"online", retain=True)
+    _wait(lambda: charger.cmds)
+    assert _verify_command(charger.cmds[0], rig["key"], rig["tmp"], "owed").name == "stop"
+    assert not b.chargers[CID].state.stop_owed
+    topic, record = charger.sim.charge(energy_wh=400, stop_reason="remote")[0]
+    charger.pub(topic.split("/", 2)[2], record)
+    assert csms.wait("StopTransaction")[0][2]["reason"] == "DeAuthorized"
