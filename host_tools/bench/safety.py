@@ -1,32 +1,76 @@
 """Bench rows for the safety watch (docs/firmware.md, "Safety loop").
 
-safety_gap_max_us_micropython  the largest gap, in microseconds on the MicroPython unix port
-                               (the 32-bit build with the firmware frozen and 112 KB of heap),
-                               between two polls of the pilot and contactor while the whole app
-                               runs: sessions started by a signed remote command against the
-                               pymodbus meter, current-limit and tariff commands, telemetry,
-                               three signatures per receipt, log and outbox on flash, publish
-                               and acks through amqtt. Garbage collections count. An ESP32 is
-                               ~150-270x slower (DESIGN.md): 250 us here stands for ~50 ms there.
-                               Gaps in which the process was switched out involuntarily
-                               are left out (safety_gaps_preempted counts them); the VM's
-                               steal time is invisible from inside, so on a loaded machine
-                               this row is an upper bound dominated by the host.
-safety_gap_max_wall_us_micropython  the same with every gap counted.
-safety_gaps_over_250us         how many counted gaps exceeded 250 us.
+The measurement: the whole app on the MicroPython unix port (the 32-bit build with the firmware
+frozen and 112 KB of heap, host_tools/devtools/mp/safety_bench.py): sessions started by a
+signed remote command against the pymodbus meter, current-limit and tariff commands,
+telemetry, three signatures per receipt, log and outbox on flash, publish and acks through
+amqtt. Every call of the safety watch polls; each gap between two polls is measured three
+ways. Garbage collections count in all of them. An ESP32 is ~150-270x slower (DESIGN.md):
+250 us here stands for ~50 ms there.
+
+How a gap is the firmware's own time. On an ESP32 the firmware runs alone on its core (WiFi
+and the other system tasks on the other one): the time between two polls is the CPU it
+spends between them plus the waits it asks for, and every wait is a sliced sleep with the
+watch between the slices. So the headline takes, per gap, this thread's CPU time
+(clock_gettime(CLOCK_THREAD_CPUTIME_ID), user + system, from the build's cputime module:
+host_tools/devtools/mp32_cmod/) plus the sleep time the firmware asked for inside the gap
+(every hal.clock.sleep_us is timed). On this shared VM the wall clock also holds time spent
+waiting for a CPU, preempted, stolen by the hypervisor, and the kernel's lateness in waking
+a sleeper: a loop of nothing but polls shows wall gaps of ~400-500 us (and a C loop reading
+the clock, over 2 ms), so the wall rows cannot show the firmware's gap; they stay beside it.
+
+What the CPU clock cannot see: a wait that is not a timed sleep (a blocking read, a DNS
+lookup) would be neither CPU nor an asked sleep, and vanish. So every gap is checked:
+wall - CPU - asked sleeps - run-queue wait (/proc/self/schedstat, field 2) is the time the
+thread was off the CPU and not runnable beyond the sleeps it asked for. A blocking call
+would show there whole; without one it holds only the kernel's timer slack and wake-up
+lateness (tens of us per sleep) and hypervisor steal.
+What it still holds of the host: this kernel charges interrupt handling to the thread that
+was running (no IRQ_TIME_ACCOUNTING), and a thread that was switched out runs slower for a
+while on cold caches; the idle rows show that floor, measured the same way.
+
+safety_gap_max_us_micropython  the largest gap between two polls, CPU + asked sleeps, every
+                               gap counted: the firmware's own time (goal <= 250).
+safety_gaps_over_250us         how many gaps exceeded 250 us (of ~30 000).
 safety_gap_p99_us_micropython / safety_gap_p999_us_micropython
-                               the 99th / 99.9th percentile of the counted gaps (10 us buckets).
-safety_gap_code_max_us_micropython  the largest counted gap less the host's oversleep in it (a
-                               wait slice of 50 us that the kernel woke up late): the
-                               firmware's own time between two polls.
-safety_gaps_code_over_250us    how many of those exceeded 250 us.
-safety_gap_idle_max_us_micropython / safety_gap_idle_sleep_max_us_micropython
-                               the host's noise floor over as long a run: a loop of nothing but
-                               polls (the same watch and meter), and one with a 50 us sleep
-                               between them; their gaps over 250 us are the machine's.
-safety_gc_pause_us_micropython the fastest of seven full collections of the app's heap at the
-                               end of the run (the collector's own pause with the least host
-                               noise: the floor of the gap that holds one).
+                               the 99th / 99.9th percentile of the gaps (10 us buckets).
+safety_gap_cpu_max_us_micropython  the largest gap's CPU time alone.
+safety_gap_max_unpreempted_us_micropython  the headline over the gaps without an involuntary
+                               switch or steal (a preempted thread's CPU time is inflated by
+                               cold caches and interrupts charged to it).
+safety_gap_unaccounted_max_us_micropython / safety_gaps_unaccounted_over_250us
+                               the largest wall - CPU - asked sleeps - run-queue wait of any
+                               gap without steal, and how many gaps exceeded 250 us: a
+                               blocking call that is not a timed sleep would show here.
+safety_gap_idle_max_us_micropython / safety_gaps_idle_over_250us
+                               the host's floor, the same measure: after the sessions, a loop
+                               of nothing but polls (the same watch and meter) for as long as
+                               the app ran.
+safety_gap_idle_sleep_max_us_micropython  the same with a 50 us sleep between the polls.
+safety_gap_max_wall_us_micropython  the largest gap in wall time, every gap counted.
+safety_gap_max_wall_clean_us_micropython  the same without the gaps in which the process was
+                               switched out involuntarily (safety_gaps_preempted) or the VM's
+                               steal counter moved (safety_gaps_stolen): the headline before
+                               the CPU clock.
+safety_gaps_wall_over_250us / safety_gap_wall_p99_us_micropython / safety_gap_wall_p999_us_micropython
+                               the clean wall gaps over 250 us and their percentiles.
+safety_gap_code_max_us_micropython / safety_gaps_code_over_250us
+                               the largest clean wall gap less the host's oversleep in it (a
+                               wait slice that the kernel woke up late), and the count > 250.
+safety_gap_idle_max_wall_us_micropython / safety_gaps_idle_wall_over_250us /
+safety_gap_idle_sleep_max_wall_us_micropython
+                               the idle floor in clean wall time.
+safety_gc_pause_us_micropython / safety_gc_pause_cpu_us_micropython
+                               the fastest of seven full collections of the app's heap at the
+                               end of the run, wall and CPU (the collector's own pause with
+                               the least host noise: the floor of the gap that holds one).
+safety_bench_harness_bytes_32  the bench's own live heap inside the app's 112 KB (the gap
+                               meter, its buffers and histograms, the operator's MQTT client;
+                               the signed commands are dropped as they are sent). The rows'
+                               run has no labels: wrapping the app's calls to file each long
+                               gap by name holds ~6-11 KB more and makes garbage in the gaps
+                               it measures; `python -m host_tools.bench.safety` runs with them
+                               and prints the histogram (--no-labels: without).
 safety_polls_per_session       polls made per session in that run (the hook density).
 safety_gap_sign_us_micropython / safety_gap_verify_us_micropython
                                the signer's and verifier's largest gap between two hook calls,
@@ -42,7 +86,7 @@ import tempfile
 import paho.mqtt.client as mqtt
 
 from host_tools import paths
-from host_tools.devtools import build_mpy, mp32, mprun
+from host_tools.devtools import mp32, mprun
 from host_tools.provision import operator_cmd as op
 from host_tools.sim.broker import AmqttBroker
 from host_tools.sim.fleet import DEFAULT_BOARD, start_meter, stop
@@ -94,17 +138,14 @@ def _commands(key) -> dict:
     return cmds
 
 
-def run_gap(interp: str = "32") -> dict:
-    """interp "32": the frozen 32-bit build with an ESP32's 112 KB heap (bytecode in flash,
-    so the collector walks only live data, as on the board); "64": the 64-bit port with the
-    firmware's .mpy files loaded into the heap beside the suite's 192 KiB."""
-    if interp == "32":
-        _, frozen = mp32.build(log=lambda *a: None)
-        exe, heap, path = str(frozen), mprun.HEAP_32, [".frozen"]
-    else:
-        build_mpy.build()
-        exe, heap = paths.MICROPYTHON, mprun.DATA_HEAP + mprun.CODE_ROOM
-        path = [".frozen", str(paths.MPY_BUILD), str(paths.MPLIB)]
+def run_gap(labels: bool = True) -> dict:
+    """The whole run on the frozen 32-bit build with an ESP32's 112 KB heap (bytecode in
+    flash, so the collector walks only live data, as on the board; its cputime module is the
+    thread CPU clock: the 64-bit port has none). labels: wrap the app's long calls so each
+    long gap is filed under the call it ended in (python -m host_tools.bench.safety
+    --no-labels runs without them)."""
+    _, frozen = mp32.build(log=lambda *a: None)
+    exe, heap, path = str(frozen), mprun.HEAP_32, [".frozen"]
     broker = AmqttBroker().start()
     meter_proc, meter = start_meter()
     val = _validator(broker)
@@ -121,7 +162,7 @@ def run_gap(interp: str = "32") -> dict:
                    "baud": meter["baud"], "meter_control": meter["control"],
                    "data": tmp + "/flash", "host": broker.host, "port": broker.port, "t0": T0,
                    "operator_spki": op.public_spki_hex(key), "cmds": _commands(key),
-                   "sessions": SESSIONS}
+                   "sessions": SESSIONS, "labels": labels}
             env = dict(os.environ)
             env["MICROPYPATH"] = os.pathsep.join(path)
             cmd = [exe, "-X", "heapsize=%d" % heap, str(paths.MP_SIDE / "safety_bench.py")]
@@ -138,22 +179,38 @@ def run_gap(interp: str = "32") -> dict:
 
 
 def run() -> dict:
-    out = run_gap()
+    # Without the labels: their wrappers hold ~6-11 KB of the app's 112 KB heap and make
+    # garbage in the gaps they measure (the collector's pause grows with the live heap).
+    out = run_gap(labels=False)
     if out["sessions"] != SESSIONS or out["pending"] != 0:
         raise RuntimeError("safety bench did not complete its sessions: %r" % (out,))
     sig = out["signer"]
     return {"safety_gap_max_us_micropython": out["max_gap_us"],
-            "safety_gap_max_wall_us_micropython": out["max_gap_wall_us"],
-            "safety_gaps_preempted": out["preempted_gaps"],
-            "safety_gaps_over_250us": out["clean_gaps_over_250us"],
+            "safety_gaps_over_250us": out["gaps_over_250us"],
             "safety_gap_p99_us_micropython": out["p99_us"],
             "safety_gap_p999_us_micropython": out["p999_us"],
+            "safety_gap_cpu_max_us_micropython": out["max_gap_cpu_us"],
+            "safety_gap_max_unpreempted_us_micropython": out["max_gap_clean_us"],
+            "safety_gap_unaccounted_max_us_micropython": out["unaccounted_max_us"],
+            "safety_gaps_unaccounted_over_250us": out["unaccounted_over_250us"],
+            "safety_gap_idle_max_us_micropython": out["idle_max_gap_us"],
+            "safety_gaps_idle_over_250us": out["idle_gaps_over_250us"],
+            "safety_gap_idle_sleep_max_us_micropython": out["idle_sleep_max_gap_us"],
+            "safety_gap_max_wall_us_micropython": out["max_gap_wall_us"],
+            "safety_gap_max_wall_clean_us_micropython": out["max_gap_wall_clean_us"],
+            "safety_gaps_preempted": out["preempted_gaps"],
+            "safety_gaps_stolen": out["stolen_gaps"],
+            "safety_gaps_wall_over_250us": out["clean_gaps_over_250us"],
+            "safety_gap_wall_p99_us_micropython": out["wall_p99_us"],
+            "safety_gap_wall_p999_us_micropython": out["wall_p999_us"],
             "safety_gap_code_max_us_micropython": out["code_max_gap_us"],
             "safety_gaps_code_over_250us": out["code_gaps_over_250us"],
-            "safety_gap_idle_max_us_micropython": out["idle_max_gap_us"],
-            "safety_gaps_idle_over_250us": out["idle_clean_gaps_over_250us"],
-            "safety_gap_idle_sleep_max_us_micropython": out["idle_sleep_max_gap_us"],
+            "safety_gap_idle_max_wall_us_micropython": out["idle_max_gap_wall_clean_us"],
+            "safety_gaps_idle_wall_over_250us": out["idle_clean_gaps_over_250us"],
+            "safety_gap_idle_sleep_max_wall_us_micropython": out["idle_sleep_max_gap_wall_clean_us"],
             "safety_gc_pause_us_micropython": out["gc_pause_min_us"],
+            "safety_gc_pause_cpu_us_micropython": out["gc_pause_cpu_min_us"],
+            "safety_bench_harness_bytes_32": out["harness_bytes"],
             "safety_polls_per_session": out["polls"] // SESSIONS,
             "safety_gap_sign_us_micropython": sig["sign_gap_us"],
             "safety_gap_verify_us_micropython": sig["verify_gap_us"]}
@@ -163,4 +220,4 @@ if __name__ == "__main__":
     import sys
     # The whole measurement, with the long gaps filed by phase ("start > end" of the gap:
     # loop phase / innermost labelled call, "+gc" when a collection ran inside).
-    print(json.dumps(run_gap(sys.argv[1] if len(sys.argv) > 1 else "32"), indent=2))
+    print(json.dumps(run_gap(labels="--no-labels" not in sys.argv[1:]), indent=2))

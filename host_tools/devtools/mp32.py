@@ -15,8 +15,12 @@ tarball (../shared/vendor/, or CP_MP_SRC_TARBALL):
                                     host-only firmware modules the tests need (simulated
                                     devices, POSIX serial) frozen beside it
 
+Both carry the C modules of host_tools/devtools/mp32_cmod/ (USER_C_MODULES): `cputime`, the
+thread's own CPU clock for the safety bench (host_tools/bench/safety.py). The firmware never
+imports it; it stands for nothing on the board.
+
 Each binary is rebuilt only when what it is made of changes (a SHA-256 over the tarball, the
-make flags, the manifests, umqtt.simple and, for the frozen one, the firmware sources); make's
+make flags, the C modules, the manifests, umqtt.simple and, for the frozen one, the firmware sources); make's
 own dependency tracking keeps a rebuild to the frozen content and the link.
 """
 import hashlib
@@ -27,7 +31,8 @@ import subprocess
 import sys
 import tarfile
 
-from host_tools.paths import FIRMWARE, MICROPYTHON_32, MICROPYTHON_32_FROZEN, MP32_BUILD, MPLIB, ROOT
+from host_tools.paths import (FIRMWARE, MICROPYTHON_32, MICROPYTHON_32_FROZEN, MP32_BUILD, MP32_CMOD,
+                              MPLIB, ROOT)
 
 MP_VERSION = "1.28.0"
 TARBALL_NAME = "micropython-%s-unix-src.tar.gz" % MP_VERSION
@@ -67,6 +72,11 @@ def _sha(paths, text=""):
 
 def _tree(root):
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _cmod_files():
+    """The C modules' sources and makefiles (USER_C_MODULES), part of both binaries."""
+    return sorted(p for p in MP32_CMOD.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".mk"))
 
 
 def _stamp_ok(stamp, digest):
@@ -172,12 +182,28 @@ def _mpy_cross(log):
         raise RuntimeError("mpy-cross build failed:\n%s" % proc.stderr[-5000:])
 
 
+def _touch_new_cmods():
+    """make scans for names (qstrs, module registrations) only the sources newer than its
+    last scan: a C module older than that scan (a build folder made before the module came)
+    would compile without its names. So when the C modules changed since the folder last
+    built, their mtimes are brought to now; the stamp is written once a build has passed."""
+    digest = _sha(_cmod_files())
+    stamp = OUT / "cmod.sha256"
+    if not _stamp_ok(stamp, digest):
+        for p in _cmod_files():
+            os.utime(p)
+    return stamp, digest
+
+
 def _make(manifest, build_dir, port, lib, log):
     _mpy_cross(log)
+    # makemanifest.py rewrites frozen_content.c only when a file it freezes is newer than it:
+    # after the frozen image, the plain one (a subset) would keep the firmware frozen in.
+    (build_dir / "frozen_content.c").unlink(missing_ok=True)
     log("mp32: building %s" % pathlib.Path(manifest).stem.replace("manifest", "micropython"))
     cmd = ["make", "-C", str(SRC / "ports" / "unix"), "-j%d" % (os.cpu_count() or 2)] + _MAKE_FLAGS + [
         "BUILD=%s" % build_dir, "FROZEN_MANIFEST=%s" % manifest, "MPY_LIB_DIR=%s" % lib,
-        "MICROPY_MANIFEST_PORT_DIR=%s" % port]
+        "MICROPY_MANIFEST_PORT_DIR=%s" % port, "USER_C_MODULES=%s" % MP32_CMOD]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         if "gnu/stubs-32.h" in proc.stderr or "cannot find -lgcc" in proc.stderr:
@@ -202,10 +228,10 @@ def build(log=print):
     _extract(tar, log)
     port, lib = _libraries()
     plain_manifest, frozen_manifest = _manifests(port, lib)
-    # What each binary is made of: the source, the make flags, the manifests and what they
-    # freeze (not this file: editing a comment here must not cost a rebuild).
+    # What each binary is made of: the source, the make flags, the C modules, the manifests
+    # and what they freeze (not this file: editing a comment here must not cost a rebuild).
     recipe = [tar, plain_manifest, port / "boards" / "manifest.py",
-              lib / "micropython" / "umqtt.simple" / "manifest.py"] + _tree(MPLIB)
+              lib / "micropython" / "umqtt.simple" / "manifest.py"] + _cmod_files() + _tree(MPLIB)
     flags = " ".join(_MAKE_FLAGS)
     plain_digest = _sha(recipe, flags)
     frozen_digest = _sha(recipe + [frozen_manifest] + _tree(FIRMWARE), flags)
@@ -219,6 +245,7 @@ def build(log=print):
         return PLAIN, FROZEN
     # One build folder for both: they differ only in frozen_content.c, so the second build
     # compiles that file and links (a firmware change costs seconds, not a whole port build).
+    cmod_stamp, cmod_digest = _touch_new_cmods()
     if "plain" in todo:
         exe = _make(plain_manifest, OUT / "build-32", port, lib, log)
         _install(exe, PLAIN)
@@ -228,6 +255,7 @@ def build(log=print):
         exe = _make(frozen_manifest, OUT / "build-32", port, lib, log)
         _install(exe, FROZEN)
         frozen_stamp.write_text(frozen_digest)
+    cmod_stamp.write_text(cmod_digest)
     return PLAIN, FROZEN
 
 

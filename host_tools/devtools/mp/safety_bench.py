@@ -3,15 +3,20 @@
 # pty, its MQTT uplink on a real broker with a validator acking: sessions started by a signed
 # remote command, a current limit and a tariff command while charging, telemetry, the end
 # (three signatures, log, outbox, publish, ack). The safety watch polls at every call
-# (safety_poll_us 0) and records the largest gap between two polls: everything the app does
+# (safety_poll_us 0) and records every gap between two polls as the firmware thread's own time
+# (CPU time + the sleeps it asked for: GapMeter) and in wall time: everything the app does
 # between two calls counts, garbage collections included. Harness work (publishing the
 # commands, setting the meter) is excluded with watch.resume().
+# Needs the 32-bit build's cputime module (host_tools/devtools/mp32_cmod/): the bench's only.
 # stdin: {"board", "meter_port", "baud", "meter_control", "data", "host", "port", "t0",
-#         "operator_spki", "cmds": {name: signed command str}, "sessions"}
+#         "operator_spki", "cmds": {name: signed command str}, "sessions",
+#         "labels": wrap the app's calls to file long gaps by name (default true)}
 import gc
 import json
 import sys
 from time import sleep_ms, ticks_diff, ticks_us
+
+from cputime import thread_us        # the bench's C module (host_tools/devtools/mp32_cmod)
 
 from app import config
 from hal import clock as clock_mod
@@ -25,6 +30,8 @@ from umqtt.simple import MQTTClient
 
 _NV = b"nonvoluntary_ctxt_switches:"
 NBUCKETS = 201
+RUNQ_WRAP = 1000000000                  # GapMeter._runq_us() counts modulo this many us
+MAX_KINDS = 48                          # kinds of long gap filed by name (each a ~60-byte str)
 
 
 def _bucket(us):
@@ -56,23 +63,43 @@ _sleep_us = clock_mod.sleep_us
 
 class GapMeter:
     """Wraps the app's safety watch (every_us 0: every call polls) and measures every gap
-    between two polls in wall time, filed by where it started and ended: the main loop's
-    phase (watch.phase) and the innermost labelled call (self.where). The machine is shared
-    (2 cores, a VM): a gap in which the kernel switched this process out involuntarily
-    (nonvoluntary_ctxt_switches in /proc/self/status went up) or the hypervisor stole time
-    from a CPU (the steal column of /proc/stat's cpu line went up) is someone else's time, not
-    the firmware's; those are counted apart. The firmware's own sleeps (its wait slices, 50 us
-    here) stay in. A collection (the heap's allocated bytes went down) is marked "+gc". The
-    meter reads /proc into buffers made once, so it allocates nothing per poll (except when
-    it files a long gap): the app's collections come when the app's own allocations ask."""
+    between two polls three ways, filed by where it started and ended: the main loop's phase
+    (watch.phase) and the innermost labelled call (self.where).
+
+    own   the firmware thread's own time: its CPU time in the gap (cputime.thread_us(),
+          CLOCK_THREAD_CPUTIME_ID: user + system) plus the sleeps it asked for in the gap (its
+          wait slices and Modbus frame-gap slices, all through hal.clock.sleep_us, timed
+          here). On an ESP32 the firmware runs alone on its core, so its gap is exactly that.
+          Time this process waited for a CPU, was preempted, or the hypervisor stole, and the
+          kernel's lateness in waking it from a sleep, are not in it. The headline.
+    wall  ticks_us() between the two polls: everything, the host included.
+    clean the wall time of the gaps in which the kernel did not switch this process out
+          involuntarily (nonvoluntary_ctxt_switches in /proc/self/status) and the hypervisor
+          stole nothing (the steal column of /proc/stat's cpu line); "code" is a clean gap
+          less the host's oversleep in it (the wall-clock method before the CPU clock).
+
+    What own cannot see is a wait that is not a timed sleep (a blocking read, a DNS lookup):
+    it would pass neither as CPU nor as an asked sleep. So every gap is also checked for it:
+    unaccounted = wall - CPU - asked sleeps - the time it waited on a run queue (run_delay,
+    the second field of /proc/self/schedstat) is what the thread spent off the CPU and not
+    runnable beyond what it asked to sleep: a blocking call would show here as its whole
+    duration; otherwise it holds only the kernel's timer slack and wake-up lateness (tens of
+    us per sleep) and steal. A collection (the heap's allocated bytes went down) is marked
+    "+gc".
+
+    The meter reads its clocks and /proc into buffers made once, outside the gap (after the
+    poll, before the next one), and allocates nothing per poll except when it files a new kind
+    of long gap: the app's collections come when the app's own allocations ask."""
 
     def __init__(self, watch):
         self.watch = watch
         self.f = open("/proc/self/status", "rb")
         self.fs = open("/proc/stat", "rb")
+        self.fq = open("/proc/self/schedstat", "rb")
         self.buf = bytearray(2048)        # /proc/self/status is ~1.4 KB; /proc/stat's cpu line is first
-        self.hist = [0] * NBUCKETS       # every clean gap
-        self.long = {}                   # "start > end" -> [count, max us], clean gaps > 250 us
+        self.hist = [0] * NBUCKETS       # every gap, by its own time
+        self.hist_wall = [0] * NBUCKETS  # every clean gap, by its wall time
+        self.long = {}                   # kind hash -> [count, max own us, max unaccounted us, kind]
         self.reset()
         inner = watch.poll
 
@@ -90,20 +117,28 @@ class GapMeter:
         watch.mark = marked
 
     def reset(self):
+        self.max_own = 0           # every gap: CPU + asked sleeps
+        self.max_own_clean = 0     # the same, gaps without an involuntary switch or steal
+        self.own_over = 0          # of those, above 250 us
+        self.max_cpu = 0           # every gap: CPU alone
+        self.max_unacc = 0         # every gap not stolen from: wall - CPU - asked - run queue
+        self.unacc_over = 0        # of those, above 250 us
         self.max_wall = 0          # every gap
         self.max_clean = 0         # gaps without an involuntary switch or steal
-        self.preempted = 0         # gaps left out for an involuntary switch
-        self.stolen = 0            # gaps left out for hypervisor steal
+        self.preempted = 0         # gaps with an involuntary switch
+        self.stolen = 0            # gaps with hypervisor steal
         self.gaps = 0
-        self.over = 0              # clean gaps above 250 us
-        self.gc_gaps = 0           # clean gaps with a collection inside
-        self.gc_max = 0
-        self.busy_us = 0           # the sum of all gaps: the app's own time
+        self.over = 0              # clean gaps above 250 us of wall time
+        self.gc_gaps = 0           # gaps with a collection inside
+        self.gc_max = 0            # the largest of those, own time
+        self.busy_us = 0           # the sum of all gaps' wall time
         self.max_code = 0          # clean gaps less the host's oversleep in them
         self.code_over = 0         # of those, above 250 us
         self.overslept = 0         # oversleep so far in the gap running now
+        self.asked = 0             # sleep asked for so far in the gap running now
         for i in range(NBUCKETS):
             self.hist[i] = 0
+            self.hist_wall[i] = 0
         self.long.clear()
         self.resume()
 
@@ -132,28 +167,72 @@ class GapMeter:
     def _steal(self):
         return self._number_after(self.fs, b"cpu ", 7)
 
+    def _runq_us(self):
+        """run_delay (ns, the second field of /proc/self/schedstat) in us modulo RUNQ_WRAP:
+        the last three digits dropped and the rest folded as it is read, so the value stays a
+        small int (a big one would allocate)."""
+        b = self.buf
+        f = self.fq
+        f.seek(0)
+        f.readinto(b)
+        i = 0
+        while b[i] != 32:
+            i += 1
+        i += 1
+        j = i
+        while 48 <= b[j] <= 57:
+            j += 1
+        v = 0
+        while i < j - 3:
+            v = (v % 100000000) * 10 + b[i] - 48
+            i += 1
+        return v
+
     def _note(self):
+        cpu_now = thread_us()
         now = ticks_us()
         alloc = gc.mem_alloc()
         sw = self._switches()
         st = self._steal()
+        rq = (self._runq_us() - self.rq) % RUNQ_WRAP
         wall = ticks_diff(now, self.last)
+        cpu = ticks_diff(cpu_now, self.cpu)
+        own = cpu + self.asked
         self.gaps += 1
         self.busy_us += wall
         if wall > self.max_wall:
             self.max_wall = wall
+        if cpu > self.max_cpu:
+            self.max_cpu = cpu
+        self.hist[_bucket(own)] += 1
+        if own > self.max_own:
+            self.max_own = own
+        if own > 250:
+            self.own_over += 1
+        collected = alloc < self.alloc - 2048     # not a buffer shrunk or freed in place
+        if collected:
+            self.gc_gaps += 1
+            if own > self.gc_max:
+                self.gc_max = own
+        unacc = 0
+        if st != self.st:
+            self.stolen += 1              # steal is neither CPU nor run queue: not judged
+        else:
+            unacc = wall - own - rq
+            if unacc > self.max_unacc:
+                self.max_unacc = unacc
+            if unacc > 250:
+                self.unacc_over += 1
+        if own > 250 or unacc > 250:
+            self._file(own, unacc, collected)
         if sw != self.sw:
             self.preempted += 1
             return
         if st != self.st:
-            self.stolen += 1
             return
-        collected = alloc < self.alloc - 2048     # not a buffer shrunk or freed in place
-        if collected:
-            self.gc_gaps += 1
-            if wall > self.gc_max:
-                self.gc_max = wall
-        self.hist[_bucket(wall)] += 1
+        if own > self.max_own_clean:
+            self.max_own_clean = own
+        self.hist_wall[_bucket(wall)] += 1
         if wall > self.max_clean:
             self.max_clean = wall
         code = wall - self.overslept
@@ -161,29 +240,39 @@ class GapMeter:
             self.max_code = code
         if wall > 250:
             self.over += 1
-        if code > 250:                          # filed by the firmware's own time in the gap
+        if code > 250:
             self.code_over += 1
-            # Filed under a small-int hash of the labels (all constant strings), so a long gap
-            # allocates nothing unless its kind is new: the meter's own garbage would bring
-            # the collector on sooner than the app's does.
-            h = hash(self.start_phase) & 0xFFFFFF
-            h = ((h << 5) ^ hash(self.start_where)) & 0xFFFFFF
-            h = ((h << 5) ^ hash(self.watch.phase)) & 0xFFFFFF
-            h = ((h << 5) ^ hash(self.where)) & 0xFFFFFF
-            h = ((h << 5) ^ hash(self.trail)) & 0xFFFFFF
-            if collected:
-                h ^= 0x1000000
+
+    def _file(self, own, unacc, collected):
+        """A long gap (own or unaccounted time over 250 us) filed by where it started and
+        ended, under a small-int hash of the labels (all constant strings), so it allocates
+        nothing unless its kind is new (the meter's own garbage would bring the collector on
+        sooner than the app's does); past MAX_KINDS kinds, under one "(other)"."""
+        h = hash(self.start_phase) & 0xFFFFFF
+        h = ((h << 5) ^ hash(self.start_where)) & 0xFFFFFF
+        h = ((h << 5) ^ hash(self.watch.phase)) & 0xFFFFFF
+        h = ((h << 5) ^ hash(self.where)) & 0xFFFFFF
+        h = ((h << 5) ^ hash(self.trail)) & 0xFFFFFF
+        if collected:
+            h ^= 0x1000000
+        e = self.long.get(h)
+        if e is None and len(self.long) >= MAX_KINDS:
+            h = -1
             e = self.long.get(h)
-            if e is None:
-                key = "%s/%s > %s/%s%s%s" % (
-                    self.start_phase, self.start_where, self.watch.phase, self.where,
-                    " +gc" if collected else "",
-                    " (last entered: %s)" % self.trail if self.trail else "")
-                self.long[h] = [1, code, key]
-            else:
-                e[0] += 1
-                if code > e[1]:
-                    e[1] = code
+        if e is None and h == -1:
+            self.long[h] = [1, own, unacc, "(other)"]
+        elif e is None:
+            key = "%s/%s > %s/%s%s%s" % (
+                self.start_phase, self.start_where, self.watch.phase, self.where,
+                " +gc" if collected else "",
+                " (last entered: %s)" % self.trail if self.trail else "")
+            self.long[h] = [1, own, unacc, key]
+        else:
+            e[0] += 1
+            if own > e[1]:
+                e[1] = own
+            if unacc > e[2]:
+                e[2] = unacc
 
     def resume(self):
         self.start_phase = self.watch.phase
@@ -192,12 +281,17 @@ class GapMeter:
         self.st = self._steal()
         self.alloc = gc.mem_alloc()
         self.overslept = 0
+        self.asked = 0
         self.trail = ""
+        self.rq = self._runq_us()
         self.last = ticks_us()
+        self.cpu = thread_us()
 
     def sleep_us(self, us):
-        """The firmware's sleeps (wait slices, the Modbus frame gap), timed: what the host adds
-        beyond the time asked for is the host scheduler's wake-up latency, not the firmware."""
+        """The firmware's sleeps (wait slices, the Modbus frame gap), timed: the time asked for
+        is part of the firmware's own gap (a sliced wait on the board); what the host adds
+        beyond it is the host scheduler's wake-up latency, not the firmware."""
+        self.asked += us
         t = ticks_us()
         _sleep_us(us)
         late = ticks_diff(ticks_us(), t) - us
@@ -205,19 +299,29 @@ class GapMeter:
             self.overslept += late
 
     def summary(self, prefix=""):
-        n = self.gaps - self.preempted - self.stolen
+        n = self.gaps
+        nc = self.gaps - self.preempted - self.stolen
         top = sorted(self.long.items(), key=lambda kv: -kv[1][0] * 1000000 - kv[1][1])
-        return {prefix + "max_gap_us": self.max_clean, prefix + "max_gap_wall_us": self.max_wall,
+        return {prefix + "max_gap_us": self.max_own, prefix + "gaps_over_250us": self.own_over,
+                prefix + "max_gap_clean_us": self.max_own_clean,
+                prefix + "p99_us": percentile(self.hist, n, 990),
+                prefix + "p999_us": percentile(self.hist, n, 999),
+                prefix + "max_gap_cpu_us": self.max_cpu,
+                prefix + "unaccounted_max_us": self.max_unacc,
+                prefix + "unaccounted_over_250us": self.unacc_over,
+                prefix + "max_gap_wall_us": self.max_wall,
+                prefix + "max_gap_wall_clean_us": self.max_clean,
                 prefix + "gaps": self.gaps, prefix + "preempted_gaps": self.preempted,
                 prefix + "stolen_gaps": self.stolen,
                 prefix + "clean_gaps_over_250us": self.over,
-                prefix + "p99_us": percentile(self.hist, n, 990),
-                prefix + "p999_us": percentile(self.hist, n, 999),
+                prefix + "wall_p99_us": percentile(self.hist_wall, nc, 990),
+                prefix + "wall_p999_us": percentile(self.hist_wall, nc, 999),
                 prefix + "gc_gaps": self.gc_gaps, prefix + "gc_gap_max_us": self.gc_max,
                 prefix + "busy_us": self.busy_us,
                 prefix + "code_max_gap_us": self.max_code,
                 prefix + "code_gaps_over_250us": self.code_over,
-                prefix + "long_by_phase": [[v[2], v[0], v[1]] for k, v in top[:40]]}
+                # [kind, count, max own us, max unaccounted us]
+                prefix + "long_by_phase": [[v[3], v[0], v[1], v[2]] for k, v in top[:40]]}
 
     where = ""
 
@@ -297,21 +401,30 @@ def signer_gaps(reps=7):
 
 def gc_pauses(n=7):
     """A full collection's pause with the app's heap as it is now: the slowest and the
-    fastest of n (the fastest is the collector's own cost, without the host's noise), and
-    the heap's live bytes."""
+    fastest of n in wall time, the fastest in CPU time (the collector's own cost, without the
+    host's noise), and the heap's live bytes."""
     worst = 0
     best = 1 << 29
+    best_cpu = 1 << 29
     for _ in range(n):
         t = ticks_us()
+        c = thread_us()
         gc.collect()
+        c = ticks_diff(thread_us(), c)
         d = ticks_diff(ticks_us(), t)
         worst = max(worst, d)
         best = min(best, d)
-    return worst, best, gc.mem_alloc()
+        best_cpu = min(best_cpu, c)
+    return worst, best, best_cpu, gc.mem_alloc()
 
 
 def main():
+    gc.collect()
+    heap0 = gc.mem_alloc()
     cfg = json.loads(sys.stdin.readline())
+    gc.collect()
+    cmds_bytes = gc.mem_alloc() - heap0   # the configuration, with the signed commands
+    labels = cfg.get("labels", True)
     # The signer first, on an empty heap: at the end the app's heap is nearly full (with this
     # harness in it) and an allocation's search for a free block costs more than on the board.
     # After a pause: the broker, the meter and the validator have just started beside us.
@@ -330,12 +443,16 @@ def main():
     clock = SimClock(epoch=cfg["t0"])
     hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
     app = ChargerApp(board, conf, hw)
+    gc.collect()
+    heap1 = gc.mem_alloc()
     gm = GapMeter(app.safety)
     clock_mod.sleep_us = gm.sleep_us              # the firmware's sleeps, timed
     ev = hw["ev"]
     relay = hw["relay"]
     # Where each long gap ended: the innermost labelled call running at that poll.
     def label(obj, name):
+        if not labels:
+            return
         f = getattr(obj, name)
 
         def g(*a, **k):
@@ -366,8 +483,13 @@ def main():
         for n in names:
             if hasattr(obj, n):
                 label(obj, n)
+    gc.collect()
+    heap2 = gc.mem_alloc()
+    harness = heap2 - heap1               # the meter and its labels
     op = MQTTClient("bench-operator", cfg["host"], cfg["port"])
     op.connect()
+    gc.collect()
+    harness += gc.mem_alloc() - heap2     # the operator's MQTT client
 
     def step(n=1, ms=100):
         for _ in range(n):
@@ -375,7 +497,8 @@ def main():
             app.step()
 
     def command(name):
-        op.publish(b"cp/CP-BENCH/cmd", cfg["cmds"][name].encode(), qos=1)
+        # Each command dropped once sent: the harness's heap shrinks as the run goes.
+        op.publish(b"cp/CP-BENCH/cmd", cfg["cmds"].pop(name).encode(), qos=1)
         gm.resume()
 
     def until(cond, limit=3000):
@@ -386,6 +509,8 @@ def main():
         return False
 
     until(lambda: app.link.connected)
+    gc.collect()
+    heap3 = gc.mem_alloc()
     c = app.link.client
     for obj, names in ((c, ("check_msg", "publish", "wait_msg")),
                        (app.billing, ("set_tariff",)), (app.records.log, ("append_session",))):
@@ -397,6 +522,7 @@ def main():
     label(app.safety, "collect")
     label(c, "cb")
     gc.collect()
+    harness += gc.mem_alloc() - heap3     # the labels on the uplink's objects
     gm.reset()
     polls0 = app.safety.polls
     steps = 0
@@ -429,8 +555,13 @@ def main():
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(),
                 "receipts": app.records.log.seq, "state": app.charger.state})
-    out["gc_pause_us"], out["gc_pause_min_us"], out["heap_live_bytes"] = gc_pauses()
+    (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
+     out["heap_live_bytes"]) = gc_pauses()
     out["signer"] = signer
+    # The bench's own share of the app's heap: what it measures with (the meter, labels), the
+    # operator's client, and the signed commands still unsent (none at the end).
+    out["harness_bytes"] = harness
+    out["harness_cmds_bytes"] = cmds_bytes
     out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
                          conf["wait_slice_us"]))
     op.disconnect()
