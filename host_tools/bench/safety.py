@@ -20,11 +20,14 @@ a sleeper: a loop of nothing but polls shows wall gaps of ~400-500 us (and a C l
 the clock, over 2 ms), so the wall rows cannot show the firmware's gap; they stay beside it.
 
 What the CPU clock cannot see: a wait that is not a timed sleep (a blocking read, a DNS
-lookup) would be neither CPU nor an asked sleep, and vanish. So every gap is checked:
-wall - CPU - asked sleeps - run-queue wait (/proc/self/schedstat, field 2) is the time the
-thread was off the CPU and not runnable beyond the sleeps it asked for. A blocking call
-would show there whole; without one it holds only the kernel's timer slack and wake-up
-lateness (tens of us per sleep) and hypervisor steal.
+lookup) would be neither CPU nor an asked sleep, and vanish. So every gap is checked twice:
+by count, a gap in which the thread blocked (voluntary context switches, /proc/self/status)
+more often than it asked to sleep held another wait (safety_gaps_untimed_waits, must be 0);
+by time, wall - CPU - asked sleeps - run-queue wait (/proc/self/schedstat, field 2) is the
+time the thread was off the CPU and not runnable beyond the sleeps it asked for. A blocking
+call would show there whole; without one it holds the kernel's timer slack and wake-up
+lateness (tens of us per sleep) and hypervisor time too short for /proc/stat's 10 ms steal
+ticks (it turns up in collections too, which make no system call at all).
 What it still holds of the host: this kernel charges interrupt handling to the thread that
 was running (no IRQ_TIME_ACCOUNTING), and a thread that was switched out runs slower for a
 while on cold caches; the idle rows show that floor, measured the same way.
@@ -42,6 +45,10 @@ safety_gap_unaccounted_max_us_micropython / safety_gaps_unaccounted_over_250us
                                the largest wall - CPU - asked sleeps - run-queue wait of any
                                gap without steal, and how many gaps exceeded 250 us: a
                                blocking call that is not a timed sleep would show here.
+safety_gaps_untimed_waits      gaps in which the thread blocked (a voluntary context switch,
+                               /proc/self/status) more often than it asked to sleep: a wait
+                               that is not a timed sleep, which the CPU clock would hide.
+                               0 means every wait in the firmware's gaps is a timed sleep.
 safety_gap_idle_max_us_micropython / safety_gaps_idle_over_250us
                                the host's floor, the same measure: after the sessions, a loop
                                of nothing but polls (the same watch and meter) for as long as
@@ -193,6 +200,7 @@ def run() -> dict:
             "safety_gap_max_unpreempted_us_micropython": out["max_gap_clean_us"],
             "safety_gap_unaccounted_max_us_micropython": out["unaccounted_max_us"],
             "safety_gaps_unaccounted_over_250us": out["unaccounted_over_250us"],
+            "safety_gaps_untimed_waits": out["untimed_wait_gaps"],
             "safety_gap_idle_max_us_micropython": out["idle_max_gap_us"],
             "safety_gaps_idle_over_250us": out["idle_gaps_over_250us"],
             "safety_gap_idle_sleep_max_us_micropython": out["idle_sleep_max_gap_us"],

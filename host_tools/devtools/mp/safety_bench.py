@@ -29,6 +29,7 @@ from umqtt.simple import MQTTClient
 
 
 _NV = b"nonvoluntary_ctxt_switches:"
+_V = b"\nvoluntary_ctxt_switches:"
 NBUCKETS = 201
 RUNQ_WRAP = 1000000000                  # GapMeter._runq_us() counts modulo this many us
 MAX_KINDS = 48                          # kinds of long gap filed by name (each a ~60-byte str)
@@ -79,13 +80,16 @@ class GapMeter:
           less the host's oversleep in it (the wall-clock method before the CPU clock).
 
     What own cannot see is a wait that is not a timed sleep (a blocking read, a DNS lookup):
-    it would pass neither as CPU nor as an asked sleep. So every gap is also checked for it:
+    it would pass neither as CPU nor as an asked sleep. So every gap is also checked for it,
+    twice. By count: each time the thread blocks, the kernel counts a voluntary context
+    switch (voluntary_ctxt_switches in /proc/self/status); a gap with more of them than timed
+    sleeps waited on something else ("untimed wait": the row must be 0). By time:
     unaccounted = wall - CPU - asked sleeps - the time it waited on a run queue (run_delay,
     the second field of /proc/self/schedstat) is what the thread spent off the CPU and not
-    runnable beyond what it asked to sleep: a blocking call would show here as its whole
-    duration; otherwise it holds only the kernel's timer slack and wake-up lateness (tens of
-    us per sleep) and steal. A collection (the heap's allocated bytes went down) is marked
-    "+gc".
+    runnable beyond what it asked to sleep: a blocking call would show here whole; otherwise
+    it holds the kernel's timer slack and wake-up lateness (tens of us per sleep) and
+    hypervisor time that /proc/stat's 10 ms steal ticks do not show. A collection (the heap's
+    allocated bytes went down) is marked "+gc".
 
     The meter reads its clocks and /proc into buffers made once, outside the gap (after the
     poll, before the next one), and allocates nothing per poll except when it files a new kind
@@ -123,6 +127,7 @@ class GapMeter:
         self.max_cpu = 0           # every gap: CPU alone
         self.max_unacc = 0         # every gap not stolen from: wall - CPU - asked - run queue
         self.unacc_over = 0        # of those, above 250 us
+        self.untimed = 0           # gaps in which the thread blocked more often than it slept
         self.max_wall = 0          # every gap
         self.max_clean = 0         # gaps without an involuntary switch or steal
         self.preempted = 0         # gaps with an involuntary switch
@@ -142,10 +147,12 @@ class GapMeter:
         self.long.clear()
         self.resume()
 
-    def _number_after(self, f, key, skip):
+    def _number_after(self, f, key, skip, n=0):
+        """The skip-th number after key in f (read now; or, with n, the n bytes in buf)."""
         b = self.buf
-        f.seek(0)
-        n = f.readinto(b)
+        if not n:
+            f.seek(0)
+            n = f.readinto(b)
         i = b.find(key, 0, n) + len(key)
         while skip:                          # the skip-th number after the key
             while b[i] == 32 or b[i] == 9:
@@ -162,7 +169,13 @@ class GapMeter:
         return v
 
     def _switches(self):
-        return self._number_after(self.f, _NV, 0)
+        """The involuntary context switches so far; the voluntary ones (the thread blocked:
+        a sleep or any other wait) into self.vol, from the same read."""
+        f = self.f
+        f.seek(0)
+        n = f.readinto(self.buf)
+        self.vol = self._number_after(f, _V, 0, n)
+        return self._number_after(f, _NV, 0, n)
 
     def _steal(self):
         return self._number_after(self.fs, b"cpu ", 7)
@@ -193,6 +206,7 @@ class GapMeter:
         now = ticks_us()
         alloc = gc.mem_alloc()
         sw = self._switches()
+        waits = self.vol - self.vol0 - self.sleeps   # blocked other than in a timed sleep
         st = self._steal()
         rq = (self._runq_us() - self.rq) % RUNQ_WRAP
         wall = ticks_diff(now, self.last)
@@ -223,8 +237,10 @@ class GapMeter:
                 self.max_unacc = unacc
             if unacc > 250:
                 self.unacc_over += 1
-        if own > 250 or unacc > 250:
-            self._file(own, unacc, collected)
+        if waits > 0:
+            self.untimed += 1
+        if own > 250 or unacc > 250 or waits > 0:
+            self._file(own, unacc, collected, waits > 0)
         if sw != self.sw:
             self.preempted += 1
             return
@@ -243,7 +259,7 @@ class GapMeter:
         if code > 250:
             self.code_over += 1
 
-    def _file(self, own, unacc, collected):
+    def _file(self, own, unacc, collected, waited):
         """A long gap (own or unaccounted time over 250 us) filed by where it started and
         ended, under a small-int hash of the labels (all constant strings), so it allocates
         nothing unless its kind is new (the meter's own garbage would bring the collector on
@@ -255,6 +271,8 @@ class GapMeter:
         h = ((h << 5) ^ hash(self.trail)) & 0xFFFFFF
         if collected:
             h ^= 0x1000000
+        if waited:
+            h ^= 0x2000000
         e = self.long.get(h)
         if e is None and len(self.long) >= MAX_KINDS:
             h = -1
@@ -262,9 +280,9 @@ class GapMeter:
         if e is None and h == -1:
             self.long[h] = [1, own, unacc, "(other)"]
         elif e is None:
-            key = "%s/%s > %s/%s%s%s" % (
+            key = "%s/%s > %s/%s%s%s%s" % (
                 self.start_phase, self.start_where, self.watch.phase, self.where,
-                " +gc" if collected else "",
+                " +gc" if collected else "", " +untimed wait" if waited else "",
                 " (last entered: %s)" % self.trail if self.trail else "")
             self.long[h] = [1, own, unacc, key]
         else:
@@ -278,6 +296,8 @@ class GapMeter:
         self.start_phase = self.watch.phase
         self.start_where = self.where
         self.sw = self._switches()
+        self.vol0 = self.vol
+        self.sleeps = 0
         self.st = self._steal()
         self.alloc = gc.mem_alloc()
         self.overslept = 0
@@ -292,6 +312,7 @@ class GapMeter:
         is part of the firmware's own gap (a sliced wait on the board); what the host adds
         beyond it is the host scheduler's wake-up latency, not the firmware."""
         self.asked += us
+        self.sleeps += 1
         t = ticks_us()
         _sleep_us(us)
         late = ticks_diff(ticks_us(), t) - us
@@ -301,7 +322,9 @@ class GapMeter:
     def summary(self, prefix=""):
         n = self.gaps
         nc = self.gaps - self.preempted - self.stolen
-        top = sorted(self.long.items(), key=lambda kv: -kv[1][0] * 1000000 - kv[1][1])
+        # Untimed waits first (they must be 0), then by count and length.
+        top = sorted(self.long.items(), key=lambda kv: (
+            -(kv[0] > 0 and kv[0] & 0x2000000 > 0), -kv[1][0] * 1000000 - kv[1][1]))
         return {prefix + "max_gap_us": self.max_own, prefix + "gaps_over_250us": self.own_over,
                 prefix + "max_gap_clean_us": self.max_own_clean,
                 prefix + "p99_us": percentile(self.hist, n, 990),
@@ -309,6 +332,7 @@ class GapMeter:
                 prefix + "max_gap_cpu_us": self.max_cpu,
                 prefix + "unaccounted_max_us": self.max_unacc,
                 prefix + "unaccounted_over_250us": self.unacc_over,
+                prefix + "untimed_wait_gaps": self.untimed,
                 prefix + "max_gap_wall_us": self.max_wall,
                 prefix + "max_gap_wall_clean_us": self.max_clean,
                 prefix + "gaps": self.gaps, prefix + "preempted_gaps": self.preempted,
@@ -479,7 +503,8 @@ def main():
                                    "_keepalive", "_verify_one", "_on_message", "_publish")),
                        (app, ("execute", "health")), (app.records, ("record", "_queue")),
                        (app.keys, ("sign",)), (app.outbox, ("put", "sync", "ack", "items")),
-                       (ch.meter, ("read",))):
+                       (ch.meter, ("read",)),
+                       (ch.meter.master.port, ("write", "readinto", "drain_input"))):
         for n in names:
             if hasattr(obj, n):
                 label(obj, n)
