@@ -37,13 +37,19 @@ class Authoriser:
 
     def check(self, id_tag, now, remote=False):
         """None if id_tag may start a session now, else the reason it may not."""
-        if self.reserved_for and now <= self.reserved_for[1] and id_tag != self.reserved_for[0]:
+        if self.reserved_for and now <= self.reserved_for[1] and not self._holder(id_tag):
             return "reserved"
         if self.mode == "free" or remote:
             return None
         if id_tag in self.allow_list:
             return None
         return "unknown-id"
+
+    def _holder(self, id_tag):
+        # A CSMS names a card by its pseudonym's first 20 digits (OCPP 1.6 idTag, at most 20
+        # characters; docs/security.md "Cards and the CSMS"): such a reservation holds for it.
+        held = self.reserved_for[0]
+        return id_tag == held or (len(held) == 20 and len(id_tag) == 32 and id_tag[:20] == held)
 
     def id_type(self, id_tag, remote=False):
         # OCMF identification types: LOCAL for a card's pseudonym (an identifier the charger
