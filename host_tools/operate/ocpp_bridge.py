@@ -334,9 +334,13 @@ class BridgedCharger:
                 res = await self.cp.call(call.StartTransaction(
                     connector_id=1, id_tag=ocpp_id_tag(p["id_tag"]), meter_start=p["meter_start"],
                     timestamp=p["timestamp"]))
-                self.state.transaction_id = res.transaction_id
-                if p.get("card"):
-                    self.verdict(p["session"], res.id_tag_info["status"], "StartTransaction")
+                if res is None:     # a CallError: no transaction there; its end is still reported
+                    log.warning("%s: StartTransaction refused as a call", self.id)
+                    self.state.transaction_id = None
+                else:
+                    self.state.transaction_id = res.transaction_id
+                    if p.get("card"):
+                        self.verdict(p["session"], res.id_tag_info["status"], "StartTransaction")
             else:
                 tx = self.state.transaction_id
                 if tx is None:

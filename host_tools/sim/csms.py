@@ -12,6 +12,7 @@ import time
 import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
+from ocpp.exceptions import InternalError
 from ocpp.v16.enums import Action, RegistrationStatus
 
 
@@ -24,6 +25,7 @@ class CentralSystem:
         self.points = {}
         self.tx = 100
         self.id_tag_status = {}          # idTag -> what Authorize/StartTransaction answer
+        self.start_errors = 0            # answer that many StartTransactions with a CallError
         self.loop = asyncio.new_event_loop()
         self.server = None
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
@@ -108,6 +110,9 @@ class Recorder(ChargePoint):
     @on(Action.start_transaction)
     async def start_tx(self, **kw):
         self._log("StartTransaction", **kw)
+        if self.csms.start_errors > 0:
+            self.csms.start_errors -= 1
+            raise InternalError(description="this CSMS refuses the transaction")
         self.csms.tx += 1
         return call_result.StartTransaction(
             transaction_id=self.csms.tx, id_tag_info={"status": self.csms.status_of(kw["id_tag"])})

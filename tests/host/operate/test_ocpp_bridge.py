@@ -280,3 +280,24 @@ def test_a_stop_owed_while_the_charger_is_offline_goes_out_when_it_is_back(rig):
     topic, record = charger.sim.charge(energy_wh=400, stop_reason="remote")[0]
     charger.pub(topic.split("/", 2)[2], record)
     assert csms.wait("StopTransaction")[0][2]["reason"] == "DeAuthorized"
+
+
+def test_a_start_transaction_refused_as_a_call_loses_neither_the_end_nor_the_link(rig):
+    """A CSMS that answers StartTransaction with a CallError: the session's end is still
+    reported (transactionId -1, as for a start the CSMS lost) and the bridge goes on with the
+    next session instead of losing the charger's link."""
+    csms, charger = rig["csms"], rig["charger"]
+    csms.start_errors = 1
+    charger.pub("status", b"online", retain=True)
+    rig["bridge"]("plain")
+    csms.wait("BootNotification")
+    for n in range(2):
+        charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": charger.sim.meter_wh,
+                                  "id": CARD_ID, "it": "LOCAL"})
+        _wait(lambda n=n: len(csms.wait("StartTransaction", timeout=0)) > n)
+        topic, record = charger.sim.charge(energy_wh=1000, stop_reason="ev-unplugged")[0]
+        charger.pub(topic.split("/", 2)[2], record)
+        _wait(lambda n=n: len(csms.wait("StopTransaction", timeout=0)) > n)
+    stops = csms.wait("StopTransaction")
+    assert [s[2]["transaction_id"] for s in stops] == [-1, csms.tx]
+    assert charger.cmds == []
