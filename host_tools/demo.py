@@ -25,7 +25,7 @@ from host_tools import mqtt_conn
 from host_tools.firmware_rules import default_origin
 from host_tools.provision.broker_conf import Roster
 from host_tools.sim.broker import AmqttBroker, MosquittoBroker, find_mosquitto
-from host_tools.provision import pseudonym, secrets
+from host_tools.provision import operator_cmd, pseudonym, secrets
 from host_tools.sim.fleet import Device
 from host_tools.validator.store import LedgerDB
 from host_tools.validator.service import Validator, proof_bundle
@@ -119,14 +119,15 @@ def driver_check(db_path, dev):
     return valid and caught
 
 
-def start_ocpp_bridge(url, devices, spec):
+def start_ocpp_bridge(url, devices, spec, operator_key):
     """Each demo charger also appears to the CSMS at url as an OCPP 1.6J charge point. spec:
-    the bridge's broker login (an operator's: it reads every charger and sends commands)."""
+    the bridge's broker login (an operator's: it reads every charger and sends commands);
+    operator_key: the key the chargers trust, so the CSMS's remote start and stop and its
+    refusal of a card reach them as signed commands they accept."""
     from host_tools.operate.ocpp_bridge import OcppBridge
-    from host_tools.provision import operator_cmd
     client = mqtt_conn.client(spec, client_id="demo-ocpp-bridge")
     chargers = {d.charger_id: {"pubkey": d.pubkey_hex} for d in devices}
-    bridge = OcppBridge(url, chargers, operator_cmd.generate_key(), client,
+    bridge = OcppBridge(url, chargers, operator_key, client,
                         str(OUT / "ocpp-bridge"))
     client.on_message = bridge.on_message
     client.connect(spec.host, spec.port)
@@ -225,12 +226,16 @@ def main(argv=None):
     with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
         f.write(card_key + "\n")
     allow = card_provisioning(card_key)
+    # The operator's command key, made for this run: the chargers trust its public half and
+    # hold their own MAC key derived from it (the OCPP bridge signs with it).
+    operator_key = operator_cmd.generate_key()
     print("cards: %d, allowed by pseudonym (a driver's: chargeproof pseudonym --key-file %s "
           "--uid UID)" % (len(allow), shown(key_path)))
     try:
         for n in range(args.chargers):
             cid = ids[n]
-            config = {"allow_list": allow, "meter_serial": "SIM-%05d" % (n + 1)}
+            config = {"allow_list": allow, "meter_serial": "SIM-%05d" % (n + 1),
+                      "operator_key": operator_cmd.public_spki_hex(operator_key)}
             config.update(mqtt_conn.charger_config(login(cid)))     # its login, the broker's CA
             dev = Device(cid, OUT / "flash", broker.host, broker.port,
                          scripted_sessions(n, args.sessions), start_time=start_time + n * 3600,
@@ -239,14 +244,14 @@ def main(argv=None):
             for v in validators:
                 v.enroll(cid, bytes.fromhex(dev.pubkey_hex), origin=default_origin(cid))
             # Enrollment made an ack key per (validator, charger): onto the charger's flash.
-            dev.provision(secrets.from_validators(validators, cid, card_key))
+            dev.provision(secrets.from_validators(validators, cid, card_key, operator_key))
             print("charger %s: key %s... enrolled with %d validators" % (
                 cid, dev.pubkey_hex[-16:], len(validators)))
         for v in validators:
             if not v.subscribed.wait(10):
                 raise RuntimeError("validator %s did not subscribe" % v.validator_id)
         if args.ocpp:
-            bridge = start_ocpp_bridge(args.ocpp, devices, login("ocpp-bridge"))
+            bridge = start_ocpp_bridge(args.ocpp, devices, login("ocpp-bridge"), operator_key)
         for dev in devices:
             dev.go()
         for dev in devices:
