@@ -215,12 +215,14 @@ class ChargerApp:
                 now = self.clock.ticks_ms()
                 # The status (a dict and a price) is built only when telemetry is due.
                 if self.clock.ticks_diff(now, self._telemetry_due) >= 0:
-                    st = self.charger.status()
+                    st = self.charger.status()      # the price so far: the tariff's arithmetic
+                    safety()
                     reg = self.charger.session["last_wh"]   # the meter register (OCPP bridge)
                     if link.telemetry(st["power_w"], st["energy_wh"], st["price_minor"], force=True,
                                       register_wh=reg, t=self.clock.time(),
                                       id_json=self._session_id_json()):
                         self._telemetry_due = self.clock.ticks_add(now, self._telemetry_ms)
+                    safety()
             safety.phase = "ota"
             self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
             safety()

@@ -184,14 +184,19 @@ class Meter:
             s[i] = 0
         p = self.plan
         master = self.master
+        idle = master.idle            # the safety watch (ModbusRTU.idle), or None
         for t in range(len(p.txns)):
             fc, start, count = p.txns[t]
             try:
                 buf = master.read_registers(self.address, fc, start, count)
             except ModbusError as exc:
                 raise MeterCommError(exc)
+            if idle is not None:      # the reply is in and checked: its decoding is a piece
+                idle()
             for slot, off, kind, low_first, mul, div in p.fields[t]:
                 s[slot] = decode(buf, off, kind, low_first, mul, div)
+        if idle is not None:
+            idle()
         check(s)
         r = self.reading
         r.energy_wh = s[0]

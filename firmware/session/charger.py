@@ -23,6 +23,7 @@ from session.tariff import TariffError
 from session.safety import Safety
 from session.state import (IDLE, CONNECTED, AUTHORISED, CHARGING, SUSPENDED, STOPPED, FAULT,
                            RECOVERING, CLOSING)
+from store import atomic
 
 # A receipt lists the energy per time-of-use segment, one per band start crossed. A session
 # that crosses this many is closed (and a new one must be authorised), so its receipt stays
@@ -144,6 +145,7 @@ class Charger:
                 self._next_meter_ms = self.clock.ticks_add(now_ms, self.cfg["meter_poll_ms"])
                 if not self._poll_meter():
                     return
+                atomic.idle()           # the safety watch (the app's): the reading is booked
             self._step_session()
 
     def enter(self, state):

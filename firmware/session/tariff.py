@@ -46,6 +46,7 @@ from hashlib import sha256
 from binascii import hexlify
 
 from session.tz import TzError, TzRule
+from store import atomic
 
 _DAY = 86400
 _KEYS = ("bands", "currency", "idle_grace_min", "idle_min_price_milli", "session_fee_minor",
@@ -210,7 +211,9 @@ class Tariff:
                 raise TariffError("tariff: bands must start at 0 and be strictly increasing")
             self.starts.append(start)
             self.prices.append(_int(b, "kwh_price_milli", 0, _MAX_PRICE))
+        atomic.idle()
         self.canonical = canonical(doc)
+        atomic.idle()
         self.hash = hexlify(sha256(self.canonical).digest()).decode()
 
     @classmethod
@@ -221,6 +224,7 @@ class Tariff:
             doc = json.loads(text)
         except ValueError:                 # UnicodeError is a ValueError on both interpreters
             raise TariffError("tariff: not JSON")
+        atomic.idle()                       # the safety watch (the app's) between the pieces
         return cls(doc)
 
     def local(self, t):

@@ -243,6 +243,8 @@ class Link:
     # ---- incoming (called by umqtt.simple from inside check_msg/publish) -------------------
     def _on_message(self, topic, msg):
         if topic == self.topics.cmd:
+            if self.idle is not None:       # the packet read; the command MAC's check next
+                self.idle()
             self.inbox.offer(msg)
             return
         validator = self.topics.ack_validator(topic)
@@ -255,10 +257,15 @@ class Link:
             # retains an ack (docs/mqtt.md), so this is stale or planted; it counts for nothing.
             self.retained_acks += 1
             return
+        idle = self.idle
         try:
             if self.ack_checker is None:
                 raise BadAck("no ack keys provisioned")
+            if idle is not None:            # the packet read; its MAC check, then the outbox's
+                idle()
             seq, tag, digest = self.ack_checker.check(validator, msg)
+            if idle is not None:
+                idle()
             before = self.outbox.acked
             if self.outbox.ack(seq, validator, digest, tag):
                 self.acks += 1
@@ -328,6 +335,8 @@ class Link:
             c = self.clock
             self.client.sock.deadline = deadline or c.ticks_add(c.ticks_ms(), self.budget_ms)
             self.client.publish(topic, payload, retain=retain, qos=0)
+            if self.idle is not None:       # the packet is framed; sending it is a piece
+                self.idle()
             self.client.sock.flush()
             return True
         except Exception as exc:

@@ -134,3 +134,142 @@ def test_flash_writes_poll_between_every_chunk(tmp_path):
         assert [bytes(d) for _, d in j.records(0)] == [data[:3500]]
     finally:
         atomic.set_idle(prev)
+
+
+class _Trace:
+    """Watches the app's polls and the entries ("name<") and exits ("name>") of the calls
+    marked with mark(obj, name); for each pair (first, then, within) it counts how often the
+    trace went from event first to the next event then (inside a call to within, if given)
+    and the fewest polls seen in between. Kept as counters, not a log: the 32-bit heap."""
+
+    def __init__(self, rig, pairs):
+        self.pairs = {}
+        for p in pairs:
+            self.pairs[p] = [0, 1 << 30, None]      # seen, fewest polls, polls since first
+        self.depth = {}
+        watch = rig.app.safety
+        inner = watch.poll
+
+        def poll():
+            self.note("poll")
+            inner()
+        watch.poll = poll
+
+    def mark(self, obj, name):
+        f = getattr(obj, name)
+        enter, leave = name + "<", name + ">"
+
+        def g(*a, **k):
+            self.depth[name] = self.depth.get(name, 0) + 1
+            self.note(enter)
+            try:
+                return f(*a, **k)
+            finally:
+                self.note(leave)
+                self.depth[name] -= 1
+        setattr(obj, name, g)
+
+    def note(self, e):
+        for (first, then, within), st in self.pairs.items():
+            if within is not None and not self.depth.get(within):
+                continue
+            if e == "poll":
+                if st[2] is not None:
+                    st[2] += 1
+            elif e == first:
+                st[2] = 0
+            elif e == then and st[2] is not None:
+                st[0] += 1
+                if st[2] < st[1]:
+                    st[1] = st[2]
+                st[2] = None
+
+    def __call__(self, first, then, within=None):
+        """(times seen, fewest polls between)"""
+        seen, fewest, _ = self.pairs[(first, then, within)]
+        return seen, fewest
+
+
+def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_commands):
+    """A pass of the main loop that does several things polls between them (docs/firmware.md,
+    "Safety loop"): the meter's reply and its decoding, the reading and the session's step,
+    the telemetry's price and its message, a message framed and its send, a packet read and
+    its MAC check, an ack's check and the outbox's update, a tariff's JSON, checks and hash."""
+    from support import acking
+    from uplink.acks import AckChecker
+    env = dict(charger_env)
+    env["broker"] = amqtt_broker
+    rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]),
+              operator_key=app_commands["operator_spki"], telemetry_interval_s=1,
+              safety_poll_us=0, wait_slice_us=SLICE_US)
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    try:
+        wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
+        app = rig.app
+        link = app.link
+        link.ack_checker = AckChecker("CP-TEST-1", acking.KEYS)
+        pairs = (("read_registers>", "read>", None), ("read>", "_step_session<", None),
+                 ("status>", "telemetry<", None), ("telemetry>", "step<", None),
+                 ("publish>", "flush<", "_publish"), ("cb<", "offer<", None),
+                 ("check>", "ack<", None), ("cb<", "check<", None),
+                 ("set_tariff<", "write<", None))
+        trace = _Trace(rig, pairs)
+        mark = trace.mark
+        meter = app.charger.meter
+        mark(meter.master, "read_registers")
+        mark(meter, "read")
+        mark(app.charger, "_step_session")
+        mark(app.charger, "status")
+        mark(link, "telemetry")
+        mark(app.ota, "step")
+        mark(link, "_publish")
+        mark(link.client, "publish")
+        mark(link.client.sock, "flush")
+        mark(link.inbox, "offer")
+        mark(link.client, "cb")                   # umqtt.simple's callback: link._on_message
+        mark(link.ack_checker, "check")
+        mark(app.outbox, "ack")
+        mark(app.billing, "set_tariff")
+        mark(atomic, "write")
+        msgs = app_commands["msgs"]
+        rig.ev.set_state("B")
+        rig.run(1)
+        assert _command(rig, peer, msgs["start"])["result"] == "ok"
+        rig.ev.set_state("C")
+        rig.run(5, power_w=7000)
+        assert _command(rig, peer, msgs["tariff"])["result"] == "ok"
+        rig.unplug()
+        assert app.outbox.pending() >= 2          # the receipt and its checkpoint
+        for s in range(1, app.outbox.last_seq + 1):
+            rec = app.outbox.get(s)
+            peer.publish(b"cp/CP-TEST-1/ack/v1", acking.ack(
+                "CP-TEST-1", "v1", ("receipt", "checkpoint")[rec[0]], s, rec[1]))
+        wait_for(lambda: app.outbox.pending() == 0, lambda: rig.run(0.1))
+
+        # The meter: its reply in, then polled before the decoding, and after the decoding
+        # before the reading is booked and the session's step runs.
+        assert trace("read_registers>", "read>")[1] >= 1, trace("read_registers>", "read>")
+        seen, polls = trace("read>", "_step_session<")
+        assert seen >= 3 and polls >= 1, (seen, polls)
+        # Telemetry: the price so far, then the message; and the message before the OTA step.
+        seen, polls = trace("status>", "telemetry<")
+        assert seen >= 3 and polls >= 1, (seen, polls)
+        seen, polls = trace("telemetry>", "step<")
+        assert seen >= 3 and polls >= 1, (seen, polls)
+        # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
+        seen, polls = trace("publish>", "flush<", "_publish")
+        assert seen >= 5 and polls >= 1, (seen, polls)
+        # A command packet read, then its MAC screened.
+        seen, polls = trace("cb<", "offer<")
+        assert seen >= 2 and polls >= 1, (seen, polls)
+        # Acks: the packet read, then the MAC; the MAC, then the outbox's update.
+        seen, polls = trace("cb<", "check<")
+        assert seen >= 2 and polls >= 1, (seen, polls)
+        seen, polls = trace("check>", "ack<")
+        assert seen >= 2 and polls >= 1, (seen, polls)
+        # A tariff command: its JSON, its checks, its canonical form and hash are pieces.
+        seen, polls = trace("set_tariff<", "write<")
+        assert seen >= 1 and polls >= 3, (seen, polls)
+    finally:
+        peer.close()
+        rig.close()
