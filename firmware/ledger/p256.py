@@ -513,7 +513,7 @@ def sign_digest(priv, digest, blind=None):
     _check_digest(digest)
     n = N
     e = int.from_bytes(digest, "big")     # hlen = 256 = qlen: no truncation
-    for k in nonces(priv, digest, n):
+    for k in nonces(priv, digest, n, _idle or _none):
         (_idle or _none)()                # the nonce's HMACs done
         x, y, z = _mul_base(k)
         if blind:

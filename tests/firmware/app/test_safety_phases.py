@@ -212,7 +212,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
                  ("status>", "telemetry<", None), ("telemetry>", "step<", None),
                  ("publish>", "flush<", "_publish"), ("cb<", "offer<", None),
                  ("check>", "ack<", None), ("cb<", "check<", None),
-                 ("set_tariff<", "write<", None))
+                 ("set_tariff<", "write<", None), ("check_msg<", "cb<", None))
         trace = _Trace(rig, pairs)
         mark = trace.mark
         meter = app.charger.meter
@@ -227,6 +227,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         mark(link.client.sock, "flush")
         mark(link.inbox, "offer")
         mark(link.client, "cb")                   # umqtt.simple's callback: link._on_message
+        mark(link.client, "check_msg")
         mark(link.ack_checker, "check")
         mark(app.outbox, "ack")
         mark(app.billing, "set_tariff")
@@ -259,6 +260,9 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
         seen, polls = trace("publish>", "flush<", "_publish")
         assert seen >= 5 and polls >= 1, (seen, polls)
+        # A packet is read in pieces (length, topic, packet id, payload), the watch between.
+        seen, polls = trace("check_msg<", "cb<")
+        assert seen >= 4 and polls >= 3, (seen, polls)
         # A command packet read, then its MAC screened.
         seen, polls = trace("cb<", "offer<")
         assert seen >= 2 and polls >= 1, (seen, polls)

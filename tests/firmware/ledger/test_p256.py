@@ -71,6 +71,14 @@ def test_rfc6979_a25_nonces_and_signatures():
         assert p256.verify_digest((RFC_UX, RFC_UY), h, r, s)
 
 
+def test_rfc6979_calls_idle_between_its_key_updates():
+    """The signer's safety hook runs inside the nonce's HMACs too (docs/firmware.md)."""
+    h = sha256(b"sample").digest()
+    calls = []
+    k = next(rfc6979.nonces(RFC_X, h, p256.N, lambda: calls.append(1)))
+    assert k == next(rfc6979.nonces(RFC_X, h, p256.N)) and len(calls) >= 2
+
+
 def test_signatures_equal_python_ecdsa_byte_for_byte(p256_vectors):
     p256_vectors = load_vectors(p256_vectors)
     for v in p256_vectors["sign"]:
