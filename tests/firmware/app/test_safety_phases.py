@@ -195,6 +195,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
     "Safety loop"): the meter's reply and its decoding, the reading and the session's step,
     the telemetry's price and its message, a message framed and its send, a packet read and
     its MAC check, an ack's check and the outbox's update, a tariff's JSON, checks and hash."""
+    from drivers import meter as meter_mod
     from support import acking
     from uplink.acks import AckChecker
     env = dict(charger_env)
@@ -208,7 +209,8 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         app = rig.app
         link = app.link
         link.ack_checker = AckChecker("CP-TEST-1", acking.KEYS)
-        pairs = (("read_registers>", "read>", None), ("read>", "_step_session<", None),
+        pairs = (("read_registers>", "decode<", None), ("decode>", "read>", None),
+                 ("read>", "_step_session<", None),
                  ("status>", "telemetry<", None), ("telemetry>", "step<", None),
                  ("publish>", "flush<", "_publish"), ("cb<", "offer<", None),
                  ("check>", "ack<", None), ("cb<", "check<", None),
@@ -218,6 +220,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         meter = app.charger.meter
         mark(meter.master, "read_registers")
         mark(meter, "read")
+        mark(meter_mod, "decode")                 # a module function: Meter.read looks it up
         mark(app.charger, "_step_session")
         mark(app.charger, "status")
         mark(link, "telemetry")
@@ -249,7 +252,10 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
 
         # The meter: its reply in, then polled before the decoding, and after the decoding
         # before the reading is booked and the session's step runs.
-        assert trace("read_registers>", "read>")[1] >= 1, trace("read_registers>", "read>")
+        seen, polls = trace("read_registers>", "decode<")
+        assert seen >= 3 and polls >= 1, (seen, polls)
+        seen, polls = trace("decode>", "read>")
+        assert seen >= 3 and polls >= 1, (seen, polls)
         seen, polls = trace("read>", "_step_session<")
         assert seen >= 3 and polls >= 1, (seen, polls)
         # Telemetry: the price so far, then the message; and the message before the OTA step.
