@@ -125,6 +125,7 @@ class Journal:
                         break
                     offset += _HEADER_LEN + length
                     self._valid_end = offset
+                    atomic.idle()       # the safety watch between records (each read, CRC'd)
                     if seq > after:
                         yield seq, data
 

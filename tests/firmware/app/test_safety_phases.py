@@ -118,6 +118,21 @@ def test_every_long_phase_of_a_session_polls_the_watch(charger_env, amqtt_broker
         rig.close()
 
 
+def test_journal_reads_poll_between_records(tmp_path):
+    """Finding a record (an ack's outbox look-up) reads and checks each one before it: the
+    hook between them."""
+    j = Journal(str(tmp_path) + "/j", segment_bytes=65536)
+    for i in range(6):
+        j.append((bytes(range(256)) * 4,))
+    calls = []
+    prev = atomic.set_idle(lambda: calls.append(1))
+    try:
+        got = [s for s, _ in j.records(4)]
+        assert got == [5, 6] and len(calls) >= 5, (got, len(calls))
+    finally:
+        atomic.set_idle(prev)
+
+
 def test_flash_writes_poll_between_every_chunk(tmp_path):
     """A record written whole or appended to a journal: the hook between every CHUNK bytes."""
     calls = []
