@@ -235,6 +235,7 @@ class ChargerApp:
                 safety()
                 if link.connected and link.health(health):
                     self._health_due = self.clock.ticks_add(now, self.cfg["health_interval_s"] * 1000)
+                safety()                # the message sent; the end of the pass (tidy) next
         else:
             self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
         safety.phase = "loop"

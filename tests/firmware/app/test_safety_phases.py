@@ -216,7 +216,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
     env = dict(charger_env)
     env["broker"] = amqtt_broker
     rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]),
-              operator_key=app_commands["operator_spki"], telemetry_interval_s=1,
+              operator_key=app_commands["operator_spki"], telemetry_interval_s=1, health_interval_s=1,
               safety_poll_us=0, wait_slice_us=SLICE_US)
     peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
     try:
@@ -229,7 +229,8 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
                  ("status>", "telemetry<", None), ("telemetry>", "step<", None),
                  ("publish>", "flush<", "_publish"), ("cb<", "offer<", None),
                  ("check>", "ack<", None), ("cb<", "check<", None),
-                 ("set_tariff<", "write<", None), ("check_msg<", "cb<", None))
+                 ("set_tariff<", "write<", None), ("check_msg<", "cb<", None),
+                 ("health>", "tidy<", None))
         trace = _Trace(rig, pairs)
         mark = trace.mark
         meter = app.charger.meter
@@ -239,6 +240,8 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         mark(app.charger, "_step_session")
         mark(app.charger, "status")
         mark(link, "telemetry")
+        mark(link, "health")
+        mark(app.safety, "tidy")
         mark(app.ota, "step")
         mark(link, "_publish")
         mark(link.client, "publish")
@@ -278,6 +281,9 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         assert seen >= 3 and polls >= 1, (seen, polls)
         seen, polls = trace("telemetry>", "step<")
         assert seen >= 3 and polls >= 1, (seen, polls)
+        # The health message sent, then the pass's end.
+        seen, polls = trace("health>", "tidy<")
+        assert seen >= 1 and polls >= 1, (seen, polls)
         # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
         seen, polls = trace("publish>", "flush<", "_publish")
         assert seen >= 5 and polls >= 1, (seen, polls)
