@@ -46,6 +46,11 @@ class _Client(_umqtt.MQTTClient):
         self.sock.keep_header = True
         return super().wait_msg()
 
+
+def _nothing():                 # Link.idle without a safety watch
+    pass
+
+
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -86,8 +91,8 @@ class Link:
         self.user = user
         self.password = password
         # idle: the charger's safety watch, called while a socket waits (every wait_slice_us)
-        # and between the phases of a poll.
-        self.idle = idle
+        # and between the phases of a poll (a no-op without one).
+        self.idle = idle or _nothing
         self._net = net.Net(timeout_ms, tls=tls, clock=self.clock, idle=idle,
                             slice_us=wait_slice_us, max_read=MAX_READ)
         self.client = None
@@ -134,11 +139,9 @@ class Link:
             self.client.sock.flush()        # a ping may still sit in the write buffer
         except Exception as exc:    # umqtt raises OSError, MQTTException, AssertionError...
             self._drop(exc)
-        if idle is not None:
-            idle()
+        idle()
         self.outbox.sync()                  # this poll's acks: one flash write
-        if idle is not None:
-            idle()
+        idle()
         return self._verify_one(deadline)
 
     def _connect(self, now, deadline):
@@ -203,8 +206,7 @@ class Link:
         got = 0
         while got < self.max_rx + min(inbox.junk - junk0, self.max_junk_rx):
             before = c.sock.rx_bytes
-            if idle is not None:
-                idle()
+            idle()
             c.check_msg()
             if c.sock.rx_bytes == before:
                 break
@@ -234,8 +236,7 @@ class Link:
             return
         idle = self.idle
         for seq, tag, payload in box.items(self.cursor, min(room, self.burst)):
-            if idle is not None:
-                idle()
+            idle()
             self.client.publish(self.topics.outbox(tag, seq), payload, qos=1)
             self.cursor = seq
             self.sent += 1
@@ -243,8 +244,7 @@ class Link:
     # ---- incoming (called by umqtt.simple from inside check_msg/publish) -------------------
     def _on_message(self, topic, msg):
         if topic == self.topics.cmd:
-            if self.idle is not None:       # the packet read; the command MAC's check next
-                self.idle()
+            self.idle()                     # the packet read; the command MAC's check next
             self.inbox.offer(msg)
             return
         validator = self.topics.ack_validator(topic)
@@ -261,11 +261,9 @@ class Link:
         try:
             if self.ack_checker is None:
                 raise BadAck("no ack keys provisioned")
-            if idle is not None:            # the packet read; its MAC check, then the outbox's
-                idle()
+            idle()                          # the packet read; its MAC check, then the outbox's
             seq, tag, digest = self.ack_checker.check(validator, msg)
-            if idle is not None:
-                idle()
+            idle()
             before = self.outbox.acked
             if self.outbox.ack(seq, validator, digest, tag):
                 self.acks += 1
@@ -335,8 +333,7 @@ class Link:
             c = self.clock
             self.client.sock.deadline = deadline or c.ticks_add(c.ticks_ms(), self.budget_ms)
             self.client.publish(topic, payload, retain=retain, qos=0)
-            if self.idle is not None:       # the packet is framed; sending it is a piece
-                self.idle()
+            self.idle()                     # the packet framed; sending it is a piece
             self.client.sock.flush()
             return True
         except Exception as exc:
