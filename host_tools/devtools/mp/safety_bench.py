@@ -264,11 +264,14 @@ class GapMeter:
         ended, under a small-int hash of the labels (all constant strings), so it allocates
         nothing unless its kind is new (the meter's own garbage would bring the collector on
         sooner than the app's does); past MAX_KINDS kinds, under one "(other)"."""
-        h = hash(self.start_phase) & 0xFFFFFF
-        h = ((h << 5) ^ hash(self.start_where)) & 0xFFFFFF
-        h = ((h << 5) ^ hash(self.watch.phase)) & 0xFFFFFF
-        h = ((h << 5) ^ hash(self.where)) & 0xFFFFFF
-        h = ((h << 5) ^ hash(self.trail)) & 0xFFFFFF
+        # Multiplied, not shifted: with shifts of 5 into 24 bits the first labels' hashes
+        # (16 bits) were mostly shifted out, and kinds that differed only in where they
+        # started were filed under one name. h * 31 + x stays a small int (below 2**25).
+        h = hash(self.start_phase) & 0xFFFFF
+        h = (h * 31 + (hash(self.start_where) & 0xFFFFF)) & 0xFFFFF
+        h = (h * 31 + (hash(self.watch.phase) & 0xFFFFF)) & 0xFFFFF
+        h = (h * 31 + (hash(self.where) & 0xFFFFF)) & 0xFFFFF
+        h = (h * 31 + (hash(self.trail) & 0xFFFFF)) & 0xFFFFF
         if collected:
             h ^= 0x1000000
         if waited:
