@@ -47,6 +47,9 @@ def test_forged_or_foreign_acks_are_refused():
         ("intruder", acking.ack(CP, "v1", "receipt", 1, b"r")),  # a validator without a key
         ("v1", _tamper(good, kid="k9")),
         ("v1", _tamper(good, sha256=acking.sha_hex(b"r").upper())),   # digest must be lowercase
+        ("v1", _tamper(good, sha256="g" + acking.sha_hex(b"r")[1:])),  # ... hex digits only
+        ("v1", _tamper(good, mac=" " + "0" * 63)),
+        ("v1", _tamper(good, sha256="\u00e9" + acking.sha_hex(b"r")[1:])),   # ... ASCII only
         ("v1", _tamper(good, seq=0)), ("v1", _tamper(good, seq=True)), ("v1", _tamper(good, seq="1")),
         ("v1", _tamper(good, k="telemetry")),
         ("v1", b"not json"), ("v1", b"[1, 2]"), ("v1", b'{"seq": 1}'),
