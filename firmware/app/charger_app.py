@@ -30,23 +30,25 @@ from app.records import Records
 from app.safety import SafetyWatch
 
 
-# Collect once a sixth of the heap has been allocated since the last collection, rather than
-# only when the heap is full: with the garbage cleared often, the objects that live long pack
-# low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's end
-# are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`). In
-# practice the safety watch collects sooner (below); this threshold is the backstop, set with
-# room above the signer's four hook calls (at most ~14 KB) so it does not fire inside them.
+# Collect once a sixth of the heap has been left allocated since the last collection, rather
+# than only when the heap is full: with the garbage cleared often, the objects that live long
+# pack low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's
+# end are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
+# The safety watch does it, between two polls, by the heap's allocated bytes (below); the
+# heap's own threshold, which also counts what was freed again at once, is set at twice that:
+# the backstop for an odd burst, never reached inside the signer.
 GC_SHARE = 6
 # The collector is run by the safety watch, between two polls (app/safety.py): in the signer
-# and verifier every GC_HOOK_CALLS hook calls (a field operation allocates ~1.3-2.6 KB of big
-# integers on 32 bits, at most ~3.6 KB: four calls stay below the threshold), and at the end
-# of a pass that left more than a quarter of the threshold of garbage.
-GC_HOOK_CALLS = 4
+# and verifier, counted in hook calls that leave at most GC_CALL_BYTES each allocated plus
+# 4 KB (app/safety.py; measured on 32 bits: one call's field operation leaves ~1.3-2.7 KB of big
+# integers, 2, 4, 8 and 12 calls in a row at most 7.4, 14.2, 22.0 and 31.4 KB), and at the end
+# of a pass that left more than a quarter of the share of garbage.
+GC_CALL_BYTES = 2624
 
 
 class ChargerApp:
     def __init__(self, board, cfg, hw):
-        gc_calls, tidy_bytes = self._collector()
+        gc_bytes, call_bytes = self._collector()
         self.cfg = cfg
         self.clock = clock = hw["clock"]
         self.watchdog = hw.get("watchdog")
@@ -79,7 +81,7 @@ class ChargerApp:
         # waits, signatures and verifications, socket waits, the steps of a receipt
         # (docs/firmware.md, "Safety loop").
         self.safety = safety = SafetyWatch(self.charger.safety_poll, cfg["safety_poll_us"],
-                                           gc_calls, tidy_bytes)
+                                           gc_bytes, call_bytes)
         master.idle = safety
         master.idle_slice_us = cfg["wait_slice_us"]
         self.keys.set_idle(safety.heavy)
@@ -106,12 +108,12 @@ class ChargerApp:
 
     @staticmethod
     def _collector():
-        """The heap's threshold set (MicroPython); (gc_calls, tidy_bytes) for the watch."""
+        """The heap's threshold set (MicroPython); (gc_bytes, call_bytes) for the watch."""
         if not hasattr(gc, "threshold"):        # CPython: its own collector, left alone
             return 0, 0
         share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
-        gc.threshold(share)
-        return GC_HOOK_CALLS, share // 4
+        gc.threshold(2 * share)
+        return share, GC_CALL_BYTES
 
     def _uplink(self, cfg, clock):
         # Imported here: a charger run without a network (bench, offline tests) keeps the

@@ -17,16 +17,30 @@
 # The collector runs between two polls too (a collection cannot be split, so its pause must
 # be a gap of its own, never added to a long operation's): collect() polls, collects, polls.
 # The signer and verifier allocate a big integer per field operation (31-bit small ints on the
-# ESP32): their hook is watch.heavy, which collects every gc_calls calls, sooner than the
-# heap's own threshold would fire inside a field operation; tidy(), at the end of each main
-# loop pass, collects when the pass left more than tidy_bytes of garbage.
+# ESP32): their hook is watch.heavy, which collects before gc_bytes of garbage may have piled
+# up since the last collection (or half the heap left free after it, if less: room for a
+# fragmented heap's big blocks), by the heap's allocated bytes. It counts calls down from a
+# budget of calls that surely fit (n calls leave at most n * call_bytes + _CALL_EXTRA
+# allocated); when the budget runs out it looks at the heap (gc.mem_alloc, a walk of the
+# allocation table: too dear for every call) and collects if fewer than _LOOK_CALLS calls still
+# fit, else sets a new budget from the room left. tidy(), at the end of each main loop pass,
+# collects when the pass left more than a quarter of gc_bytes of garbage, and otherwise makes
+# the next heavy() call look at the heap first (the loop's own allocations are not counted in
+# the budget). The heap's own threshold counts every allocation, those freed again at once too
+# (a big-int operation's temporaries: up to 1.8 times what gc.mem_alloc sees in the signer):
+# the app sets it at twice gc_bytes, a backstop that does not fire inside the signer.
 import gc
 
 from hal.clock import ticks_diff, ticks_us
 
-
+# n heavy() calls leave at most n * call_bytes + _CALL_EXTRA bytes allocated: the extra covers
+# a few calls above the average (the first field operations after a nonce or a digest).
+_CALL_EXTRA = 4096
+# A look that finds room for fewer calls than this collects: looking again and again for the
+# last few KB costs more than a collection saves (a look is ~1/3 of a collection's time).
+_LOOK_CALLS = 2
 class SafetyWatch:
-    def __init__(self, poll, every_us=10000, gc_calls=0, tidy_bytes=0):
+    def __init__(self, poll, every_us=10000, gc_bytes=0, call_bytes=0):
         self.poll = poll
         self.every_us = every_us
         self.polls = 0
@@ -34,36 +48,60 @@ class SafetyWatch:
         self._last = ticks_us()
         self._busy = False
         self.phase = "boot"
-        self.gc_calls = gc_calls        # heavy(): a collection every gc_calls calls (0: never)
-        self.tidy_bytes = tidy_bytes    # tidy(): a collection past this much garbage (0: never)
+        self.gc_bytes = gc_bytes        # collect before this much is allocated (0: never)
+        self.call_bytes = call_bytes    # the most one heavy() call's work allocates
+        self.tidy_bytes = gc_bytes // 4
         self.collects = 0               # collections made here
-        self._calls = 0
-        self._free = gc.mem_free() if hasattr(gc, "mem_free") else 0
+        self.looks = 0                  # heavy() calls that looked at the heap
+        self._budget = 0                # heavy() calls left before the heap is looked at
+        self._heap = 0
+        self._base = self._limit = 0    # allocated after the last collection; collect above
+        if gc_bytes:
+            self._base = gc.mem_alloc()
+            self._heap = self._base + gc.mem_free()
+            self._limit = self._base + gc_bytes
         self.heavy = self._heavy        # one bound method, made once (a hook allocates nothing)
 
     def _heavy(self):
         self()
-        n = self._calls + 1
-        if n >= self.gc_calls > 0:
+        n = self._budget - 1
+        if n >= 0:
+            self._budget = n
+        elif self.gc_bytes:
+            self._look()
+
+    def _look(self):
+        """Collect now, or set the budget of heavy() calls that fit below gc_bytes."""
+        self.looks += 1
+        n = (self._limit - gc.mem_alloc() - _CALL_EXTRA) // self.call_bytes
+        if n < _LOOK_CALLS:
             self.collect()
         else:
-            self._calls = n
+            self._budget = n - 1
 
     def collect(self):
         """A collection between two polls: its pause is a gap of its own."""
         self.force()
         gc.collect()
         self.collects += 1
-        self._calls = 0
-        if self.tidy_bytes:
-            self._free = gc.mem_free()
+        if self.gc_bytes:
+            self._base = base = gc.mem_alloc()
+            room = (self._heap - base) >> 1
+            if room > self.gc_bytes:
+                room = self.gc_bytes
+            self._limit = base + room
+            self._budget = (room - _CALL_EXTRA) // self.call_bytes - 1
         self.force()
 
     def tidy(self):
         """At a quiet point (the end of a loop pass): collect if more than tidy_bytes were
-        allocated since the last collection, before the heap's threshold fires mid-operation."""
-        if self.tidy_bytes and self._free - gc.mem_free() > self.tidy_bytes:
-            self.collect()
+        allocated since the last collection, before the heap's threshold fires mid-operation;
+        else the next heavy() call looks at the heap before it counts on a budget."""
+        if self.gc_bytes:
+            if gc.mem_alloc() - self._base > self.tidy_bytes:
+                self.collect()
+            else:
+                self._budget = 0
 
     def __call__(self):
         now = ticks_us()

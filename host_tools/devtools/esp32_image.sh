@@ -26,7 +26,19 @@ if ! command -v idf.py >/dev/null 2>&1; then
     exit 2
 fi
 make -C "$MICROPY_DIR/mpy-cross"
-make -C "$MICROPY_DIR/ports/esp32" BOARD="$BOARD" FROZEN_MANIFEST="$ROOT/firmware/manifest.py"
+# The collector's mark stack, as on the virtual ESP32 (host_tools/devtools/mp32.py, GC_DEFINES):
+# 256 entries mark the app's heap in one pass instead of rescanning it after each overflow of the
+# default 64 (docs/firmware.md, "Safety loop"). Given through the environment, so the port's
+# Makefile appends its own flags to it; checked in the compile database afterwards, because a
+# board file that sets MICROPY_DEF_BOARD outright would drop it silently.
+GC_DEFINE="MICROPY_ALLOC_GC_STACK_SIZE=256"
+CMAKE_ARGS="${CMAKE_ARGS:-} -DMICROPY_DEF_BOARD=$GC_DEFINE" \
+    make -C "$MICROPY_DIR/ports/esp32" BOARD="$BOARD" FROZEN_MANIFEST="$ROOT/firmware/manifest.py"
+if ! grep -q "$GC_DEFINE" "$MICROPY_DIR/ports/esp32/build-$BOARD/compile_commands.json"; then
+    echo "esp32-image: $GC_DEFINE did not reach the compiler: add it to the board's" \
+         "mpconfigboard.h (#define MICROPY_ALLOC_GC_STACK_SIZE (256)) and build again" >&2
+    exit 1
+fi
 mkdir -p build/esp32-image
 cp "$MICROPY_DIR/ports/esp32/build-$BOARD/firmware.bin" build/esp32-image/firmware.bin
 echo "esp32-image: build/esp32-image/firmware.bin ($BOARD, ChargeProof frozen)"

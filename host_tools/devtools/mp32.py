@@ -32,7 +32,7 @@ import sys
 import tarfile
 
 from host_tools.paths import (FIRMWARE, MICROPYTHON_32, MICROPYTHON_32_FROZEN, MP32_BUILD, MP32_CMOD,
-                              MPLIB, ROOT)
+                              MPLIB, MP_SIDE, ROOT)
 
 MP_VERSION = "1.28.0"
 TARBALL_NAME = "micropython-%s-unix-src.tar.gz" % MP_VERSION
@@ -43,8 +43,19 @@ FROZEN = pathlib.Path(MICROPYTHON_32_FROZEN)
 # What the build leaves out: ffi, ssl and btree need submodules the tarball does not carry.
 _MAKE_FLAGS = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_SSL=0",
                "MICROPY_PY_BTREE=0"]
+# What the board's image sets too (host_tools/devtools/esp32_image.sh passes the same defines):
+# the collector's mark stack. With the default 64 entries, marking the app's heap overflows it
+# (sys.modules, a class dict with dozens of methods) and every overflow costs one more pass over
+# the whole live heap: a collection took ~310 us here instead of ~140 (docs/firmware.md, "Safety
+# loop"). 256 entries (1 KB of static RAM on the ESP32) mark it in one pass.
+GC_DEFINES = ["MICROPY_ALLOC_GC_STACK_SIZE=256"]
+_MAKE_FLAGS += ["CFLAGS_EXTRA=%s" % " ".join("-D" + d for d in GC_DEFINES)]
 # The firmware's entry scripts stay files on the board's flash; manifest.py is the recipe.
 _NOT_MODULES = {"main.py", "manifest.py"}
+# Bench harnesses frozen beside the firmware (run with `-m name`): their bytecode, ~10 KB
+# compiled, would otherwise sit in the 112 KB heap the bench measures, which on the board
+# holds the app alone (docs/firmware.md, "Safety loop").
+FROZEN_TOOLS = [MP_SIDE / "safety_bench.py"]
 
 
 def tarball():
@@ -164,6 +175,8 @@ def _manifests(port, lib):
                 lines.append("module(%r, base_path=%r)" % (n, str(FIRMWARE)))
         else:
             lines.append("package(%r, files=%r, base_path=%r)" % (pkg, tuple(names), str(FIRMWARE)))
+    for tool in FROZEN_TOOLS:
+        lines.append("module(%r, base_path=%r)" % (tool.name, str(tool.parent)))
     frozen = OUT / "manifest-32-frozen.py"
     frozen.write_text("\n".join(lines) + "\n")
     return plain, frozen
@@ -197,6 +210,16 @@ def _touch_new_cmods():
 
 def _make(manifest, build_dir, port, lib, log):
     _mpy_cross(log)
+    # make does not track flags: a build folder made with others is compiled again whole.
+    flags = build_dir / "make-flags.txt"
+    try:
+        same = flags.read_text() == " ".join(_MAKE_FLAGS)
+    except OSError:
+        same = False
+    if not same:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        build_dir.mkdir(parents=True)
+        flags.write_text(" ".join(_MAKE_FLAGS))
     # makemanifest.py rewrites frozen_content.c only when a file it freezes is newer than it:
     # after the frozen image, the plain one (a subset) would keep the firmware frozen in.
     (build_dir / "frozen_content.c").unlink(missing_ok=True)
@@ -234,7 +257,7 @@ def build(log=print):
               lib / "micropython" / "umqtt.simple" / "manifest.py"] + _cmod_files() + _tree(MPLIB)
     flags = " ".join(_MAKE_FLAGS)
     plain_digest = _sha(recipe, flags)
-    frozen_digest = _sha(recipe + [frozen_manifest] + _tree(FIRMWARE), flags)
+    frozen_digest = _sha(recipe + [frozen_manifest] + _tree(FIRMWARE) + FROZEN_TOOLS, flags)
     plain_stamp, frozen_stamp = OUT / "micropython-32.sha256", OUT / "micropython-32-frozen.sha256"
     todo = []
     if not (PLAIN.exists() and _stamp_ok(plain_stamp, plain_digest)):

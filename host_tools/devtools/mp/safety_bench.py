@@ -378,10 +378,14 @@ def signer_gaps(reps=7):
     the positions line up run to run, and so do the collector's: a gap with a collection in
     it (the heap's allocated bytes went down) is left out of that run, and a position with one
     in every run is not the signer's (collections are measured apart: gc_pause_us). The
-    hook collects every 4 calls between two timestamps, as the app's watch.heavy does."""
+    hook runs a watch.heavy set up as the app's (it collects by the bytes allocated) between
+    two timestamps."""
     from hashlib import sha256
     from ledger import p256
-    from app.charger_app import GC_HOOK_CALLS
+    from app.charger_app import ChargerApp
+    from app.safety import SafetyWatch
+    watch = SafetyWatch(lambda: None, 0, *ChargerApp._collector())
+    heavy = watch.heavy
     d = 0x1F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A7988
     pub = p256.public_key(d)
     dig = sha256(b"safety bench").digest()
@@ -402,8 +406,7 @@ def signer_gaps(reps=7):
                 n = st[2]
                 gaps[n] = gap if gc.mem_alloc() >= st[1] - 2048 else -1
                 st[2] = n + 1
-                if st[2] % GC_HOOK_CALLS == 0:
-                    gc.collect()
+                heavy()
                 st[1] = gc.mem_alloc()
                 st[0] = ticks_us()
             prev = p256.set_idle(hook)
@@ -477,10 +480,13 @@ def main():
     ev = hw["ev"]
     relay = hw["relay"]
     # Where each long gap ended: the innermost labelled call running at that poll.
+    labelled = []                   # (obj, name, own attribute replaced or None): undone at the end
+
     def label(obj, name):
         if not labels:
             return
         f = getattr(obj, name)
+        labelled.append((obj, name, f if name in obj.__dict__ else None))
 
         def g(*a, **k):
             outer = gm.where
@@ -579,12 +585,14 @@ def main():
     out = gm.summary()
     master = app.charger.meter.master
     out.update({"modbus_attempts": master.attempts, "modbus_failures": master.failures,
-                "collects": app.safety.collects})
+                "collects": app.safety.collects, "heap_looks": app.safety.looks})
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(),
                 "receipts": app.records.log.seq, "state": app.charger.state})
-    (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
-     out["heap_live_bytes"]) = gc_pauses()
+    # The collector's pause as the run paid it (the harness's meter, labels and client in the
+    # heap beside the app's), then, after the idle loops, of the app's heap alone.
+    (out["gc_pause_harness_us"], out["gc_pause_harness_min_us"], out["gc_pause_harness_cpu_min_us"],
+     out["heap_live_harness_bytes"]) = gc_pauses()
     out["signer"] = signer
     # The bench's own share of the app's heap: what it measures with (the meter, labels), the
     # operator's client, and the signed commands still unsent (none at the end).
@@ -593,6 +601,22 @@ def main():
     out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
                          conf["wait_slice_us"]))
     op.disconnect()
+    clock_mod.sleep_us = _sleep_us
+    gm.f.close()
+    gm.fs.close()
+    gm.fq.close()
+    op = gm = None
+    cfg["cmds"] = None
+    for obj, name, own in labelled:
+        if own is None:
+            delattr(obj, name)              # the class's method again
+        else:
+            setattr(obj, name, own)
+    labelled = None
+    app.safety.poll = app.charger.safety_poll
+    del app.safety.mark                       # GapMeter's wrapper: the class's method again
+    (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
+     out["heap_live_bytes"]) = gc_pauses()
     app.link.close()
     meter.close()
     # One line of JSON written piece by piece: the app's heap is nearly full here and the

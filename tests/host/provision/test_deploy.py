@@ -226,3 +226,13 @@ def test_esp32_image_script_says_what_it_needs(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "host_tools" / "devtools" / "esp32_image.sh")],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "ESP-IDF" in proc.stderr
+
+
+def test_esp32_image_builds_the_collector_as_the_virtual_esp32_does():
+    """The board's image and the 32-bit unix build agree on the collector's mark stack (a
+    collection's pause on the virtual ESP32 stands for the board's only if they do)."""
+    import re
+    from host_tools.devtools import mp32
+    script = (ROOT / "host_tools" / "devtools" / "esp32_image.sh").read_text()
+    assert re.findall(r'^GC_DEFINE="([^"]+)"', script, re.M) == mp32.GC_DEFINES
+    assert any("-DMICROPY_ALLOC_GC_STACK_SIZE=" in f for f in mp32._MAKE_FLAGS)

@@ -1,0 +1,58 @@
+# The safety watch runs the collector between two polls, by the bytes the signer and verifier
+# leave allocated (app/safety.py, docs/firmware.md "Safety loop"): the heap's own threshold must
+# never fire between two hook calls of a verification or a signature, and the watch collects
+# far less often than once every four calls (the fixed cadence it replaced). Counted, never
+# timed. MicroPython only for the collector (CPython keeps its own); runs on both interpreters.
+import gc
+from hashlib import sha256
+
+from app.charger_app import ChargerApp
+from app.safety import SafetyWatch
+from ledger import p256
+
+D = 0x2B7E151628AED2A6ABF7158809CF4F3C762E7160F38B4DA56A784D9045190CFE
+
+
+def _run(fn):
+    """fn() with the app's watch.heavy as the signer's hook; returns (watch, hook calls,
+    collections the heap made by itself between two hook calls)."""
+    polls = []
+    watch = SafetyWatch(lambda: polls.append(1), 0, *ChargerApp._collector())
+    state = [0, 0, 0]                       # heap after the last hook, hook calls, stray GCs
+
+    def hook():
+        now = gc.mem_alloc()
+        if now < state[0] - 2048:           # allocated bytes fell: a collection ran in there
+            state[2] += 1
+        state[1] += 1
+        watch.heavy()
+        state[0] = gc.mem_alloc()
+    gc.collect()
+    state[0] = gc.mem_alloc()
+    prev = p256.set_idle(hook)
+    try:
+        fn()
+    finally:
+        p256.set_idle(prev)
+    return watch, state[1], state[2], len(polls)
+
+
+def test_the_signer_collects_by_bytes_between_two_hook_calls():
+    if not hasattr(gc, "threshold"):
+        return                              # CPython: its own collector
+    pub = p256.public_key(D)
+    dig = sha256(b"collector").digest()
+    r, s = p256.sign_digest(D, dig)
+    try:
+        for fn in (lambda: p256.sign_digest(D, dig, 0x1234567),
+                   lambda: p256.verify_digest(pub, dig, r, s)):
+            watch, calls, stray, polls = _run(fn)
+            assert stray == 0, (stray, calls)               # never inside a field operation
+            assert polls >= calls                           # the watch polled at every call
+            assert watch.collects >= 1
+            # Fewer than the old cadence (a collection every 4 calls), and the heap looked at
+            # (a walk of its allocation table) no more often than every other call.
+            assert watch.collects * 5 <= calls, (watch.collects, calls)
+            assert watch.looks * 2 <= calls, (watch.looks, calls)
+    finally:
+        gc.threshold(-1)
