@@ -34,9 +34,9 @@ from app.safety import SafetyWatch
 # than only when the heap is full: with the garbage cleared often, the objects that live long
 # pack low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's
 # end are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
-# The safety watch does it, between two polls, by the heap's allocated bytes (below); the
-# heap's own threshold, which also counts what was freed again at once, is set at twice that:
-# the backstop for an odd burst, never reached inside the signer.
+# In practice the safety watch collects sooner, between two polls (below); this threshold is
+# the backstop (raised to twice that inside the signer, where the watch collects by the heap's
+# allocated bytes: app/safety.py).
 GC_SHARE = 6
 # The collector is run by the safety watch, between two polls (app/safety.py): in the signer
 # and verifier, counted in hook calls that leave at most GC_CALL_BYTES each allocated plus
@@ -112,7 +112,7 @@ class ChargerApp:
         if not hasattr(gc, "threshold"):        # CPython: its own collector, left alone
             return 0, 0
         share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
-        gc.threshold(2 * share)
+        gc.threshold(share)
         return share, GC_CALL_BYTES
 
     def _uplink(self, cfg, clock):

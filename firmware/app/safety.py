@@ -17,18 +17,20 @@
 # The collector runs between two polls too (a collection cannot be split, so its pause must
 # be a gap of its own, never added to a long operation's): collect() polls, collects, polls.
 # The signer and verifier allocate a big integer per field operation (31-bit small ints on the
-# ESP32): their hook is watch.heavy, which collects before gc_bytes of garbage may have piled
-# up since the last collection (or half the heap left free after it, if less: room for a
-# fragmented heap's big blocks), by the heap's allocated bytes. It counts calls down from a
-# budget of calls that surely fit (n calls leave at most n * call_bytes + _CALL_EXTRA
-# allocated); when the budget runs out it looks at the heap (gc.mem_alloc, a walk of the
-# allocation table: too dear for every call) and collects if fewer than _LOOK_CALLS calls still
-# fit, else sets a new budget from the room left. tidy(), at the end of each main loop pass,
-# collects when the pass left more than a quarter of gc_bytes of garbage, and otherwise makes
-# the next heavy() call look at the heap first (the loop's own allocations are not counted in
-# the budget). The heap's own threshold counts every allocation, those freed again at once too
-# (a big-int operation's temporaries: up to 1.8 times what gc.mem_alloc sees in the signer):
-# the app sets it at twice gc_bytes, a backstop that does not fire inside the signer.
+# ESP32): their hook is watch.heavy. Its first call of an operation collects (a clean start),
+# and raises the heap's own threshold from gc_bytes to twice that: that threshold counts every
+# allocation, the ones freed again at once too (a big-int operation's temporaries: up to 1.8
+# times what gc.mem_alloc sees inside the signer), so inside the signer the watch collects
+# instead, by the heap's allocated bytes: once gc_bytes (or half the heap left free after the
+# last collection, if less: room for a fragmented heap's big blocks) may have been left
+# allocated. It counts calls down from a budget of calls that surely fit (n calls leave at most
+# n * call_bytes + _CALL_EXTRA allocated); when the budget runs out it looks at the heap
+# (gc.mem_alloc, a walk of the allocation table: too dear for every call) and collects if fewer
+# than _LOOK_CALLS calls still fit, else sets a new budget from the room left. The first other
+# call of the watch (or tidy()) ends the operation: the threshold back to gc_bytes, and a
+# collection, so what the signer left is not counted against the next phase. tidy(), at the
+# end of each main loop pass, collects when the pass left more than a quarter of gc_bytes of
+# garbage, before the heap's threshold fires mid-operation.
 import gc
 
 from hal.clock import ticks_diff, ticks_us
@@ -39,6 +41,8 @@ _CALL_EXTRA = 4096
 # A look that finds room for fewer calls than this collects: looking again and again for the
 # last few KB costs more than a collection saves (a look is ~1/3 of a collection's time).
 _LOOK_CALLS = 2
+
+
 class SafetyWatch:
     def __init__(self, poll, every_us=10000, gc_bytes=0, call_bytes=0):
         self.poll = poll
@@ -56,6 +60,7 @@ class SafetyWatch:
         self._budget = 0                # heavy() calls left before the heap is looked at
         self._heap = 0
         self._base = self._limit = 0    # allocated after the last collection; collect above
+        self._high = False              # inside a heavy operation: the threshold raised
         if gc_bytes:
             self._base = gc.mem_alloc()
             self._heap = self._base + gc.mem_free()
@@ -63,21 +68,34 @@ class SafetyWatch:
         self.heavy = self._heavy        # one bound method, made once (a hook allocates nothing)
 
     def _heavy(self):
-        self()
-        n = self._budget - 1
-        if n >= 0:
-            self._budget = n
+        now = ticks_us()
+        gap = ticks_diff(now, self._last)
+        if gap >= self.every_us:
+            self._run(now, gap)
+        if self._high:
+            n = self._budget - 1
+            if n >= 0:
+                self._budget = n
+            else:
+                self._look()
         elif self.gc_bytes:
-            self._look()
+            self._high = True
+            gc.threshold(2 * self.gc_bytes)
+            self.collect()
 
     def _look(self):
-        """Collect now, or set the budget of heavy() calls that fit below gc_bytes."""
+        """Collect now, or set the budget of heavy() calls that fit below the limit."""
         self.looks += 1
         n = (self._limit - gc.mem_alloc() - _CALL_EXTRA) // self.call_bytes
         if n < _LOOK_CALLS:
             self.collect()
         else:
             self._budget = n - 1
+
+    def _end_heavy(self):
+        self._high = False
+        gc.threshold(self.gc_bytes)
+        self.collect()
 
     def collect(self):
         """A collection between two polls: its pause is a gap of its own."""
@@ -95,15 +113,15 @@ class SafetyWatch:
 
     def tidy(self):
         """At a quiet point (the end of a loop pass): collect if more than tidy_bytes were
-        allocated since the last collection, before the heap's threshold fires mid-operation;
-        else the next heavy() call looks at the heap before it counts on a budget."""
-        if self.gc_bytes:
-            if gc.mem_alloc() - self._base > self.tidy_bytes:
-                self.collect()
-            else:
-                self._budget = 0
+        allocated since the last collection, before the heap's threshold fires mid-operation."""
+        if self._high:
+            self._end_heavy()
+        elif self.gc_bytes and gc.mem_alloc() - self._base > self.tidy_bytes:
+            self.collect()
 
     def __call__(self):
+        if self._high and not self._busy:
+            self._end_heavy()
         now = ticks_us()
         gap = ticks_diff(now, self._last)
         if gap < self.every_us:
