@@ -43,7 +43,6 @@ verdict: its chunk is checked in the worker and the pool restarted.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import logging
 import os
 import queue
@@ -53,12 +52,13 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from host_tools.verify import formats, sigcheck
+from host_tools.verify import formats
 from host_tools.validator import checks
 from host_tools.validator.checks import Result
 from host_tools.validator.service import MAX_MESSAGE, Validator
 from host_tools.validator.store import open_ledger
 from host_tools.validator import witness as witness_mod
+from host_tools.validator.verifypool import VerifyPool
 
 BATCH_SIZE = 128
 BATCH_WAIT_S = 0.004         # how long a worker waits to fill a batch once it has one message
@@ -68,13 +68,7 @@ VERIFY_CHUNK = 32            # signatures per task handed to a verify process
 _log = logging.getLogger("chargeproof.validator.workers")
 
 
-# ---- signature checks in other processes ---------------------------------------------------------
-def _verify_pairs(triples: List[Tuple[bytes, bytes, bytes]]) -> List[bool]:
-    """In a pool process: [(public key SPKI DER, signed bytes, DER signature)...] -> verdicts.
-    The messages were parsed once, in the worker; only the P-256 checks run here."""
-    return [sigcheck.verify_fast(pub, m, s) for pub, m, s in triples]
-
-
+# ---- signature checks in other processes (host_tools.validator.verifypool) ------------------------
 def default_verify_procs() -> int:
     """Signature processes when none is asked for: one per core beyond the worker's own (at
     most 4: the worker's parsing and storing must keep up with them)."""
@@ -205,8 +199,9 @@ class Worker(Validator):
         self.batch_wait_s = batch_wait_s
         self._sigcache: Dict[Tuple[bytes, bytes, bytes], bool] = {}
         self._sigwait: Dict[Tuple[bytes, bytes, bytes], Tuple[Any, list]] = {}
+        self._pending: Dict[Any, list] = {}      # ticket -> chunk: in the pool, answer not read
         self._parsed: Dict[Tuple[str, bytes], dict] = {}
-        self._pool = (concurrent.futures.ProcessPoolExecutor(verify_procs) if verify_procs > 0 else None)
+        self._pool = VerifyPool(verify_procs) if verify_procs > 0 else None
         self.verify_procs = verify_procs
         self.witnessing: Any = None
         if cosigner is not None:
@@ -232,13 +227,17 @@ class Worker(Validator):
     def _collect(self, key: Tuple[bytes, bytes, bytes]) -> None:
         """Wait for the pool's verdicts on the chunk holding key. A pool that failed is not a
         verdict on any message: its chunk is checked here instead."""
-        future, chunk = self._sigwait[key]
-        try:
-            verdicts = future.result()
-        except Exception as exc:                 # a verify process died (OOM, killed)
-            _log.warning("signature pool failed (%r): checking in the worker", exc)
+        ticket, chunk = self._sigwait[key]
+        self._take(ticket, chunk)
+
+    def _take(self, ticket: Any, chunk: list) -> None:
+        assert self._pool is not None
+        if self._pending.pop(ticket, None) is None:
+            return
+        verdicts = self._pool.result(ticket)
+        if verdicts is None:                     # a verify process died (OOM, killed)
+            _log.warning("signature pool failed: checking in the worker")
             self.count("pool_errors")
-            verdicts = None
         for triple, ok in zip(chunk, verdicts or [None] * len(chunk)):
             self._sigwait.pop(triple, None)
             if ok is not None:
@@ -279,17 +278,20 @@ class Worker(Validator):
 
     def _submit(self, chunk: List[Tuple[bytes, bytes, bytes]]) -> None:
         assert self._pool is not None
-        try:
-            future = self._pool.submit(_verify_pairs, chunk)
-        except Exception as exc:                 # broken pool: a new one; this chunk is checked here
-            _log.warning("signature pool unusable (%r): restarted", exc)
+        ticket = self._pool.submit(chunk)
+        if ticket is None:                       # no process took it: checked here
             self.count("pool_errors")
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.verify_procs)
             return
         self.count("sig_verifications", len(chunk))
+        self._pending[ticket] = chunk
         for triple in chunk:
-            self._sigwait[triple] = (future, chunk)
+            self._sigwait[triple] = (ticket, chunk)
+
+    def _settle(self) -> None:
+        """Read the answers to this batch's chunks that no check asked for (a message refused
+        before its signatures): nothing may stay in the pipes for the next batch."""
+        for ticket, chunk in list(self._pending.items()):
+            self._take(ticket, chunk)
 
     # ---- batches ---------------------------------------------------------------------------------
     def _sync_trees(self, tx: Any, charger_ids: List[str]) -> None:
@@ -343,6 +345,7 @@ class Worker(Validator):
                 self.rejections.flush()
                 raise
             finally:
+                self._settle()
                 self._sigcache.clear()
                 self._sigwait.clear()
                 self._parsed = {}
@@ -468,7 +471,7 @@ class Worker(Validator):
     def close(self) -> None:
         Validator.close(self)
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
 
 
 # ---- processes ------------------------------------------------------------------------------------
