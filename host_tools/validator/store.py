@@ -189,6 +189,17 @@ _INSERT_RECEIPT = "INSERT INTO receipts (%s) VALUES (%s)" % (",".join(_RECEIPT_C
                                                              ",".join("?" * len(_RECEIPT_COLUMNS)))
 
 
+def _receipt_values(row):
+    values = [row.get(c) for c in _RECEIPT_COLUMNS]
+    values[3] = bytes(values[3])
+    values[4] = bytes(values[4])
+    if values[-1] is None:
+        values[-1] = _now()
+    if values[-2] is None:
+        values[-2] = ""
+    return values
+
+
 def key_id_hex(pubkey_der):
     """C2SP key id (host_tools/verify/checkpoint.key_id), hex."""
     return c2sp_key_id(bytes(pubkey_der)).hex()
@@ -430,14 +441,7 @@ class _Ledger:
     def insert_receipt(self, db, row):
         """Inside a transaction() or statement(): add one receipt (a dict with the receipts
         columns)."""
-        values = [row.get(c) for c in _RECEIPT_COLUMNS]
-        values[3] = bytes(values[3])
-        values[4] = bytes(values[4])
-        if values[-1] is None:
-            values[-1] = _now()
-        if values[-2] is None:
-            values[-2] = ""
-        db.execute(_INSERT_RECEIPT, values)
+        db.execute(_INSERT_RECEIPT, _receipt_values(row))
 
     def sessions(self, charger_id=None):
         if charger_id is None:
@@ -551,6 +555,8 @@ class LedgerDB(_Ledger):
         self.path = self.where = str(path)
         self._lock = threading.RLock()
         self._depth = 0                 # > 0 inside batch(): transaction() makes savepoints
+        self._deferred = []             # receipt rows of this batch not yet written (insert_receipt)
+        self._batch_conn = _BatchConnection(self)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -578,7 +584,23 @@ class LedgerDB(_Ledger):
         """A read, fetched whole under the lock: another thread's open transaction on this
         connection cannot interleave with it."""
         with self._lock:
+            self._flush()
             return _Rows(self._db.execute(sql, args).fetchall())
+
+    def insert_receipt(self, db, row):
+        """As _Ledger.insert_receipt; inside batch() (outside a savepoint) the row waits for
+        one executemany with the batch's other receipts, written before any other statement
+        runs and before the commit: the same rows in the same transaction, without a statement
+        per row."""
+        if db is self._batch_conn and self._depth == 1:
+            self._deferred.append(_receipt_values(row))
+            return
+        _Ledger.insert_receipt(self, db, row)
+
+    def _flush(self):
+        if self._deferred:
+            rows, self._deferred = self._deferred, []
+            self._db.executemany(_INSERT_RECEIPT, rows)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -587,6 +609,7 @@ class LedgerDB(_Ledger):
         savepoint: rolled back alone on an exception, durable only when the batch commits."""
         with self._lock:
             if self._depth:
+                self._flush()
                 name = "sp%d" % self._depth
                 self._db.execute("SAVEPOINT " + name)
                 self._depth += 1
@@ -618,7 +641,7 @@ class LedgerDB(_Ledger):
                 with self.transaction() as tx:
                     yield tx
                 return
-            yield self._db
+            yield self._batch_conn if self._depth == 1 else self._db
 
     @contextlib.contextmanager
     def batch(self):
@@ -628,8 +651,10 @@ class LedgerDB(_Ledger):
             self._db.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
-                yield self._db
+                yield self._batch_conn
+                self._flush()
             except BaseException:
+                self._deferred = []
                 self._db.execute("ROLLBACK")
                 raise
             finally:
@@ -640,6 +665,27 @@ class LedgerDB(_Ledger):
         with self._lock:
             self._db.close()
 
+
+
+class _BatchConnection:
+    """What LedgerDB.batch() (and statement() directly inside it) yields: the connection, but
+    every statement first writes the receipts deferred by insert_receipt, so that nothing run
+    inside the batch sees the store without them."""
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger):
+        self._ledger = ledger
+
+    def execute(self, sql, args=()):
+        self._ledger._flush()
+        return self._ledger._db.execute(sql, args)
+
+    def executemany(self, sql, rows):
+        self._ledger._flush()
+        return self._ledger._db.executemany(sql, rows)
+
+    def __getattr__(self, name):
+        return getattr(self._ledger._db, name)
 
 
 # ---- PostgreSQL ------------------------------------------------------------------------------

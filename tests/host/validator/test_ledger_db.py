@@ -241,3 +241,40 @@ def test_a_batch_commits_once_and_a_failed_inner_transaction_rolls_back_alone(le
                 raise RuntimeError("crash before commit")
         assert other.log_size("cp1") == 2 and db.log_size("cp1") == 2
         other.close()
+
+
+def test_single_statement_inserts_in_a_batch_are_seen_by_every_later_statement(ledger_target):
+    """statement() inserts inside a batch (SQLite: written together, by one executemany) are
+    there for every read and write that follows in the batch, go with its commit, and go
+    nowhere with its rollback; a conflict among them fails the batch."""
+    with open_ledger(ledger_target) as db:
+        db.enroll("cp1", PUB_A)
+        with db.batch() as batch_tx:
+            for i in range(3):
+                with db.statement() as tx:
+                    db.insert_receipt(tx, _receipt(i))
+            assert db.log_size("cp1") == 3                               # a read through the store
+            assert batch_tx.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 3
+            with db.statement() as tx:
+                db.insert_receipt(tx, _receipt(3))
+            with db.transaction() as tx:                                 # a savepoint after them
+                assert tx.execute("SELECT MAX(log_index) FROM receipts").fetchone()[0] == 3
+            with db.statement() as tx:
+                db.insert_receipt(tx, _receipt(4))
+        assert db.leaf_hashes("cp1") == [bytes([i]) * 32 for i in range(5)]
+        with pytest.raises(RuntimeError):
+            with db.batch():
+                with db.statement() as tx:
+                    db.insert_receipt(tx, _receipt(5))
+                raise RuntimeError("crash before commit")
+        assert db.log_size("cp1") == 5
+        with pytest.raises(db.IntegrityError):
+            with db.batch():
+                with db.statement() as tx:
+                    db.insert_receipt(tx, _receipt(5))
+                with db.statement() as tx:
+                    db.insert_receipt(tx, _receipt(4, receipt=b"other"))
+        assert db.log_size("cp1") == 5 and db.receipt_at("cp1", 4)["receipt"] == b"receipt-4"
+        with db.batch():                                                 # nothing left over
+            pass
+        assert db.log_size("cp1") == 5
