@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import multiprocessing
-import os
 import pickle
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -108,8 +107,9 @@ class VerifyPool:
             proc.requests.send_bytes(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError) as exc:
             _log.warning("signature process unusable (%r): replaced", exc)
-            if self._slots[slot] is not None:
-                self._slots[slot].failed = True
+            broken = self._slots[slot]
+            if broken is not None:
+                broken.failed = True
             return None
         proc.sent += 1
         return slot, proc.generation, proc.sent - 1

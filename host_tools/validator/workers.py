@@ -238,10 +238,10 @@ class Worker(Validator):
         if verdicts is None:                     # a verify process died (OOM, killed)
             _log.warning("signature pool failed: checking in the worker")
             self.count("pool_errors")
-        for triple, ok in zip(chunk, verdicts or [None] * len(chunk)):
+        for i, triple in enumerate(chunk):
             self._sigwait.pop(triple, None)
-            if ok is not None:
-                self._sigcache[triple] = ok
+            if verdicts is not None:
+                self._sigcache[triple] = verdicts[i]
 
     def _preverify(self, items: List[Tuple[str, bytes]]) -> None:
         """Parse every message of the batch once (the engine takes the parsed receipt from

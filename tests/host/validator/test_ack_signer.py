@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from host_tools.validator import acks
-from uplink.acks import AckChecker
+from uplink.acks import AckChecker, BadAck
 
 _ids = st.text(min_size=1, max_size=24).filter(lambda s: "/" not in s)
 
@@ -38,5 +38,5 @@ def test_signed_ack_passes_the_chargers_checker():
     seq, _, digest = checker.check("val-1", ack)
     assert seq == 7 and digest == hashlib.sha256(b"the receipt").hexdigest()
     tampered = ack.replace(b'"seq":7', b'"seq":8')
-    with pytest.raises(Exception):
+    with pytest.raises(BadAck):
         checker.check("val-1", tampered)
