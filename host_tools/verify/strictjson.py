@@ -106,9 +106,9 @@ def loads(text: Union[str, bytes], max_depth: int = MAX_DEPTH,
         raise JsonError(str(exc))
     except ValueError as exc:
         raise JsonError(str(exc))
-    # fewer brackets in the whole text than the bound: nothing to walk
-    if (type(value) is dict or type(value) is list) and text.count("[") + text.count("{") > max_depth \
-            and _deeper(value, max_depth):
+    # the walk is as cheap as counting the text's brackets first would be (a receipt carries its
+    # OCMF record as a string full of them), and it alone decides
+    if (type(value) is dict or type(value) is list) and _deeper(value, max_depth):
         raise JsonError("nested deeper than %d" % max_depth)
     return value
 
