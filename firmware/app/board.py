@@ -12,8 +12,8 @@
 # The checks and chip tables live in app/board_check.py, imported for the load and dropped
 # again: they run once at boot, and their ~8 KB of bytecode is heap the charger needs later.
 import json
-import sys
 
+from app import forget
 from app.board_schema import BoardError, INPUT_PINS, OUTPUT_PINS   # BoardError: for callers
 
 
@@ -65,7 +65,7 @@ def load_board(src, where=None):
     try:
         return board_check.Validator(where, src, Board()).board()
     finally:
-        _drop("app.board_check")
+        forget("app.board_check")
 
 
 def _string_keys(x):
@@ -74,16 +74,3 @@ def _string_keys(x):
     if isinstance(x, list):
         return all(_string_keys(v) for v in x)
     return True
-
-
-def _drop(name):
-    """Forget a module so the garbage collector can free it."""
-    sys.modules.pop(name, None)
-    pkg = sys.modules.get("app")
-    if pkg is not None and hasattr(pkg, "board_check"):
-        try:
-            delattr(pkg, "board_check")
-        except (AttributeError, TypeError):
-            pass
-
-

@@ -25,7 +25,6 @@ from session.tariff import TariffError
 from store import atomic, bootsel
 from uplink.outbox import Outbox
 
-from app import config as config_mod
 from app.records import Records
 from app.safety import SafetyWatch
 
@@ -60,6 +59,9 @@ class ChargerApp:
         contactor = Contactor(hw["relay"], hw["feedback"], clock, board.contactor_settle_ms)
         pilot = Pilot(hw["pilot_pwm"], hw["pilot_adc"], clock, max_ma=board.rated_current_a * 1000)
         self.keys = KeyStore(data + "/key", hw["urandom"])
+        # Imported here, not at the top: the boot forgets app.config once the charger is built
+        # (app.BOOT_ONLY), and a reference kept here would keep it on the heap.
+        from app import config as config_mod
         log = ChargerLog(data + "/log", self.keys, cfg["charger_id"], cfg["log_origin"], clock)
         self.secrets = config_mod.load_secrets(cfg["secrets_path"])
         self.outbox = Outbox(data + "/outbox", cfg["validators"], quorum=cfg["ack_quorum"])
@@ -88,7 +90,7 @@ class ChargerApp:
         atomic.set_idle(safety)         # between the chunks of every flash write
         self.records.idle = safety
         self.outbox.idle = safety
-        self.link = self._uplink(cfg, clock) if cfg["mqtt_host"] else None
+        self.link = self._uplink(cfg, clock, config_mod) if cfg["mqtt_host"] else None
         self.ota = self._ota(cfg, clock, hw.get("reset"))
         self.tariffs = self._tariffs()          # published tariffs (app/tariffs.py)
         self.reader = self._reader(hw.get("rfid_spi"))
@@ -115,7 +117,7 @@ class ChargerApp:
         gc.threshold(share)
         return share, GC_CALL_BYTES
 
-    def _uplink(self, cfg, clock):
+    def _uplink(self, cfg, clock, config_mod):
         # Imported here: a charger run without a network (bench, offline tests) keeps the
         # MQTT client's code off the heap.
         from uplink.mqtt import Link
@@ -128,7 +130,6 @@ class ChargerApp:
                                          clock_status=clock.status,
                                          cmd_key=self.secrets["cmd_key"])
             verifier.idle = self.safety.heavy
-        from app.config import mqtt_tls
         from uplink.acks import AckChecker
         try:
             acks = AckChecker(cfg["charger_id"], self.secrets["ack_keys"])
@@ -137,7 +138,7 @@ class ChargerApp:
         return Link(cfg["charger_id"], cfg["mqtt_host"], cfg["mqtt_port"], self.outbox,
                     verifier=verifier, telemetry_ms=cfg["telemetry_interval_s"] * 1000,
                     budget_ms=cfg["mqtt_budget_ms"], user=cfg["mqtt_user"],
-                    password=cfg["mqtt_password"], tls=mqtt_tls(cfg), idle=self.safety,
+                    password=cfg["mqtt_password"], tls=config_mod.mqtt_tls(cfg), idle=self.safety,
                     wait_slice_us=cfg["wait_slice_us"], resend_ms=cfg["mqtt_resend_ms"],
                     ack_checker=acks)
 

@@ -4,8 +4,7 @@
 import sys
 import time
 
-from app import config
-from app.board import BoardError, load_board
+from app import BOOT_ONLY, forget
 from app.charger_app import ChargerApp
 from store import bootsel
 
@@ -14,6 +13,8 @@ OTA_ROOT = "/ota"
 
 def run(board_path="/board.json", config_path="/config.json"):
     from hal import esp32, esp32_uart
+    from app import config                  # boot only: forgotten once the charger is built
+    from app.board import BoardError, load_board
     try:
         board = load_board(board_path)
         cfg = config.load(board, config_path)
@@ -47,6 +48,8 @@ def run(board_path="/board.json", config_path="/config.json"):
             for _ in range(60):
                 hw["watchdog"].feed()
                 time.sleep_ms(1000)
+    del config, load_board, BoardError
+    forget(*BOOT_ONLY)              # their functions and dicts: heap the charger needs later
     print("charger", cfg["charger_id"], "key", app.public_key_hex())
     net.connect()                   # once; later only when the station is idle or gave up
     loop(app, net, hw["clock"], hw["watchdog"], cfg)

@@ -15,8 +15,7 @@ import json
 import sys
 import time
 
-from app import config
-from app.board import load_board
+from app import BOOT_ONLY, forget
 from app.charger_app import ChargerApp
 from app.simulated import sim_hardware
 from hal.meterctl import MeterControl
@@ -27,6 +26,8 @@ from scenario_cards import CARD, CARD_ID, provision
 class Scenario:
     def __init__(self, sc):
         self.sc = sc
+        from app import config          # boot only, as app/main.py: forgotten below
+        from app.board import load_board
         board = load_board(sc["board"])
         # as provisioning leaves it on flash: the host's ack keys and the card pseudonym key
         secrets_path = provision(sc["data"] + "/secrets.json", sc["secrets"])
@@ -45,6 +46,8 @@ class Scenario:
         self.wh = 1000000
         self.meter.set_energy_wh(self.wh)
         self.app = ChargerApp(board, cfg, self.hw)
+        del config, load_board
+        forget(*BOOT_ONLY)
         self.cmds = 0
         execute = self.app.execute
 
