@@ -4,7 +4,7 @@
 # Floats never carry energy: a float32 register is decoded from its bits into an exact
 # rational (mantissa * 2**exponent) and rounded once to the integer unit, with integer
 # arithmetic, so the result is the same on CPython and on the ESP32's single-precision floats.
-from drivers import meters
+from drivers.meters import UnknownMeterModel   # noqa: F401 (callers catch it from here)
 from drivers.modbus import ModbusError
 
 # Plausibility limits: beyond these a value is a fault (or a meter's "not available" marker).
@@ -28,7 +28,6 @@ class MeterCommError(MeterError):
         self.cause = cause
 
 
-UnknownMeterModel = meters.UnknownMeterModel
 # What a caller catches to treat the meter as faulty: MeterError covers all of it.
 FAULTS = (MeterError,)
 
@@ -160,6 +159,18 @@ def check(values):
             raise MeterError("current out of range: %d mA" % values[i])
 
 
+class ReadPlan:
+    """drivers/meters.py's Plan as data: its transactions and fields, without the planner's
+    class (a Plan would keep that module's maps and functions alive on the heap)."""
+
+    def __init__(self, plan):
+        self.name = plan.name
+        self.phases = plan.phases
+        self.txns = plan.txns
+        self.fields = plan.fields
+        self.energy = plan.energy
+
+
 class Meter:
     """Meter(master, model_name, address): read() -> Reading (the same object every time).
 
@@ -170,7 +181,10 @@ class Meter:
     def __init__(self, master, model_name, address):
         if not 1 <= address <= 247:
             raise MeterError("meter address must be 1..247, not %r" % (address,))
-        self.plan = meters.plan(model_name)      # UnknownMeterModel for a name we lack
+        # drivers.meters (every model's map and the planner) is imported for the plan only and
+        # forgotten after boot (app.BOOT_ONLY): what the reads need is copied out of it.
+        from drivers import meters
+        self.plan = ReadPlan(meters.plan(model_name))   # UnknownMeterModel for a name we lack
         self.model = self.plan.name
         self.master = master
         self.address = address
