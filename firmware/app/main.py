@@ -1,12 +1,19 @@
 # ESP32 entry point: load the board and configuration, build the charger, run the loop.
 # A bad board or config file stops here with a message naming the field (contactor never
 # energised). Copied to the board as /main.py by host_tools/provision/deploy.py (mpremote).
-import sys
-import time
+import gc
 
-from app import BOOT_ONLY, forget
-from app.charger_app import ChargerApp
-from store import bootsel
+# Collect often while the firmware is imported and the charger built: what is made then lives
+# for the whole run and packs low (app/charger_app.py, BOOT_GC_BYTES; the app sets its own
+# threshold once built).
+gc.threshold(2048)
+
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from app import BOOT_ONLY, forget  # noqa: E402
+from app.charger_app import ChargerApp  # noqa: E402
+from store import bootsel  # noqa: E402
 
 OTA_ROOT = "/ota"
 

@@ -11,16 +11,19 @@
 #   RESULT {"ok", "sessions", "pending", "cmds", "min_free", "acks", "bad_acks", "fault", "detail"}
 # followed by micropython.mem_info() (the host reads the largest free block from it).
 import gc
-import json
-import sys
-import time
 
-from app import BOOT_ONLY, forget
-from app.charger_app import ChargerApp
-from app.simulated import sim_hardware
-from hal.meterctl import MeterControl
-from hal.sim import EnergyFlow, SimClock
-from scenario_cards import CARD, CARD_ID, provision
+gc.threshold(2048)      # as app/main.py: the boot's long-lived objects pack low (BOOT_GC_BYTES)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from app import BOOT_ONLY, forget  # noqa: E402
+from app.charger_app import ChargerApp  # noqa: E402
+from app.simulated import sim_hardware  # noqa: E402
+from hal.meterctl import MeterControl  # noqa: E402
+from hal.sim import EnergyFlow, SimClock  # noqa: E402
+from scenario_cards import CARD, CARD_ID, provision  # noqa: E402
 
 
 class Scenario:
