@@ -65,9 +65,7 @@ class ChargerApp:
         contactor = Contactor(hw["relay"], hw["feedback"], clock, board.contactor_settle_ms)
         pilot = Pilot(hw["pilot_pwm"], hw["pilot_adc"], clock, max_ma=board.rated_current_a * 1000)
         self.keys = KeyStore(data + "/key", hw["urandom"])
-        # Imported here, not at the top: the boot forgets app.config once the charger is built
-        # (app.BOOT_ONLY), and a reference kept here would keep it on the heap.
-        from app import config as config_mod
+        from app import config as config_mod    # not at the top: forgotten after boot (app.BOOT_ONLY)
         log = ChargerLog(data + "/log", self.keys, cfg["charger_id"], cfg["log_origin"], clock)
         self.secrets = config_mod.load_secrets(cfg["secrets_path"])
         self.outbox = Outbox(data + "/outbox", cfg["validators"], quorum=cfg["ack_quorum"])
@@ -113,15 +111,18 @@ class ChargerApp:
         self._booted_ms = clock.ticks_ms()
         # The heap's all-time low, not its current free size: fragmentation shows there first.
         self.heap_min = None
-        if gc_bytes:                    # built: the boot's frequent collections end here
-            gc.collect()
-            gc.threshold(gc_bytes)
+        self._collector(gc_bytes)       # built: the boot's frequent collections end here
 
     @staticmethod
-    def _collector():
-        """The heap's threshold set (MicroPython); (gc_bytes, call_bytes) for the watch."""
+    def _collector(built=None):
+        """The heap's threshold set (MicroPython); (gc_bytes, call_bytes) for the watch. Called
+        again with gc_bytes (built) once the charger is built: the boot's threshold ends."""
         if not hasattr(gc, "threshold"):        # CPython: its own collector, left alone
             return 0, 0
+        if built:
+            gc.collect()
+            gc.threshold(built)
+            return built, GC_CALL_BYTES
         share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
         gc.threshold(BOOT_GC_BYTES)     # until the charger is built (end of __init__)
         return share, GC_CALL_BYTES
