@@ -4,7 +4,6 @@
 # Floats never carry energy: a float32 register is decoded from its bits into an exact
 # rational (mantissa * 2**exponent) and rounded once to the integer unit, with integer
 # arithmetic, so the result is the same on CPython and on the ESP32's single-precision floats.
-from drivers.meters import UnknownMeterModel   # noqa: F401 (callers catch it from here)
 from drivers.modbus import ModbusError
 
 # Plausibility limits: beyond these a value is a fault (or a meter's "not available" marker).
@@ -12,6 +11,10 @@ MAX_ENERGY_WH = 10 ** 11          # 100 GWh: far above any meter's register rang
 MAX_POWER_W = 10 ** 7             # 10 MW
 MAX_VOLTAGE_DV = 10000            # 1000 V line to neutral
 MAX_CURRENT_MA = 10 ** 7          # 10 kA
+
+
+class UnknownMeterModel(ValueError):
+    """A meter model with no register map (drivers/meters.py raises it)."""
 
 
 class MeterError(Exception):

@@ -11,6 +11,10 @@
 # Per model: phases, max_regs (registers one request may ask for, from the maker's manual),
 # max_gap (unwanted registers the planner may read across to save a transaction; 0 when the
 # meter refuses addresses it does not define).
+# The exception lives in drivers/meter.py: this module is forgotten after boot (app.BOOT_ONLY)
+# and imported again on demand, and a class of its own would then be a new one each time.
+from drivers.meter import UnknownMeterModel
+
 F32 = "f32"
 U16 = "u16"
 S16 = "s16"
@@ -94,10 +98,6 @@ UNITS = {"kWh": ("energy", 1000), "Wh": ("energy", 1), "W": ("power", 1),
          "kW": ("power", 1000), "V": ("voltage", 10), "A": ("current", 1000)}
 TYPES = {U16: (0, 1), S16: (1, 1), U32: (2, 2), S32: (3, 2), U64: (4, 4), F32: (5, 2)}
 # type name -> (code used by the decoder, registers)
-
-
-class UnknownMeterModel(ValueError):
-    pass
 
 
 class MapError(ValueError):
