@@ -211,7 +211,10 @@ class OtaClient:
             self.state, self.error, self.detail = "failed", "flash", repr(exc)
             return
         self.chunks_in += 1
-        self.error, self.detail = None, ""
+        if self._status_sent is not None and self._status_sent[1] == self.error:
+            # A refusal stays in the status until a status carrying it has gone out: the
+            # good copy may arrive on the next pass, before a lost status was sent again.
+            self.error, self.detail = None, ""
         self._asked = None
 
     def _request(self):

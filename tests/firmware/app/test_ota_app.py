@@ -182,3 +182,34 @@ def test_a_version_with_a_loop_fault_does_not_confirm(charger_env, mosquitto_bro
         assert ota.trial and bootsel.on_trial(root)
     finally:
         rig.close()
+
+
+def test_a_refused_chunk_is_reported_even_when_its_status_was_lost(charger_env, mosquitto_broker,
+                                                                   ota_service):
+    # The status that says "corrupt" cannot be sent until the good copy has arrived (a full
+    # send buffer, a link busy): the refusal must still reach the operator afterwards.
+    svc = ota_service
+    rig = _rig(charger_env, mosquitto_broker, svc)
+    peer = Peer(mosquitto_broker, "operator", [STATUS])
+    seen = []
+    try:
+        _run_until(rig, lambda: rig.app.link.connected, seen, peer)
+        link, ota = rig.app.link, rig.app.ota
+        real = link.publish
+        lost = [0, None]                 # statuses lost; chunks_in when the refusal came
+
+        def lossy(topic, payload, retain=False):
+            if topic == link.topics.ota_status and ota.corrupt and lost[1] is None:
+                lost[1] = ota.chunks_in
+            if topic == link.topics.ota_status and lost[1] == ota.chunks_in:
+                lost[0] += 1
+                return False
+            return real(topic, payload, retain)
+        link.publish = lossy
+        peer.publish(b"ota/manifest", svc["manifests"]["v3"].encode(), retain=True)
+        _run_until(rig, lambda: ota.state == "rebooting", seen, peer)
+        assert ota.corrupt == 1 and lost[0] >= 1
+        assert any(s["error"] == "corrupt" for s in seen), seen
+        peer.publish(b"ota/manifest", b"", retain=True)
+    finally:
+        rig.close()
