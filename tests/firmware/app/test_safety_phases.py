@@ -205,6 +205,33 @@ class _Trace:
         return seen, fewest
 
 
+# The pieces of a pass that must have a poll between them: (event first, event then, inside a
+# call to (or None), fewest times seen in the scenario, fewest polls between).
+PASS_PIECES = (
+    # The meter: its reply in, then polled before the decoding, and after the decoding before
+    # the reading is booked and the session's step runs.
+    ("read_registers>", "decode<", None, 3, 1),
+    ("decode>", "read>", None, 3, 1),
+    ("read>", "_step_session<", None, 3, 1),
+    # Telemetry: the price so far, then the message; and the message before the OTA step.
+    ("status>", "telemetry<", None, 3, 1),
+    ("telemetry>", "step<", None, 3, 1),
+    # The health message sent, then the pass's end.
+    ("health>", "tidy<", None, 1, 1),
+    # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
+    ("publish>", "flush<", "_publish", 5, 1),
+    # A packet is read in pieces (length, topic, packet id, payload), the watch between.
+    ("check_msg<", "cb<", None, 4, 3),
+    # A command packet read, then its MAC screened.
+    ("cb<", "offer<", None, 2, 1),
+    # Acks: the packet read, then the MAC; the MAC, then the outbox's update.
+    ("cb<", "check<", None, 2, 1),
+    ("check>", "ack<", None, 2, 1),
+    # A tariff command: its JSON, its checks, its canonical form and hash are pieces.
+    ("set_tariff<", "write<", None, 1, 3),
+)
+
+
 def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_commands):
     """A pass of the main loop that does several things polls between them (docs/firmware.md,
     "Safety loop"): the meter's reply and its decoding, the reading and the session's step,
@@ -224,13 +251,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
         app = rig.app
         link = app.link
         link.ack_checker = AckChecker("CP-TEST-1", acking.KEYS)
-        pairs = (("read_registers>", "decode<", None), ("decode>", "read>", None),
-                 ("read>", "_step_session<", None),
-                 ("status>", "telemetry<", None), ("telemetry>", "step<", None),
-                 ("publish>", "flush<", "_publish"), ("cb<", "offer<", None),
-                 ("check>", "ack<", None), ("cb<", "check<", None),
-                 ("set_tariff<", "write<", None), ("check_msg<", "cb<", None),
-                 ("health>", "tidy<", None))
+        pairs = tuple(piece[:3] for piece in PASS_PIECES)
         trace = _Trace(rig, pairs)
         mark = trace.mark
         meter = app.charger.meter
@@ -268,39 +289,9 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
                 "CP-TEST-1", "v1", ("receipt", "checkpoint")[rec[0]], s, rec[1]))
         wait_for(lambda: app.outbox.pending() == 0, lambda: rig.run(0.1))
 
-        # The meter: its reply in, then polled before the decoding, and after the decoding
-        # before the reading is booked and the session's step runs.
-        seen, polls = trace("read_registers>", "decode<")
-        assert seen >= 3 and polls >= 1, (seen, polls)
-        seen, polls = trace("decode>", "read>")
-        assert seen >= 3 and polls >= 1, (seen, polls)
-        seen, polls = trace("read>", "_step_session<")
-        assert seen >= 3 and polls >= 1, (seen, polls)
-        # Telemetry: the price so far, then the message; and the message before the OTA step.
-        seen, polls = trace("status>", "telemetry<")
-        assert seen >= 3 and polls >= 1, (seen, polls)
-        seen, polls = trace("telemetry>", "step<")
-        assert seen >= 3 and polls >= 1, (seen, polls)
-        # The health message sent, then the pass's end.
-        seen, polls = trace("health>", "tidy<")
-        assert seen >= 1 and polls >= 1, (seen, polls)
-        # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
-        seen, polls = trace("publish>", "flush<", "_publish")
-        assert seen >= 5 and polls >= 1, (seen, polls)
-        # A packet is read in pieces (length, topic, packet id, payload), the watch between.
-        seen, polls = trace("check_msg<", "cb<")
-        assert seen >= 4 and polls >= 3, (seen, polls)
-        # A command packet read, then its MAC screened.
-        seen, polls = trace("cb<", "offer<")
-        assert seen >= 2 and polls >= 1, (seen, polls)
-        # Acks: the packet read, then the MAC; the MAC, then the outbox's update.
-        seen, polls = trace("cb<", "check<")
-        assert seen >= 2 and polls >= 1, (seen, polls)
-        seen, polls = trace("check>", "ack<")
-        assert seen >= 2 and polls >= 1, (seen, polls)
-        # A tariff command: its JSON, its checks, its canonical form and hash are pieces.
-        seen, polls = trace("set_tariff<", "write<")
-        assert seen >= 1 and polls >= 3, (seen, polls)
+        for first, then, within, times, polls_between in PASS_PIECES:
+            seen, polls = trace(first, then, within)
+            assert seen >= times and polls >= polls_between, (first, then, seen, polls)
     finally:
         peer.close()
         rig.close()

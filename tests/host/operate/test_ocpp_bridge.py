@@ -185,6 +185,15 @@ def test_charging_profile_and_availability_become_signed_limits(rig):
                       if c[1] == "StatusNotification"))
 
 
+def _bridge_then_csms_away(rig):
+    """The charger online, the bridge booted at the CSMS, then the CSMS gone: the bridge."""
+    rig["charger"].pub("status", b"online", retain=True)
+    bridge = rig["bridge"]("plain")
+    rig["csms"].wait("BootNotification")
+    _csms_down(rig, bridge)
+    return bridge
+
+
 def _csms_down(rig, bridge):
     rig["csms"].stop()
     _wait(lambda: bridge.chargers[CID].cp is None)     # the bridge knows the CSMS is gone
@@ -195,10 +204,7 @@ def test_csms_unreachable_at_authorize_time_leaves_the_chargers_decision(rig):
     is away; once it is back, Start and StopTransaction name the card by its idTag (the first
     20 digits of its pseudonym), and no Authorize is sent after the fact."""
     csms, charger = rig["csms"], rig["charger"]
-    charger.pub("status", b"online", retain=True)
-    b = rig["bridge"]("plain")
-    csms.wait("BootNotification")
-    _csms_down(rig, b)
+    _bridge_then_csms_away(rig)
     begin_wh = charger.sim.meter_wh
     charger.pub("health", {"state": "charging", "fault": None})
     charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": begin_wh,
@@ -222,10 +228,7 @@ def test_a_card_refused_in_start_transactions_answer_is_stopped(rig):
     the bridge sends a signed stop and the StopTransaction's reason is DeAuthorized."""
     csms, charger = rig["csms"], rig["charger"]
     csms.id_tag_status[CARD_ID[:20]] = "Blocked"
-    charger.pub("status", b"online", retain=True)
-    b = rig["bridge"]("plain")
-    csms.wait("BootNotification")
-    _csms_down(rig, b)
+    _bridge_then_csms_away(rig)
     charger.pub("health", {"state": "charging", "fault": None})
     charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": charger.sim.meter_wh,
                               "id": CARD_ID, "it": "LOCAL"})
@@ -260,10 +263,7 @@ def test_a_stop_owed_while_the_charger_is_offline_goes_out_when_it_is_back(rig):
     the signed stop is owed, on disk, and published once the charger is online again."""
     csms, charger = rig["csms"], rig["charger"]
     csms.id_tag_status[CARD_ID[:20]] = "Expired"
-    charger.pub("status", b"online", retain=True)
-    b = rig["bridge"]("plain")
-    csms.wait("BootNotification")
-    _csms_down(rig, b)
+    b = _bridge_then_csms_away(rig)
     charger.pub("telemetry", {"w": 11000, "wh": 0, "price": 0, "reg": charger.sim.meter_wh,
                               "id": CARD_ID, "it": "LOCAL"})
     charger.pub("status", b"offline", retain=True)
