@@ -244,6 +244,7 @@ class ChargerApp:
                 safety.phase = "health"
                 self._health_due = self.clock.ticks_add(now, 1000)
                 self._sample_heap()
+                safety()                # the heap's size: a walk of its allocation table
                 health = self.health()
                 safety()
                 if link.connected and link.health(health):

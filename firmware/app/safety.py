@@ -84,13 +84,16 @@ class SafetyWatch:
             self.collect()
 
     def _look(self):
-        """Collect now, or set the budget of heavy() calls that fit below the limit."""
+        """Collect now, or set the budget of heavy() calls that fit below the limit. The look
+        (a walk of the allocation table, ~40 us here) is a piece of work of its own: the watch
+        is called after it, so it never adds to the signer's next step."""
         self.looks += 1
         n = (self._limit - gc.mem_alloc() - _CALL_EXTRA) // self.call_bytes
         if n < _LOOK_CALLS:
             self.collect()
         else:
             self._budget = n - 1
+            self._due()
 
     def _end_heavy(self):
         self._high = False
@@ -98,10 +101,13 @@ class SafetyWatch:
         self.collect()
 
     def collect(self):
-        """A collection between two polls: its pause is a gap of its own."""
+        """A collection between two polls: its pause is a gap of its own, and so is the look at
+        the heap after it (gc.mem_alloc walks the allocation table: a fifth of a collection),
+        which sets the next limit."""
         self.force()
         gc.collect()
         self.collects += 1
+        self.force()
         if self.gc_bytes:
             self._base = base = gc.mem_alloc()
             room = (self._heap - base) >> 1
@@ -109,15 +115,18 @@ class SafetyWatch:
                 room = self.gc_bytes
             self._limit = base + room
             self._budget = (room - _CALL_EXTRA) // self.call_bytes - 1
-        self.force()
+            self._due()
 
     def tidy(self):
         """At a quiet point (the end of a loop pass): collect if more than tidy_bytes were
         allocated since the last collection, before the heap's threshold fires mid-operation."""
         if self._high:
             self._end_heavy()
-        elif self.gc_bytes and gc.mem_alloc() - self._base > self.tidy_bytes:
-            self.collect()
+        elif self.gc_bytes:
+            if gc.mem_alloc() - self._base > self.tidy_bytes:
+                self.collect()
+            else:
+                self._due()             # the look was a piece of work of its own
 
     def __call__(self):
         if self._high and not self._busy:
@@ -127,6 +136,13 @@ class SafetyWatch:
         if gap < self.every_us:
             return
         self._run(now, gap)
+
+    def _due(self):
+        """Poll if due (the watch called between two pieces of its own work)."""
+        now = ticks_us()
+        gap = ticks_diff(now, self._last)
+        if gap >= self.every_us:
+            self._run(now, gap)
 
     def force(self):
         now = ticks_us()

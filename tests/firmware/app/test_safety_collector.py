@@ -56,3 +56,53 @@ def test_the_signer_collects_by_bytes_between_two_hook_calls():
             assert watch.looks * 2 <= calls, (watch.looks, calls)
     finally:
         gc.threshold(-1)
+
+
+class _Heap:
+    """The gc module as app/safety.py sees it, with every call put in order into a log beside
+    the watch's polls (the real collector still runs)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def collect(self):
+        self.log.append("collect")
+        gc.collect()
+
+    def mem_alloc(self):
+        self.log.append("look")
+        return gc.mem_alloc()
+
+    def mem_free(self):
+        return gc.mem_free()
+
+    def threshold(self, *a):
+        return gc.threshold(*a)
+
+
+def test_a_collection_and_each_look_at_the_heap_are_gaps_of_their_own():
+    # gc.collect and gc.mem_alloc (a walk of the allocation table: a fifth of a collection)
+    # must never share a gap between two polls, nor a look share one with the signer's next
+    # step: the watch polls between them.
+    if not hasattr(gc, "threshold"):
+        return                              # CPython: its own collector
+    import app.safety as safety_mod
+    log = []
+    watch = SafetyWatch(lambda: log.append("poll"), 0, *ChargerApp._collector())
+    real = safety_mod.gc
+    safety_mod.gc = _Heap(log)
+    try:
+        watch.collect()
+        assert log[-5:] == ["poll", "collect", "poll", "look", "poll"], log
+        del log[:]
+        watch._budget = 0                   # the signer's budget spent: the next call looks
+        watch._high = True
+        watch.heavy()
+        assert "look" in log and log[-1] == "poll", log
+        watch._high = False
+        del log[:]
+        watch.tidy()                        # the end of a pass: a look, then a poll
+        assert log.index("look") < len(log) - 1 and log[-1] == "poll", log
+    finally:
+        safety_mod.gc = real
+        gc.threshold(-1)
