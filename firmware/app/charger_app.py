@@ -33,9 +33,12 @@ from app.safety import SafetyWatch
 # than only when the heap is full: with the garbage cleared often, the objects that live long
 # pack low instead of between old garbage, and the 1-2 KB blocks a receipt needs at a session's
 # end are still there whole (measured on the 32-bit build: README, `app_heap_peak_bytes_32`).
-# In practice the safety watch collects sooner, between two polls (below); this threshold is
-# the backstop (raised to twice that inside the signer, where the watch collects by the heap's
-# allocated bytes: app/safety.py).
+# The safety watch counts it, by the bytes left allocated, and collects between two polls
+# (app/safety.py). The heap's own threshold is off once the charger is built: it counts what is
+# freed again at once too (every call frame of more than 11 words is allocated on the heap and
+# freed at its return; a big-int operation's temporaries), so it fired every few KB of that
+# churn in the middle of whatever ran, with nothing to free: on the 32-bit build it added a
+# ~150 us collection to one gap in a few hundred, even in a loop of nothing but polls.
 GC_SHARE = 6
 # The collector is run by the safety watch, between two polls (app/safety.py): in the signer
 # and verifier, counted in hook calls that leave at most GC_CALL_BYTES each allocated plus
@@ -116,12 +119,13 @@ class ChargerApp:
     @staticmethod
     def _collector(built=None):
         """The heap's threshold set (MicroPython); (gc_bytes, call_bytes) for the watch. Called
-        again with gc_bytes (built) once the charger is built: the boot's threshold ends."""
+        again with gc_bytes (built) once the charger is built: the boot's threshold ends and
+        the watch alone collects from then on (a full heap still collects by itself)."""
         if not hasattr(gc, "threshold"):        # CPython: its own collector, left alone
             return 0, 0
         if built:
             gc.collect()
-            gc.threshold(built)
+            gc.threshold(-1)
             return built, GC_CALL_BYTES
         share = (gc.mem_free() + gc.mem_alloc()) // GC_SHARE
         gc.threshold(BOOT_GC_BYTES)     # until the charger is built (end of __init__)

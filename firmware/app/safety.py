@@ -16,21 +16,22 @@
 #
 # The collector runs between two polls too (a collection cannot be split, so its pause must
 # be a gap of its own, never added to a long operation's): collect() polls, collects, polls.
+# Once the charger is built the heap's own threshold is off (app/charger_app.py): it counts
+# every allocation, the ones freed again at once too (a call frame of more than 11 words, a
+# big-int operation's temporaries), so it fired every few KB of such churn, anywhere in the
+# middle of the work, with nothing left to free. The watch decides instead, by what stays
+# allocated (gc.mem_alloc); a heap that is truly full still collects by itself.
 # The signer and verifier allocate a big integer per field operation (31-bit small ints on the
-# ESP32): their hook is watch.heavy. Its first call of an operation collects (a clean start),
-# and raises the heap's own threshold from gc_bytes to twice that: that threshold counts every
-# allocation, the ones freed again at once too (a big-int operation's temporaries: up to 1.8
-# times what gc.mem_alloc sees inside the signer), so inside the signer the watch collects
-# instead, by the heap's allocated bytes: once gc_bytes (or half the heap left free after the
-# last collection, if less: room for a fragmented heap's big blocks) may have been left
-# allocated. It counts calls down from a budget of calls that surely fit (n calls leave at most
-# n * call_bytes + _CALL_EXTRA allocated); when the budget runs out it looks at the heap
-# (gc.mem_alloc, a walk of the allocation table: too dear for every call) and collects if fewer
-# than _LOOK_CALLS calls still fit, else sets a new budget from the room left. The first other
-# call of the watch (or tidy()) ends the operation: the threshold back to gc_bytes, and a
-# collection, so what the signer left is not counted against the next phase. tidy(), at the
-# end of each main loop pass, collects when the pass left more than a quarter of gc_bytes of
-# garbage, before the heap's threshold fires mid-operation.
+# ESP32): their hook is watch.heavy. Its first call of an operation collects (a clean start);
+# then it collects once gc_bytes (or half the heap left free after the last collection, if
+# less: room for a fragmented heap's big blocks) may have been left allocated. It counts calls
+# down from a budget of calls that surely fit (n calls leave at most n * call_bytes +
+# _CALL_EXTRA allocated); when the budget runs out it looks at the heap (gc.mem_alloc, a walk
+# of the allocation table: too dear for every call) and collects if fewer than _LOOK_CALLS
+# calls still fit, else sets a new budget from the room left. The first other call of the
+# watch (or tidy()) ends the operation with a collection, so what the signer left is not
+# counted against the next phase. tidy(), at the end of each main loop pass, collects when the
+# pass left more than a quarter of gc_bytes of garbage.
 import gc
 
 from hal.clock import ticks_diff, ticks_us
@@ -60,7 +61,7 @@ class SafetyWatch:
         self._budget = 0                # heavy() calls left before the heap is looked at
         self._heap = 0
         self._base = self._limit = 0    # allocated after the last collection; collect above
-        self._high = False              # inside a heavy operation: the threshold raised
+        self._high = False              # inside a heavy operation (the signer's hook)
         if gc_bytes:
             self._base = gc.mem_alloc()
             self._heap = self._base + gc.mem_free()
@@ -80,7 +81,6 @@ class SafetyWatch:
                 self._look()
         elif self.gc_bytes:
             self._high = True
-            gc.threshold(2 * self.gc_bytes)
             self.collect()
 
     def _look(self):
@@ -97,7 +97,6 @@ class SafetyWatch:
 
     def _end_heavy(self):
         self._high = False
-        gc.threshold(self.gc_bytes)
         self.collect()
 
     def collect(self):
@@ -119,7 +118,7 @@ class SafetyWatch:
 
     def tidy(self):
         """At a quiet point (the end of a loop pass): collect if more than tidy_bytes were
-        allocated since the last collection, before the heap's threshold fires mid-operation."""
+        left allocated since the last collection."""
         if self._high:
             self._end_heavy()
         elif self.gc_bytes:

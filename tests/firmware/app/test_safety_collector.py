@@ -13,11 +13,18 @@ from ledger import p256
 D = 0x2B7E151628AED2A6ABF7158809CF4F3C762E7160F38B4DA56A784D9045190CFE
 
 
+def _built():
+    """The collector set as the app leaves it once the charger is built."""
+    gc_bytes, call_bytes = ChargerApp._collector()
+    ChargerApp._collector(gc_bytes)
+    return gc_bytes, call_bytes
+
+
 def _run(fn):
     """fn() with the app's watch.heavy as the signer's hook; returns (watch, hook calls,
     collections the heap made by itself between two hook calls)."""
     polls = []
-    watch = SafetyWatch(lambda: polls.append(1), 0, *ChargerApp._collector())
+    watch = SafetyWatch(lambda: polls.append(1), 0, *_built())
     state = [0, 0, 0]                       # heap after the last hook, hook calls, stray GCs
 
     def hook():
@@ -88,7 +95,7 @@ def test_a_collection_and_each_look_at_the_heap_are_gaps_of_their_own():
         return                              # CPython: its own collector
     import app.safety as safety_mod
     log = []
-    watch = SafetyWatch(lambda: log.append("poll"), 0, *ChargerApp._collector())
+    watch = SafetyWatch(lambda: log.append("poll"), 0, *_built())
     real = safety_mod.gc
     safety_mod.gc = _Heap(log)
     try:
@@ -105,4 +112,30 @@ def test_a_collection_and_each_look_at_the_heap_are_gaps_of_their_own():
         assert log.index("look") < len(log) - 1 and log[-1] == "poll", log
     finally:
         safety_mod.gc = real
+        gc.threshold(-1)
+
+
+def _wide(a, b, c, d, e, f, g, h, i, j, k, m):
+    # More than 11 words of state: MicroPython allocates this call's frame on the heap and
+    # frees it at the return (py/objfun.c, VM_MAX_STATE_ON_STACK).
+    return a + b + c + d + e + f + g + h + i + j + k + m
+
+
+def test_churn_freed_at_once_never_brings_the_collector_on():
+    # Once the charger is built, only the watch collects (between two polls) or a full heap:
+    # ~400 KB of call frames, each freed at its return, must not fire a collection in the
+    # middle of the work. The heap's threshold counted them, and collected anywhere.
+    if not hasattr(gc, "threshold"):
+        return                              # CPython: its own collector
+    try:
+        _built()
+        garbage = bytearray(4096)           # freed only by a collection
+        garbage = None
+        before = gc.mem_alloc()
+        total = 0
+        for n in range(5000):
+            total += _wide(n, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+        assert total > 0 and garbage is None
+        assert gc.mem_alloc() >= before - 1024, (before, gc.mem_alloc())
+    finally:
         gc.threshold(-1)
