@@ -384,7 +384,9 @@ def signer_gaps(reps=7):
     from ledger import p256
     from app.charger_app import ChargerApp
     from app.safety import SafetyWatch
-    watch = SafetyWatch(lambda: None, 0, *ChargerApp._collector())
+    gc_bytes, call_bytes = ChargerApp._collector()
+    ChargerApp._collector(gc_bytes)               # as the app leaves it once built
+    watch = SafetyWatch(lambda: None, 0, gc_bytes, call_bytes)
     heavy = watch.heavy
     d = 0x1F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A7988
     pub = p256.public_key(d)
