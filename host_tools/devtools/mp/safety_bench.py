@@ -12,20 +12,22 @@
 #         "operator_spki", "cmds": {name: signed command str}, "sessions",
 #         "labels": wrap the app's calls to file long gaps by name (default true)}
 import gc
-import json
-import sys
-from time import sleep_ms, ticks_diff, ticks_us
 
-from cputime import thread_us        # the bench's C module (host_tools/devtools/mp32_cmod)
+gc.threshold(2048)      # as app/main.py: the boot's long-lived objects pack low (BOOT_GC_BYTES)
 
-from app import config
-from hal import clock as clock_mod
-from app.board import load_board
-from app.charger_app import ChargerApp
-from app.simulated import sim_hardware
-from hal.meterctl import MeterControl
-from hal.sim import SimClock
-from umqtt.simple import MQTTClient
+import json  # noqa: E402
+import sys  # noqa: E402
+from time import sleep_ms, ticks_diff, ticks_us  # noqa: E402
+
+from cputime import thread_us  # noqa: E402  the bench's C module (host_tools/devtools/mp32_cmod)
+
+from hal import clock as clock_mod  # noqa: E402
+from app import BOOT_ONLY, forget  # noqa: E402
+from app.charger_app import ChargerApp  # noqa: E402
+from app.simulated import sim_hardware  # noqa: E402
+from hal.meterctl import MeterControl  # noqa: E402
+from hal.sim import SimClock  # noqa: E402
+from umqtt.simple import MQTTClient  # noqa: E402
 
 
 _NV = b"nonvoluntary_ctxt_switches:"
@@ -462,6 +464,8 @@ def main():
     # After a pause: the broker, the meter and the validator have just started beside us.
     sleep_ms(3000)
     signer = signer_gaps()
+    from app import config                  # boot only, as app/main.py: forgotten below
+    from app.board import load_board
     board = load_board(cfg["board"])
     conf = config.load(board, None, {
         "charger_id": "CP-BENCH", "meter_serial": "SIM0001", "data_dir": cfg["data"],
@@ -475,6 +479,8 @@ def main():
     clock = SimClock(epoch=cfg["t0"])
     hw = sim_hardware(board, cfg["meter_port"], cfg["baud"], clock)
     app = ChargerApp(board, conf, hw)
+    del config, load_board
+    forget(*BOOT_ONLY)                      # as app/main.py once the charger is built
     gc.collect()
     heap1 = gc.mem_alloc()
     gm = GapMeter(app.safety)
