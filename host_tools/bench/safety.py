@@ -33,8 +33,15 @@ was running (no IRQ_TIME_ACCOUNTING), and a thread that was switched out runs sl
 while on cold caches; the idle rows show that floor, measured the same way.
 
 safety_gap_max_us_micropython  the largest gap between two polls, CPU + asked sleeps, every
-                               gap counted: the firmware's own time (goal <= 250).
-safety_gaps_over_250us         how many gaps exceeded 250 us (of ~30 000).
+                               gap counted: the firmware's own time (goal <= 250). The whole
+                               scenario runs RUNS (5) times; this is the median run's largest
+                               gap, and the rows below without a run named are that run's.
+safety_gap_max_best_run_us_micropython / safety_gap_max_worst_run_us_micropython
+                               the smallest and the largest of the five runs' largest gaps.
+safety_runs_over_250us         how many of the five runs had a gap over 250 us.
+safety_gaps_over_250us_all_runs / safety_gaps_all_runs
+                               the gaps over 250 us in all five runs, of how many.
+safety_gaps_over_250us         how many gaps exceeded 250 us in the median run (of ~31 000).
 safety_gap_p99_us_micropython / safety_gap_p999_us_micropython
                                the 99th / 99.9th percentile of the gaps (10 us buckets).
 safety_gap_cpu_max_us_micropython  the largest gap's CPU time alone.
@@ -193,14 +200,32 @@ def run_gap(labels: bool = True) -> dict:
         broker.stop()
 
 
+RUNS = 5
+
+
 def run() -> dict:
     # Without the labels: their wrappers hold ~6-11 KB of the app's 112 KB heap and make
     # garbage in the gaps they measure (the collector's pause grows with the live heap).
-    out = run_gap(labels=False)
-    if out["sessions"] != SESSIONS or out["pending"] != 0:
-        raise RuntimeError("safety bench did not complete its sessions: %r" % (out,))
+    # The whole scenario RUNS times, each in a new process beside a new broker and meter: one
+    # run's largest gap is one draw, and this shared VM now and then adds a few hundred us to
+    # a single gap of ~31 000 (README, "safety loop"). The rows are the median run's (by its
+    # largest gap), with the best and worst runs' largest gaps and every run's long gaps
+    # counted beside it.
+    runs = []
+    for _ in range(RUNS):
+        out = run_gap(labels=False)
+        if out["sessions"] != SESSIONS or out["pending"] != 0:
+            raise RuntimeError("safety bench did not complete its sessions: %r" % (out,))
+        runs.append(out)
+    runs.sort(key=lambda o: o["max_gap_us"])
+    out = runs[len(runs) // 2]
     sig = out["signer"]
     return {"safety_gap_max_us_micropython": out["max_gap_us"],
+            "safety_gap_max_best_run_us_micropython": runs[0]["max_gap_us"],
+            "safety_gap_max_worst_run_us_micropython": runs[-1]["max_gap_us"],
+            "safety_runs_over_250us": sum(1 for o in runs if o["max_gap_us"] > 250),
+            "safety_gaps_over_250us_all_runs": sum(o["gaps_over_250us"] for o in runs),
+            "safety_gaps_all_runs": sum(o["gaps"] for o in runs),
             "safety_gaps_over_250us": out["gaps_over_250us"],
             "safety_gap_p99_us_micropython": out["p99_us"],
             "safety_gap_p999_us_micropython": out["p999_us"],
