@@ -169,14 +169,17 @@ class ChargerApp:
         root = ota_root(cfg)
         if not cfg.get("firmware_version"):   # OCMF GV (receipts read cfg): the selector's choice
             cfg["firmware_version"] = bootsel.active(root)[1]
-        updater = None
+        make_updater = None
         if self.link is not None and cfg["operator_key"]:
-            from app.update import Updater
-            updater = Updater(root, cfg["operator_key"], cfg["charger_id"])
-            updater.idle = self.safety
-            updater.cleanup()
-        return OtaClient(root, self.link, clock, cfg["ota_confirm_s"] * 1000, reset, updater,
-                         cfg["ota_retry_ms"], self._healthy)
+            safety = self.safety
+
+            def make_updater():             # only while an update is in hand (app/ota.py)
+                from app.update import Updater
+                u = Updater(root, cfg["operator_key"], cfg["charger_id"])
+                u.idle = safety
+                return u
+        return OtaClient(root, self.link, clock, cfg["ota_confirm_s"] * 1000, reset,
+                         make_updater, cfg["ota_retry_ms"], self._healthy)
 
     def _healthy(self):
         # A fault raised by the loop itself (app/main.py) is the running version's own.

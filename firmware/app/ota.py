@@ -22,28 +22,32 @@
 # confirm_ms with the loop passing, no loop fault seen since boot, and (with a network) the
 # broker reached.
 # If it has not after 3 x confirm_ms, it rolls itself back and resets when no session runs.
+# The Updater (app/update.py, ~1.5 KB of heap with its module) is built only while an update
+# is in hand: a manifest to check, a staging to carry on; otherwise it is dropped and its
+# module forgotten, so the charger's heap does not carry it through every session.
 import hashlib
 import json
 
 from store import bootsel
 
-from app import update as up
+from app import forget
 
 MAX_WHOLE_FILE_FAILS = 3        # a file whose chunks all verify yet hashes wrong: a bad manifest
 PROGRESS_EVERY = 16             # chunks between two progress statuses
 
 
 class OtaClient:
-    def __init__(self, root, link, clock, confirm_ms, reset=None, updater=None,
+    def __init__(self, root, link, clock, confirm_ms, reset=None, make_updater=None,
                  retry_ms=5000, healthy=None):
         # link: uplink.mqtt.Link built with ota=True, or None (no network: only the trial);
-        # updater: app.update.Updater, or None (no operator key: updates are refused);
-        # reset: reboots the board (hal), None: stay (tests); healthy(): False while the
-        # running version misbehaves (a loop fault), checked before it confirms itself.
+        # make_updater(): a new app.update.Updater, or None (no operator key: updates are
+        # refused); reset: reboots the board (hal), None: stay (tests); healthy(): False
+        # while the running version misbehaves (a loop fault), checked before it confirms.
         self.root = root
         self.link = link
         self.clock = clock
-        self.updater = updater
+        self.make_updater = make_updater
+        self.updater = None                 # built while an update is in hand (_in_hand)
         self.reset = reset
         self.healthy = healthy
         self.confirm_ms = confirm_ms
@@ -73,14 +77,30 @@ class OtaClient:
         self.own = None                     # cp/<id>/ota/manifest
         self.fleet = None                   # ota/manifest
         self.chunk_in = None                # cp/<id>/ota/chunk
-        if link is not None and updater is not None:
+        if link is not None and make_updater is not None:
             t = link.topics
             link.extra_subs = ((t.ota_chunk, 0), (t.ota_manifest, 1), (t.ota_fleet, 1))
             link.on_other = self._on_message
-        if updater is not None and updater.manifest is not None:   # staging survived a reboot
-            m = updater.manifest
-            self.target = (m["number"], m["version"])
-            self.state = "downloading"
+            u = self._updater()
+            u.cleanup()                     # versions neither running, previous nor staged
+            if u.manifest is not None:      # staging survived a reboot
+                m = u.manifest
+                self.target = (m["number"], m["version"])
+                self.state = "downloading"
+            else:
+                self._drop_updater()
+
+    def _updater(self):
+        """The Updater, built now if no update is in hand."""
+        if self.updater is None:
+            self.updater = self.make_updater()
+        return self.updater
+
+    def _drop_updater(self):
+        """No update in hand (nothing staged): the Updater and its module leave the heap."""
+        if self.updater is not None and self.updater.manifest is None:
+            self.updater = None
+            forget("app.update")
 
     def _on_message(self, topic, msg):
         # Called by the link inside its poll. An empty (retained) message withdraws a manifest.
@@ -102,7 +122,7 @@ class OtaClient:
         if link is not None and link.connected:
             self._reached = True
         self._trial_step(idle)
-        if link is None or self.updater is None:
+        if link is None or self.make_updater is None:
             return
         raw = self.own
         if raw is not None:
@@ -118,6 +138,9 @@ class OtaClient:
             self.chunk_in = None
             self._chunk(raw)
         u = self.updater
+        if u is None:                       # nothing in hand
+            self._status()
+            return
         if self.state == "downloading":
             if u.ready():
                 self.state = "waiting-idle"
@@ -160,20 +183,24 @@ class OtaClient:
             return
         self._seen[1] = self._seen[0]
         self._seen[0] = digest
-        u = self.updater
+        u = self._updater()
+        from app import update as up        # loaded by _updater()
         try:
             u.offer(raw)
         except up.UpdateRejected as exc:
             if exc.reason == up.DOWNGRADE and self._names_running(raw):
                 if self.state in ("idle", "rejected"):
                     self.state, self.error, self.detail = "current", None, ""
+                self._drop_updater()
                 return
             if self.state in ("downloading", "waiting-idle"):
                 return                      # a refused manifest does not stop a good update
             self.state, self.error, self.detail = "rejected", exc.reason, exc.detail
+            self._drop_updater()
             return
         except OSError as exc:              # flash full or failing: the running version stays
             self.state, self.error, self.detail = "failed", "flash", repr(exc)
+            self._drop_updater()
             return
         m = u.manifest
         self.target = (m["number"], m["version"])
@@ -192,6 +219,7 @@ class OtaClient:
         if self.state != "downloading":
             self.stray += 1
             return
+        from app import update as up        # in hand while downloading
         try:
             self.updater.receive(raw)
         except up.UpdateRejected as exc:

@@ -8,6 +8,7 @@
 # version on trial that never reaches the broker, or has a loop fault, does not confirm and
 # rolls itself back.
 import json
+import sys
 
 from store import bootsel
 from support.mqttpeer import Peer, control, wait_for
@@ -46,8 +47,10 @@ def test_update_mid_session_waits_switches_at_idle_and_boots_on_trial(charger_en
         _run_until(rig, lambda: rig.app.link.connected, seen, peer)
         rig.plug_and_charge(seconds=60)
         assert rig.charger.session is not None
-        peer.publish(b"cp/CP-TEST-1/ota/manifest", svc["manifests"]["v2"].encode(), retain=True)
         ota = rig.app.ota
+        # No update in hand: the Updater is not built and its module is not in the heap.
+        assert ota.updater is None and "app.update" not in sys.modules
+        peer.publish(b"cp/CP-TEST-1/ota/manifest", svc["manifests"]["v2"].encode(), retain=True)
         _run_until(rig, lambda: ota.state == "waiting-idle", seen, peer, power_w=11000)
         assert ota.corrupt == 1 and ota.chunks_in == svc["chunks"]["v2"]   # refused, asked again
         assert rig.charger.session is not None and rig.relay.contacts_closed()
@@ -87,7 +90,9 @@ def test_update_mid_session_waits_switches_at_idle_and_boots_on_trial(charger_en
         peer.publish(b"ota/manifest", svc["manifests"]["v1"].encode(), retain=True)
         _run_until(rig, lambda: seen and seen[-1]["error"] == "downgrade", seen, peer)
         assert seen[-1]["state"] == "rejected" and seen[-1]["running"] == "2.0.0"
-        assert bootsel.active(root) == (2, "2.0.0") and rig.app.ota.updater.manifest is None
+        assert bootsel.active(root) == (2, "2.0.0")
+        # Nothing in hand: the Updater and its module have left the heap.
+        assert rig.app.ota.updater is None and "app.update" not in sys.modules
         peer.publish(b"ota/manifest", b"", retain=True)
         peer.publish(b"cp/CP-TEST-1/ota/manifest", b"", retain=True)
     finally:
