@@ -28,7 +28,7 @@
 import hashlib
 import json
 
-from store import bootsel
+from store import atomic, bootsel
 
 from app import forget
 
@@ -81,19 +81,25 @@ class OtaClient:
             t = link.topics
             link.extra_subs = ((t.ota_chunk, 0), (t.ota_manifest, 1), (t.ota_fleet, 1))
             link.on_other = self._on_message
-            u = self._updater()
-            u.cleanup()                     # versions neither running, previous nor staged
-            if u.manifest is not None:      # staging survived a reboot
-                m = u.manifest
-                self.target = (m["number"], m["version"])
-                self.state = "downloading"
-            else:
-                self._drop_updater()
+            # Built at boot only if a staging survived a reboot: an Updater made and dropped
+            # here would leave a hole among the boot's long-lived objects (a big integer's
+            # allocation then searches past it: the signer's steps grew by ~100 us).
+            if atomic.exists(root + "/staged"):
+                u = self._updater()
+                if u.manifest is not None:
+                    m = u.manifest
+                    self.target = (m["number"], m["version"])
+                    self.state = "downloading"
+                else:
+                    self._drop_updater()
 
     def _updater(self):
-        """The Updater, built now if no update is in hand."""
+        """The Updater, built now if no update is in hand; each new one first removes the
+        version directories neither running, previous nor staged."""
         if self.updater is None:
-            self.updater = self.make_updater()
+            u = self.make_updater()
+            u.cleanup()
+            self.updater = u
         return self.updater
 
     def _drop_updater(self):
