@@ -47,7 +47,7 @@ class OtaClient:
         self.link = link
         self.clock = clock
         self.make_updater = make_updater
-        self.updater = None                 # built while an update is in hand (_in_hand)
+        self.updater = None                 # built while an update is in hand (_updater)
         self.reset = reset
         self.healthy = healthy
         self.confirm_ms = confirm_ms
