@@ -131,6 +131,11 @@ class ChargerApp:
         gc.threshold(BOOT_GC_BYTES)     # until the charger is built (end of __init__)
         return share, GC_CALL_BYTES
 
+    @staticmethod
+    def _boot_threshold(on):
+        if hasattr(gc, "threshold"):
+            gc.threshold(BOOT_GC_BYTES if on else -1)
+
     def _uplink(self, cfg, clock, config_mod):
         # Imported here: a charger run without a network (bench, offline tests) keeps the
         # MQTT client's code off the heap.
@@ -139,11 +144,15 @@ class ChargerApp:
         if cfg["operator_key"]:
             from uplink import commands
             # cmd_key: the command MAC key (secrets file); a bad one raises ValueError.
+            # The operator key's comb is built here (~0.5 MB of big-int garbage on 32 bits):
+            # the watch collects as it goes, the boot's every-2-KB threshold paused meanwhile.
+            self._boot_threshold(False)
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time,
                                          clock_status=clock.status,
-                                         cmd_key=self.secrets["cmd_key"])
-            verifier.idle = self.safety.heavy
+                                         cmd_key=self.secrets["cmd_key"], idle=self.safety.heavy)
+            self.safety()               # the end of the build: its garbage collected
+            self._boot_threshold(True)
         from uplink.acks import AckChecker
         try:
             acks = AckChecker(cfg["charger_id"], self.secrets["ack_keys"])
@@ -175,7 +184,7 @@ class ChargerApp:
 
             def make_updater():             # only while an update is in hand (app/ota.py)
                 from app.update import Updater
-                u = Updater(root, cfg["operator_key"], cfg["charger_id"])
+                u = Updater(root, self.link.verifier.key, cfg["charger_id"])
                 u.idle = safety
                 return u
         return OtaClient(root, self.link, clock, cfg["ota_confirm_s"] * 1000, reset,

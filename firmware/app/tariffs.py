@@ -42,7 +42,7 @@ class PublishedTariffs:
         app = self.app
         now = app.clock.time()
         try:
-            payload = signed_payload(self.link.verifier.pub, raw, TARIFF_MAX, safety)
+            payload = signed_payload(self.link.verifier.key, raw, TARIFF_MAX, safety)
             running = app.charger.session["tariff"] if app.charger.session else None
             tariff, status = app.billing.offer(payload, now, keep=running,
                                                tariff_id=tariff_id_of(topic))

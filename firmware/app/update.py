@@ -25,7 +25,7 @@ from binascii import hexlify, unhexlify
 
 from ledger.merkle import leaf_hash, node_hash
 from store import atomic, bootsel
-from uplink.commands import load_operator_key, operator_signed
+from uplink.commands import operator_signed, operator_verifier
 
 MAX_MANIFEST = 4096
 MAX_FILES = 64
@@ -156,7 +156,7 @@ class Updater:
 
     def __init__(self, root, operator_key, charger_id, max_total=MAX_TOTAL):
         self.root = root
-        self.pub = load_operator_key(operator_key)
+        self.key = operator_verifier(operator_key)     # the app passes its commands' own
         self.charger_id = charger_id
         self.max_total = max_total
         self.idle = None            # the safety hook, during signature checks and hashing
@@ -202,7 +202,7 @@ class Updater:
             raise UpdateRejected(BAD_SIGNATURE, "unsigned")
         payload = raw[:bar]
         try:
-            ok = operator_signed(self.pub, payload, raw[bar + 1:].strip(), self.idle)
+            ok = operator_signed(self.key, payload, raw[bar + 1:].strip(), self.idle)
         except (ValueError, TypeError) as exc:
             raise UpdateRejected(BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
         if not ok:

@@ -59,7 +59,7 @@ def tariff_id_of(topic):
     return name
 
 
-def signed_payload(pub, raw, max_len, idle=None):
+def signed_payload(key, raw, max_len, idle=None):
     """The payload of <payload>|<hex DER signature> if the operator key signed it (tariff
     documents published on tariff/<id>: not for one charger, no counter, so nothing is
     persisted here). Raises commands.CommandRejected (malformed, unsigned, bad-signature)."""
@@ -71,7 +71,7 @@ def signed_payload(pub, raw, max_len, idle=None):
     if not sig_hex:
         raise commands.CommandRejected(commands.UNSIGNED, "no signature")
     try:
-        ok = commands.operator_signed(pub, raw[:bar], sig_hex, idle)
+        ok = commands.operator_signed(key, raw[:bar], sig_hex, idle)
     except (ValueError, TypeError) as exc:
         raise commands.CommandRejected(commands.BAD_SIGNATURE, "signature is not hex DER: %s" % exc)
     if not ok:

@@ -77,17 +77,21 @@ safety_gap_idle_sleep_max_wall_us_micropython
 safety_gc_pause_us_micropython / safety_gc_pause_cpu_us_micropython
                                the fastest of seven full collections of the app's heap at the
                                end of the run, wall and CPU, the bench's own objects (gap
-                               meter, labels, operator client) dropped first (the collector's
+                               meter, labels) dropped first (the collector's
                                own pause with the least host noise: the floor of the gap that
                                holds one). The harness's code is frozen beside the firmware
                                (mp32.FROZEN_TOOLS), out of the heap. Goal <= 200.
-safety_gc_pause_harness_us_micropython  the same before they are dropped (what the run's
-                               collections paid).
+safety_gc_pause_harness_us_micropython  the same before they are dropped.
+safety_gc_gap_p50_us_micropython / safety_gc_gap_p99_us_micropython
+                               the median and 99th percentile of the run's gaps that held a
+                               collection (10 us buckets): what the collections paid in the
+                               app, between its other work (slower than back to back).
 safety_heap_live_bytes_32      the app's live heap then (gc.mem_alloc after a collection).
 safety_collects_per_session    collections the safety watch made, per session.
 safety_bench_harness_bytes_32  the bench's own live heap inside the app's 112 KB (the gap
-                               meter, its buffers and histograms, the operator's MQTT client;
-                               the signed commands are dropped as they are sent). The rows'
+                               meter, its buffers and histograms; the operator's commands
+                               are published by the host when the bench asks: neither they
+                               nor an MQTT client of the operator's sit in the heap). The rows'
                                run has no labels: wrapping the app's calls to file each long
                                gap by name holds ~6-11 KB more and makes garbage in the gaps
                                it measures; `python -m host_tools.bench.safety` runs with them
@@ -103,6 +107,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 
 import paho.mqtt.client as mqtt
 
@@ -158,12 +163,40 @@ def _commands(key) -> dict:
     return cmds
 
 
-def run_gap(labels: bool = True) -> dict:
+def _operator(broker: AmqttBroker) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-operator")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def _drive(proc: subprocess.Popen, cfg: dict, cmds: dict, operator: mqtt.Client) -> dict:
+    """Feed the bench its configuration, publish each command it asks for, return its JSON."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(cfg) + "\n")
+    proc.stdin.close()
+    lines = []
+    for line in proc.stdout:
+        if line.startswith("PUBLISH "):
+            operator.publish("cp/%s/cmd" % CHARGER, cmds.pop(line.split()[1]), qos=1)
+        else:
+            lines.append(line)
+    proc.wait()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError("safety bench failed (exit %s):\n%s" % (proc.returncode, "".join(lines)))
+    out = json.loads(lines[-1])
+    if cfg["heap_map"]:
+        out["heap_map"] = "".join(lines[:-1])
+    return out
+
+
+def run_gap(labels: bool = True, heap_map: bool = False) -> dict:
     """The whole run on the frozen 32-bit build with an ESP32's 112 KB heap (bytecode in
     flash, so the collector walks only live data, as on the board; its cputime module is the
     thread CPU clock: the 64-bit port has none). labels: wrap the app's long calls so each
     long gap is filed under the call it ended in (python -m host_tools.bench.safety
-    --no-labels runs without them)."""
+    --no-labels runs without them). heap_map: the heap's block map at the end (out["heap_map"],
+    --heap-map prints it)."""
     _, frozen = mp32.build(log=lambda *a: None)
     # The harness frozen too (mp32.FROZEN_TOOLS): its bytecode is not in the app's heap.
     exe, heap, path = str(frozen), mprun.HEAP_32, [".frozen"]
@@ -171,6 +204,7 @@ def run_gap(labels: bool = True) -> dict:
     broker = AmqttBroker().start()
     meter_proc, meter = start_meter()
     val = _validator(broker)
+    operator = _operator(broker)
     key = op.generate_key()
     try:
         # The flash on tmpfs when the host has one: an ESP32's littlefs write is CPU work in
@@ -183,19 +217,23 @@ def run_gap(labels: bool = True) -> dict:
             cfg = {"board": str(DEFAULT_BOARD), "meter_port": meter["port"], "secrets": secrets,
                    "baud": meter["baud"], "meter_control": meter["control"],
                    "data": tmp + "/flash", "host": broker.host, "port": broker.port, "t0": T0,
-                   "operator_spki": op.public_spki_hex(key), "cmds": _commands(key),
-                   "sessions": SESSIONS, "labels": labels}
+                   "operator_spki": op.public_spki_hex(key), "sessions": SESSIONS,
+                   "labels": labels, "heap_map": heap_map}
             env = dict(os.environ)
             env["MICROPYPATH"] = os.pathsep.join(path)
             cmd = [exe, "-X", "heapsize=%d" % heap] + script
-            proc = subprocess.run(cmd, input=json.dumps(cfg) + "\n", env=env,
-                                  capture_output=True, text=True, timeout=600)
-            if proc.returncode != 0:
-                raise RuntimeError("safety bench failed:\n%s\n%s" % (proc.stdout, proc.stderr))
-            return json.loads(proc.stdout.strip().splitlines()[-1])
+            with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                  text=True) as proc:
+                timer = threading.Timer(600, proc.kill)
+                timer.start()
+                try:
+                    return _drive(proc, cfg, _commands(key), operator)
+                finally:
+                    timer.cancel()
     finally:
-        val.loop_stop()
-        val.disconnect()
+        for client in (val, operator):
+            client.loop_stop()
+            client.disconnect()
         stop(meter_proc)
         broker.stop()
 
@@ -250,6 +288,8 @@ def run() -> dict:
             "safety_gaps_idle_wall_over_250us": out["idle_clean_gaps_over_250us"],
             "safety_gap_idle_sleep_max_wall_us_micropython": out["idle_sleep_max_gap_wall_clean_us"],
             "safety_gc_pause_us_micropython": out["gc_pause_min_us"],
+            "safety_gc_gap_p50_us_micropython": out["gc_gap_p50_us"],
+            "safety_gc_gap_p99_us_micropython": out["gc_gap_p99_us"],
             "safety_gc_pause_cpu_us_micropython": out["gc_pause_cpu_min_us"],
             "safety_bench_harness_bytes_32": out["harness_bytes"],
             "safety_gc_pause_harness_us_micropython": out["gc_pause_harness_min_us"],
@@ -264,4 +304,6 @@ if __name__ == "__main__":
     import sys
     # The whole measurement, with the long gaps filed by phase ("start > end" of the gap:
     # loop phase / innermost labelled call, "+gc" when a collection ran inside).
-    print(json.dumps(run_gap(labels="--no-labels" not in sys.argv[1:]), indent=2))
+    res = run_gap(labels="--no-labels" not in sys.argv[1:], heap_map="--heap-map" in sys.argv[1:])
+    print(res.pop("heap_map", ""))
+    print(json.dumps(res, indent=2))

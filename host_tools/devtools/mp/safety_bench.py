@@ -1,16 +1,20 @@
-# Runs inside MicroPython for host_tools/bench/safety.py; prints one JSON line.
+# Runs inside MicroPython for host_tools/bench/safety.py; prints one JSON line, last.
 # The whole charger app on simulated pilot/contactor hardware, its meter served by pymodbus on a
 # pty, its MQTT uplink on a real broker with a validator acking: sessions started by a signed
 # remote command, a current limit and a tariff command while charging, telemetry, the end
 # (three signatures, log, outbox, publish, ack). The safety watch polls at every call
 # (safety_poll_us 0) and records every gap between two polls as the firmware thread's own time
 # (CPU time + the sleeps it asked for: GapMeter) and in wall time: everything the app does
-# between two calls counts, garbage collections included. Harness work (publishing the
-# commands, setting the meter) is excluded with watch.resume().
+# between two calls counts, garbage collections included. Harness work (asking for the
+# commands, setting the meter) is excluded with watch.resume(). The operator's commands are
+# published by the host when this asks for one (a line "PUBLISH <name>" on stdout): neither
+# the signed commands (~9 KB) nor an operator's MQTT client sit in the heap the app's
+# collector marks (on the board it holds the app alone).
 # Needs the 32-bit build's cputime module (host_tools/devtools/mp32_cmod/): the bench's only.
 # stdin: {"board", "meter_port", "baud", "meter_control", "data", "host", "port", "t0",
-#         "operator_spki", "cmds": {name: signed command str}, "sessions",
-#         "labels": wrap the app's calls to file long gaps by name (default true)}
+#         "operator_spki", "sessions",
+#         "labels": wrap the app's calls to file long gaps by name (default true),
+#         "heap_map": print the heap's block map (micropython.mem_info(1)) at the end}
 import gc
 
 gc.threshold(2048)      # as app/main.py: the boot's long-lived objects pack low (BOOT_GC_BYTES)
@@ -27,7 +31,6 @@ from app.charger_app import ChargerApp  # noqa: E402
 from app.simulated import sim_hardware  # noqa: E402
 from hal.meterctl import MeterControl  # noqa: E402
 from hal.sim import SimClock  # noqa: E402
-from umqtt.simple import MQTTClient  # noqa: E402
 
 
 _NV = b"nonvoluntary_ctxt_switches:"
@@ -105,6 +108,7 @@ class GapMeter:
         self.buf = bytearray(2048)        # /proc/self/status is ~1.4 KB; /proc/stat's cpu line is first
         self.hist = [0] * NBUCKETS       # every gap, by its own time
         self.hist_wall = [0] * NBUCKETS  # every clean gap, by its wall time
+        self.hist_gc = [0] * NBUCKETS    # every gap with a collection, by its own time
         self.long = {}                   # kind hash -> [count, max own us, max unaccounted us, kind]
         self.reset()
         inner = watch.poll
@@ -146,6 +150,7 @@ class GapMeter:
         for i in range(NBUCKETS):
             self.hist[i] = 0
             self.hist_wall[i] = 0
+            self.hist_gc[i] = 0
         self.long.clear()
         self.resume()
 
@@ -228,6 +233,7 @@ class GapMeter:
         collected = alloc < self.alloc - 2048     # not a buffer shrunk or freed in place
         if collected:
             self.gc_gaps += 1
+            self.hist_gc[_bucket(own)] += 1
             if own > self.gc_max:
                 self.gc_max = own
         unacc = 0
@@ -346,6 +352,8 @@ class GapMeter:
                 prefix + "wall_p99_us": percentile(self.hist_wall, nc, 990),
                 prefix + "wall_p999_us": percentile(self.hist_wall, nc, 999),
                 prefix + "gc_gaps": self.gc_gaps, prefix + "gc_gap_max_us": self.gc_max,
+                prefix + "gc_gap_p50_us": percentile(self.hist_gc, self.gc_gaps, 500),
+                prefix + "gc_gap_p99_us": percentile(self.hist_gc, self.gc_gaps, 990),
                 prefix + "busy_us": self.busy_us,
                 prefix + "code_max_gap_us": self.max_code,
                 prefix + "code_gaps_over_250us": self.code_over,
@@ -457,7 +465,7 @@ def main():
     heap0 = gc.mem_alloc()
     cfg = json.loads(sys.stdin.readline())
     gc.collect()
-    cmds_bytes = gc.mem_alloc() - heap0   # the configuration, with the signed commands
+    cfg_bytes = gc.mem_alloc() - heap0    # the configuration
     labels = cfg.get("labels", True)
     # The signer first, on an empty heap: at the end the app's heap is nearly full (with this
     # harness in it) and an allocation's search for a free block costs more than on the board.
@@ -528,10 +536,6 @@ def main():
     gc.collect()
     heap2 = gc.mem_alloc()
     harness = heap2 - heap1               # the meter and its labels
-    op = MQTTClient("bench-operator", cfg["host"], cfg["port"])
-    op.connect()
-    gc.collect()
-    harness += gc.mem_alloc() - heap2     # the operator's MQTT client
 
     def step(n=1, ms=100):
         for _ in range(n):
@@ -539,8 +543,7 @@ def main():
             app.step()
 
     def command(name):
-        # Each command dropped once sent: the harness's heap shrinks as the run goes.
-        op.publish(b"cp/CP-BENCH/cmd", cfg["cmds"].pop(name).encode(), qos=1)
+        sys.stdout.write("PUBLISH %s\n" % name)    # the host publishes it (QoS 1)
         gm.resume()
 
     def until(cond, limit=3000):
@@ -602,19 +605,17 @@ def main():
     (out["gc_pause_harness_us"], out["gc_pause_harness_min_us"], out["gc_pause_harness_cpu_min_us"],
      out["heap_live_harness_bytes"]) = gc_pauses()
     out["signer"] = signer
-    # The bench's own share of the app's heap: what it measures with (the meter, labels), the
-    # operator's client, and the signed commands still unsent (none at the end).
+    # The bench's own share of the app's heap: what it measures with (the meter, labels), and
+    # its configuration.
     out["harness_bytes"] = harness
-    out["harness_cmds_bytes"] = cmds_bytes
+    out["harness_cfg_bytes"] = cfg_bytes
     out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
                          conf["wait_slice_us"]))
-    op.disconnect()
     clock_mod.sleep_us = _sleep_us
     gm.f.close()
     gm.fs.close()
     gm.fq.close()
-    op = gm = None
-    cfg["cmds"] = None
+    gm = None
     for obj, name, own in labelled:
         if own is None:
             delattr(obj, name)              # the class's method again
@@ -625,6 +626,9 @@ def main():
     del app.safety.mark                       # GapMeter's wrapper: the class's method again
     (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
      out["heap_live_bytes"]) = gc_pauses()
+    if cfg.get("heap_map"):                 # the heap's block map, before the JSON line
+        import micropython
+        micropython.mem_info(1)
     app.link.close()
     meter.close()
     # One line of JSON written piece by piece: the app's heap is nearly full here and the

@@ -139,3 +139,62 @@ def test_churn_freed_at_once_never_brings_the_collector_on():
         assert gc.mem_alloc() >= before - 1024, (before, gc.mem_alloc())
     finally:
         gc.threshold(-1)
+
+
+def test_the_operator_key_is_checked_with_a_comb_built_once_under_the_watch(operator_commands):
+    # A command's signature is checked with the operator key's own comb (uplink.commands,
+    # OPERATOR_TEETH), made once when the charger is built: a verification then does far
+    # fewer field operations (hook calls), so the watch collects far less often, than the
+    # general verify_digest it replaced. Building the comb calls the hook all along too.
+    from uplink import commands
+    pub = commands.load_operator_key(operator_commands["operator_spki"])
+    built = []
+    key = commands.operator_verifier(operator_commands["operator_spki"],
+                                     idle=lambda: built.append(1))
+    assert key.pub == pub and commands.operator_verifier(key) is key
+    assert len(built) > 200                          # every doubling and addition of the build
+    dig = sha256(b"operator").digest()
+    r, s = 1 + dig[0], 2 + dig[1]                    # any (r, s): a wrong one costs the same
+    hooks = {}
+    counted = []
+
+    def count():
+        counted.append(1)
+    for name, fn in (("comb", lambda: key.verify(dig, r, s)),
+                     ("general", lambda: p256.verify_digest(pub, dig, r, s))):
+        if hasattr(gc, "threshold"):                 # MicroPython: the app's collector
+            try:
+                watch, calls, stray, _ = _run(fn)
+            finally:
+                gc.threshold(-1)
+            assert stray == 0
+            hooks[name] = (calls, watch.collects)
+        else:
+            del counted[:]
+            prev = p256.set_idle(count)
+            try:
+                fn()
+            finally:
+                p256.set_idle(prev)
+            hooks[name] = (len(counted), 0)
+    assert hooks["comb"][0] * 2 < hooks["general"][0], hooks
+    assert hooks["comb"][1] * 2 <= hooks["general"][1] + 1, hooks
+
+
+def test_an_index_gather_leaves_no_big_integer_garbage():
+    # The comb's indices are read from the scalar's bytes (ledger/p256.py): a lane trick with
+    # big integers left 7 KB of garbage per signature on 32 bits.
+    k = 0x1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF
+    if not hasattr(gc, "threshold"):
+        return
+    comb = p256._G
+    comb.indices(k)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        comb.indices(k)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert used <= 512, used
