@@ -120,7 +120,7 @@ class Journal:
                     magic, length, seq, crc = struct.unpack(_HEADER, header)
                     data = f.read(length) if magic == _MAGIC else b""
                     if (magic != _MAGIC or len(data) != length or
-                            crc32(struct.pack("<HI", length, seq) + data) & 0xFFFFFFFF != crc):
+                            crc32(data, crc32(header[2:8])) & 0xFFFFFFFF != crc):
                         self.torn_records += 1   # torn tail: the rest of this segment is unusable
                         break
                     offset += _HEADER_LEN + length
