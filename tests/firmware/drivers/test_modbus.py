@@ -54,6 +54,18 @@ def test_crc16_known_vectors():
     assert crc16(b"abc", 0) == 0xFFFF
 
 
+def test_crc_table_is_the_polynomials():
+    # The table is a constant (in flash when frozen): every entry is the byte's remainder
+    # under the reflected polynomial 0xA001, little-endian.
+    from drivers import modbus
+    assert isinstance(modbus._TABLE, bytes) and len(modbus._TABLE) == 512
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        assert modbus._TABLE[2 * i] | modbus._TABLE[2 * i + 1] << 8 == c, i
+
+
 def test_frame_gap_follows_the_baud_rate():
     # t3.5 = 3.5 characters of 11 bits; fixed 1750 us above 19200 baud (Serial Line 2.5.1.1).
     assert modbus.frame_gap_us(9600) == 4011
