@@ -54,6 +54,12 @@ GC_CALL_BYTES = 2624
 BOOT_GC_BYTES = 2048
 
 
+def _boot_threshold(on):
+    """The boot's every-BOOT_GC_BYTES collection on or paused (MicroPython only)."""
+    if hasattr(gc, "threshold"):
+        gc.threshold(BOOT_GC_BYTES if on else -1)
+
+
 class ChargerApp:
     def __init__(self, board, cfg, hw):
         gc_bytes, call_bytes = self._collector()
@@ -131,11 +137,6 @@ class ChargerApp:
         gc.threshold(BOOT_GC_BYTES)     # until the charger is built (end of __init__)
         return share, GC_CALL_BYTES
 
-    @staticmethod
-    def _boot_threshold(on):
-        if hasattr(gc, "threshold"):
-            gc.threshold(BOOT_GC_BYTES if on else -1)
-
     def _uplink(self, cfg, clock, config_mod):
         # Imported here: a charger run without a network (bench, offline tests) keeps the
         # MQTT client's code off the heap.
@@ -146,13 +147,13 @@ class ChargerApp:
             # cmd_key: the command MAC key (secrets file); a bad one raises ValueError.
             # The operator key's comb is built here (~0.5 MB of big-int garbage on 32 bits):
             # the watch collects as it goes, the boot's every-2-KB threshold paused meanwhile.
-            self._boot_threshold(False)
+            _boot_threshold(False)
             verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
                                          cfg["charger_id"], clock.time,
                                          clock_status=clock.status,
                                          cmd_key=self.secrets["cmd_key"], idle=self.safety.heavy)
             self.safety()               # the end of the build: its garbage collected
-            self._boot_threshold(True)
+            _boot_threshold(True)
         from uplink.acks import AckChecker
         try:
             acks = AckChecker(cfg["charger_id"], self.secrets["ack_keys"])
