@@ -235,7 +235,7 @@ class Link:
         if room <= 0 or self.cursor >= box.last_seq:
             return
         idle = self.idle
-        for seq, tag, payload in box.items(self.cursor, min(room, self.burst)):
+        for seq, tag, payload in box.items(self.cursor, min(room, self.burst), True):
             idle()
             self.client.publish(self.topics.outbox(tag, seq), payload, qos=1)
             self.cursor = seq
