@@ -62,7 +62,7 @@ def test_every_long_phase_of_a_session_polls_the_watch(charger_env, amqtt_broker
     rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]),
               operator_key=app_commands["operator_spki"], telemetry_interval_s=1,
               safety_poll_us=0, wait_slice_us=SLICE_US)
-    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/cmd/result"])
     try:
         wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
         counts, during = _counting(rig)
@@ -245,7 +245,7 @@ def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_comman
     rig = Rig(env, clock=SimClock(epoch=app_commands["t0"]),
               operator_key=app_commands["operator_spki"], telemetry_interval_s=1, health_interval_s=1,
               safety_poll_us=0, wait_slice_us=SLICE_US)
-    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/#"])
+    peer = Peer(amqtt_broker, "operator", [b"cp/CP-TEST-1/cmd/result"])
     try:
         wait_for(lambda: rig.app.link.connected, lambda: rig.run(0.1))
         app = rig.app
