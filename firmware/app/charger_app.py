@@ -54,6 +54,24 @@ GC_CALL_BYTES = 2624
 BOOT_GC_BYTES = 2048
 
 
+def _command_verifier(cfg, clock, secrets, safety, feed):
+    """The operator commands' verifier, its key's comb built now (cmd_key: the command MAC key
+    from the secrets file; a bad one raises ValueError). The comb leaves ~0.5 MB of big-int
+    garbage on 32 bits: the watch collects as it goes, the boot's every-2-KB threshold paused
+    meanwhile. It is the boot's longest step (~11 ms on the 32-bit unix build, ~2 s on an
+    ESP32): the watchdog, running since before the build, is fed on both sides of it."""
+    from uplink import commands
+    feed()
+    _boot_threshold(False)
+    verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
+                                 cfg["charger_id"], clock.time, clock_status=clock.status,
+                                 cmd_key=secrets["cmd_key"], idle=safety.heavy)
+    safety()                    # the end of the build: its garbage collected
+    _boot_threshold(True)
+    feed()
+    return verifier
+
+
 def _boot_threshold(on):
     """The boot's every-BOOT_GC_BYTES collection on or paused (MicroPython only)."""
     if hasattr(gc, "threshold"):
@@ -143,17 +161,7 @@ class ChargerApp:
         from uplink.mqtt import Link
         verifier = None
         if cfg["operator_key"]:
-            from uplink import commands
-            # cmd_key: the command MAC key (secrets file); a bad one raises ValueError.
-            # The operator key's comb is built here (~0.5 MB of big-int garbage on 32 bits):
-            # the watch collects as it goes, the boot's every-2-KB threshold paused meanwhile.
-            _boot_threshold(False)
-            verifier = commands.Verifier(cfg["data_dir"] + "/cmd_counter", cfg["operator_key"],
-                                         cfg["charger_id"], clock.time,
-                                         clock_status=clock.status,
-                                         cmd_key=self.secrets["cmd_key"], idle=self.safety.heavy)
-            self.safety()               # the end of the build: its garbage collected
-            _boot_threshold(True)
+            verifier = _command_verifier(cfg, clock, self.secrets, self.safety, self._feed)
         from uplink.acks import AckChecker
         try:
             acks = AckChecker(cfg["charger_id"], self.secrets["ack_keys"])
@@ -271,6 +279,9 @@ class ChargerApp:
             self.ota.step(self.charger.session is None and not self.charger.contactor.closed)
         safety.phase = "loop"
         safety.tidy()
+        self._feed()
+
+    def _feed(self):
         if self.watchdog is not None:
             self.watchdog.feed()
 

@@ -45,3 +45,34 @@ def test_boot_only_lists_the_boot_modules():
     assert "app.config" in app.BOOT_ONLY and "app.board" in app.BOOT_ONLY
     assert "drivers.meters" in app.BOOT_ONLY
     assert "app.charger_app" not in app.BOOT_ONLY
+
+
+def test_the_watchdog_is_fed_around_the_operator_keys_comb(charger_env, app_commands):
+    # Building the operator key's comb is the boot's longest step (~2 s on an ESP32): the
+    # watchdog, started before the charger is built, is fed just before and just after it,
+    # and the build runs under the safety watch (its hook called all along).
+    from support.rig import Rig
+    from uplink import commands
+    order = []
+    built = commands.operator_verifier
+
+    def traced(key, idle=None):
+        order.append("comb")
+        return built(key, idle)
+    commands.operator_verifier = traced
+    try:
+        rig = Rig(charger_env, operator_key=app_commands["operator_spki"],
+                  mqtt_host="127.0.0.1", mqtt_port=1)
+    finally:
+        commands.operator_verifier = built
+    try:
+        assert rig.hw["watchdog"].feeds == 2 and order == ["comb"]
+        assert rig.app.link.verifier.key.pub == commands.load_operator_key(
+            app_commands["operator_spki"])
+    finally:
+        rig.close()
+    plain = Rig(charger_env, mqtt_host="127.0.0.1", mqtt_port=1)    # no operator key
+    try:
+        assert plain.hw["watchdog"].feeds == 0 and plain.app.link.verifier is None
+    finally:
+        plain.close()
