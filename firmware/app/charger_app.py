@@ -44,7 +44,7 @@ GC_SHARE = 6
 # and verifier, counted in hook calls that leave at most GC_CALL_BYTES each allocated plus
 # 4 KB (app/safety.py; measured on 32 bits: one call's field operation leaves ~1.3-2.7 KB of big
 # integers, 2, 4, 8 and 12 calls in a row at most 7.4, 14.2, 22.0 and 31.4 KB), and at the end
-# of a pass that left more than a quarter of the share of garbage.
+# of a pass when the passes since the last collection left more than half the share.
 GC_CALL_BYTES = 2624
 # While the charger is built (and, from app/main.py's first line, while the firmware is
 # imported), collect every BOOT_GC_BYTES: nearly everything made then lives for the whole run,

@@ -27,11 +27,13 @@
 # less: room for a fragmented heap's big blocks) may have been left allocated. It counts calls
 # down from a budget of calls that surely fit (n calls leave at most n * call_bytes +
 # _CALL_EXTRA allocated); when the budget runs out it looks at the heap (gc.mem_alloc, a walk
-# of the allocation table: too dear for every call) and collects if fewer than _LOOK_CALLS
-# calls still fit, else sets a new budget from the room left. The first other call of the
-# watch (or tidy()) ends the operation with a collection, so what the signer left is not
-# counted against the next phase. tidy(), at the end of each main loop pass, collects when the
-# pass left more than a quarter of gc_bytes of garbage.
+# of the allocation table: too dear for every call) and collects if not one more call fits
+# below the limit, else sets a new budget from the room left. (The limit is soft: half the
+# free heap lies above it, so the looks need no margin of their own. With one, a collection
+# came every ~10 KB of a 19 KB room.) The first other call of the watch (or tidy()) ends the
+# operation with a collection, so what the signer left is not counted against the next phase.
+# tidy(), at the end of each main loop pass, collects when the passes since the last
+# collection left more than half of gc_bytes of garbage.
 import gc
 
 from hal.clock import ticks_diff, ticks_us
@@ -39,9 +41,6 @@ from hal.clock import ticks_diff, ticks_us
 # n heavy() calls leave at most n * call_bytes + _CALL_EXTRA bytes allocated: the extra covers
 # a few calls above the average (the first field operations after a nonce or a digest).
 _CALL_EXTRA = 4096
-# A look that finds room for fewer calls than this collects: looking again and again for the
-# last few KB costs more than a collection saves (a look is ~1/3 of a collection's time).
-_LOOK_CALLS = 2
 
 
 class SafetyWatch:
@@ -55,7 +54,7 @@ class SafetyWatch:
         self.phase = "boot"
         self.gc_bytes = gc_bytes        # collect before this much is allocated (0: never)
         self.call_bytes = call_bytes    # the most one heavy() call's work allocates
-        self.tidy_bytes = gc_bytes // 4
+        self.tidy_bytes = gc_bytes // 2
         self.collects = 0               # collections made here
         self.looks = 0                  # heavy() calls that looked at the heap
         self._budget = 0                # heavy() calls left before the heap is looked at
@@ -88,8 +87,8 @@ class SafetyWatch:
         (a walk of the allocation table, ~40 us here) is a piece of work of its own: the watch
         is called after it, so it never adds to the signer's next step."""
         self.looks += 1
-        n = (self._limit - gc.mem_alloc() - _CALL_EXTRA) // self.call_bytes
-        if n < _LOOK_CALLS:
+        n = (self._limit - gc.mem_alloc()) // self.call_bytes
+        if n < 1:
             self.collect()
         else:
             self._budget = n - 1

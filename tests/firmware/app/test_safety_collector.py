@@ -198,3 +198,29 @@ def test_an_index_gather_leaves_no_big_integer_garbage():
     finally:
         gc.enable()
     assert used <= 512, used
+
+
+def test_a_look_collects_only_when_not_one_more_call_fits_below_the_limit():
+    # The limit is soft (half the free heap lies above it): a look that finds room for one
+    # more field operation lets it run instead of collecting early. With a margin of 4 KB
+    # and two calls, a verification collected every ~10 KB of a 19 KB room.
+    if not hasattr(gc, "threshold"):
+        return                              # CPython: its own collector
+    import app.safety as safety_mod
+    log = []
+    watch = SafetyWatch(lambda: log.append("poll"), 0, *_built())
+    real = safety_mod.gc
+    safety_mod.gc = _Heap(log)
+    try:
+        for room_calls, collects in ((1.5, False), (0.5, True)):
+            watch.collect()
+            del log[:]
+            watch._limit = gc.mem_alloc() + int(room_calls * watch.call_bytes)
+            watch._budget = 0
+            watch._high = True
+            watch.heavy()
+            assert ("collect" in log) == collects, (room_calls, log)
+            watch._high = False
+    finally:
+        safety_mod.gc = real
+        gc.threshold(-1)
