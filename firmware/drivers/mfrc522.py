@@ -65,6 +65,15 @@ class CardError(Exception):
     Nothing is reported: the driver never returns a partial UID."""
 
 
+def _hex(buf, n):
+    # Not a generator expression inside read_uid: its closure's cells would be allocated at
+    # every call of read_uid, a card in the field or not (16 bytes a poll).
+    out = ""
+    for i in range(n):
+        out += "%02X" % buf[i]
+    return out
+
+
 def crc_a(data, n=None):
     """CRC_A of ISO/IEC 14443-3 Annex B (preset 0x6363, reflected polynomial 0x8408), as the
     two bytes sent LSB first. HLTA 50 00 -> 57 CD."""
@@ -195,7 +204,7 @@ class MFRC522:
         else:
             raise CardError("UID longer than three cascade levels")
         self._halt()
-        return "".join("%02X" % self._uid[i] for i in range(size))
+        return _hex(self._uid, size)
 
     def _cascade(self, level, size):
         """Anticollision and SELECT at one cascade level; appends UID bytes to self._uid and

@@ -86,7 +86,11 @@ class SimMFRC522:
 
     def _reset(self):
         self.regs = bytearray(64)
-        self.fifo = []
+        # The 64-byte FIFO as a buffer with read and write positions: a poll with no card in
+        # the field allocates nothing (the real chip's SPI transfer does not either, so the
+        # loop's per-pass allocation rows show the firmware's own).
+        self._fifo = bytearray(64)
+        self._head = self._tail = 0
         self.command = 0
         self.regs[0x37] = self.version
 
@@ -112,9 +116,12 @@ class SimMFRC522:
 
     def _read(self, reg):
         if reg == 0x09:
-            return self.fifo.pop(0) if self.fifo else 0
+            if self._head == self._tail:
+                return 0
+            self._head += 1
+            return self._fifo[self._head - 1]
         if reg == 0x0A:
-            return len(self.fifo)
+            return self._tail - self._head
         if reg == 0x01:
             return self.command
         if reg == 0x37:
@@ -133,11 +140,12 @@ class SimMFRC522:
             else:
                 self.regs[reg] &= ~value & 0x7F
         elif reg == 0x09:
-            if len(self.fifo) < 64:
-                self.fifo.append(value)
+            if self._tail < 64:
+                self._fifo[self._tail] = value
+                self._tail += 1
         elif reg == 0x0A:
             if value & 0x80:
-                self.fifo = []
+                self._head = self._tail = 0
         elif reg == 0x0D:
             self.regs[reg] = value & 0x7F
             if value & 0x80 and self.command == 0x0C:
@@ -147,13 +155,17 @@ class SimMFRC522:
 
     # ---- the RF side -----------------------------------------------------------------------
     def _send(self, last_bits):
-        frame = bytes(self.fifo)
-        self.fifo = []
+        head, tail = self._head, self._tail
+        self._head = self._tail = 0
         self.regs[0x06] = 0             # ErrorReg
         if self.leave_after is not None:
             if self.leave_after <= 0:
                 self.card = None
             self.leave_after -= 1
+        if self.card is None and self.second_card is None:
+            self.regs[0x04] |= 0x01     # TimerIRq: nobody answered in time
+            return
+        frame = bytes(self._fifo[head:tail])
         answers = []
         for card in (self.card, self.second_card):
             if card is not None:
@@ -167,5 +179,7 @@ class SimMFRC522:
             self.regs[0x06] |= 0x08     # CollErr
             self.regs[0x04] |= 0x02 | 0x20
             return
-        self.fifo = list(answers[0])
+        a = answers[0]
+        self._fifo[:len(a)] = a
+        self._tail = len(a)
         self.regs[0x04] |= 0x20         # RxIRq

@@ -104,3 +104,31 @@ def test_card_reader_without_a_chip_backs_off_and_recovers():
     chip.version = 0x92
     chip.card = SimCard(UID4)
     assert reader.poll() == UID4 and reader.ready and reader.error is None
+
+
+def test_a_poll_with_no_card_in_the_field_allocates_nothing():
+    # The main loop polls the reader every rfid_poll_ms: with no card that poll must leave no
+    # garbage, in the driver and in the simulated chip alike (the ESP32's SPI transfer into
+    # the driver's buffers allocates nothing), so the loop's allocation rows are the firmware's.
+    import gc
+    chip = SimMFRC522()
+    reader = CardReader(MFRC522(chip))
+    for _ in range(3):
+        assert reader.poll() is None                    # warm: the chip's set-up done
+    chip.card = SimCard(UID4)
+    assert reader.poll() == UID4                        # the same chip still reads cards
+    chip.card = None
+    for _ in range(3):
+        assert reader.poll() is None
+    if not hasattr(gc, "mem_alloc"):
+        return
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(20):
+            reader.poll()
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert used == 0, used
