@@ -13,3 +13,19 @@ def raises(exc_type, fn, *args, **kwargs):
 def is_micropython():
     import sys
     return sys.implementation.name == "micropython"
+
+
+def allocated(fn):
+    """Bytes fn() leaves allocated with the collector off (MicroPython), or None on CPython."""
+    import gc
+    if not hasattr(gc, "mem_alloc"):
+        fn()
+        return None
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        fn()
+        return gc.mem_alloc() - before
+    finally:
+        gc.enable()
