@@ -21,7 +21,7 @@ the clock, over 2 ms), so the wall rows cannot show the firmware's gap; they sta
 
 What the CPU clock cannot see: a wait that is not a timed sleep (a blocking read, a DNS
 lookup) would be neither CPU nor an asked sleep, and vanish. So every gap is checked twice:
-by count, a gap in which the thread blocked (voluntary context switches, /proc/self/status)
+by count, a gap in which the thread blocked (voluntary context switches, getrusage(RUSAGE_THREAD))
 more often than it asked to sleep held another wait (safety_gaps_untimed_waits, must be 0);
 by time, wall - CPU - asked sleeps - run-queue wait (/proc/self/schedstat, field 2) is the
 time the thread was off the CPU and not runnable beyond the sleeps it asked for. A blocking
@@ -53,7 +53,7 @@ safety_gap_unaccounted_max_us_micropython / safety_gaps_unaccounted_over_250us
                                gap without steal, and how many gaps exceeded 250 us: a
                                blocking call that is not a timed sleep would show here.
 safety_gaps_untimed_waits      gaps in which the thread blocked (a voluntary context switch,
-                               /proc/self/status) more often than it asked to sleep: a wait
+                               getrusage) more often than it asked to sleep: a wait
                                that is not a timed sleep, which the CPU clock would hide.
                                0 means every wait in the firmware's gaps is a timed sleep.
 safety_gap_idle_max_us_micropython / safety_gaps_idle_over_250us

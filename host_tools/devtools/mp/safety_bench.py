@@ -23,7 +23,9 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from time import sleep_ms, ticks_diff, ticks_us  # noqa: E402
 
-from cputime import thread_us  # noqa: E402  the bench's C module (host_tools/devtools/mp32_cmod)
+from array import array  # noqa: E402
+
+from cputime import switches, thread_us  # noqa: E402  the bench's C module (host_tools/devtools/mp32_cmod)
 
 from hal import clock as clock_mod  # noqa: E402
 from app import BOOT_ONLY, forget  # noqa: E402
@@ -33,8 +35,6 @@ from hal.meterctl import MeterControl  # noqa: E402
 from hal.sim import SimClock  # noqa: E402
 
 
-_NV = b"nonvoluntary_ctxt_switches:"
-_V = b"\nvoluntary_ctxt_switches:"
 NBUCKETS = 201
 RUNQ_WRAP = 1000000000                  # GapMeter._runq_us() counts modulo this many us
 MAX_KINDS = 48                          # kinds of long gap filed by name (each a ~60-byte str)
@@ -80,14 +80,15 @@ class GapMeter:
           kernel's lateness in waking it from a sleep, are not in it. The headline.
     wall  ticks_us() between the two polls: everything, the host included.
     clean the wall time of the gaps in which the kernel did not switch this process out
-          involuntarily (nonvoluntary_ctxt_switches in /proc/self/status) and the hypervisor
-          stole nothing (the steal column of /proc/stat's cpu line); "code" is a clean gap
+          involuntarily (getrusage(RUSAGE_THREAD)'s ru_nivcsw) and the hypervisor stole
+          nothing (the steal column of /proc/stat's cpu line; read around long gaps only, below);
+          "code" is a clean gap
           less the host's oversleep in it (the wall-clock method before the CPU clock).
 
     What own cannot see is a wait that is not a timed sleep (a blocking read, a DNS lookup):
     it would pass neither as CPU nor as an asked sleep. So every gap is also checked for it,
     twice. By count: each time the thread blocks, the kernel counts a voluntary context
-    switch (voluntary_ctxt_switches in /proc/self/status); a gap with more of them than timed
+    switch (ru_nvcsw); a gap with more of them than timed
     sleeps waited on something else ("untimed wait": the row must be 0). By time:
     unaccounted = wall - CPU - asked sleeps - the time it waited on a run queue (run_delay,
     the second field of /proc/self/schedstat) is what the thread spent off the CPU and not
@@ -96,16 +97,26 @@ class GapMeter:
     hypervisor time that /proc/stat's 10 ms steal ticks do not show. A collection (the heap's
     allocated bytes went down) is marked "+gc".
 
-    The meter reads its clocks and /proc into buffers made once, outside the gap (after the
+    The meter reads its clocks and counters into buffers made once, outside the gap (after the
     poll, before the next one), and allocates nothing per poll except when it files a new kind
-    of long gap: the app's collections come when the app's own allocations ask."""
+    of long gap: the app's collections come when the app's own allocations ask.
+    What it does between two gaps must not slow the next one down either. Its first version read
+    /proc/self/status, /proc/stat and /proc/self/schedstat twice per poll: the kernel formatted
+    ~5 KB of text each time and the parsing walked it, and the app's next gap paid for the
+    caches that work had emptied (a collection, which walks the whole live heap, 20-30 us more:
+    gaps holding one p50 170-180 us against 150 without the reads, the same firmware). So the
+    switch counters come from one system call (cputime.switches: getrusage, no text) and
+    /proc/stat only when a gap was long: steal is counted in 10 ms ticks, and a tick that came
+    in a short gap stands in the next long gap's reading (it is then counted stolen: the
+    conservative side, its unaccounted time is not judged)."""
 
     def __init__(self, watch):
         self.watch = watch
-        self.f = open("/proc/self/status", "rb")
         self.fs = open("/proc/stat", "rb")
         self.fq = open("/proc/self/schedstat", "rb")
-        self.buf = bytearray(2048)        # /proc/self/status is ~1.4 KB; /proc/stat's cpu line is first
+        self.buf = bytearray(256)         # /proc/stat's cpu line (first) or /proc/self/schedstat
+        self.sw_now = array("i", [0, 0])  # cputime.switches: voluntary, involuntary
+        self.st_now = self._steal()
         self.hist = [0] * NBUCKETS       # every gap, by its own time
         self.hist_wall = [0] * NBUCKETS  # every clean gap, by its wall time
         self.hist_gc = [0] * NBUCKETS    # every gap with a collection, by its own time
@@ -177,12 +188,11 @@ class GapMeter:
 
     def _switches(self):
         """The involuntary context switches so far; the voluntary ones (the thread blocked:
-        a sleep or any other wait) into self.vol, from the same read."""
-        f = self.f
-        f.seek(0)
-        n = f.readinto(self.buf)
-        self.vol = self._number_after(f, _V, 0, n)
-        return self._number_after(f, _NV, 0, n)
+        a sleep or any other wait) into self.vol, from the same system call."""
+        c = self.sw_now
+        switches(c)
+        self.vol = c[0]
+        return c[1]
 
     def _steal(self):
         return self._number_after(self.fs, b"cpu ", 7)
@@ -214,11 +224,13 @@ class GapMeter:
         alloc = gc.mem_alloc()
         sw = self._switches()
         waits = self.vol - self.vol0 - self.sleeps   # blocked other than in a timed sleep
-        st = self._steal()
         rq = (self._runq_us() - self.rq) % RUNQ_WRAP
         wall = ticks_diff(now, self.last)
         cpu = ticks_diff(cpu_now, self.cpu)
         own = cpu + self.asked
+        st = self.st
+        if wall > 250 or own > 250:                  # a long gap: was anything stolen?
+            st = self.st_now = self._steal()
         self.gaps += 1
         self.busy_us += wall
         if wall > self.max_wall:
@@ -309,7 +321,7 @@ class GapMeter:
         self.sw = self._switches()
         self.vol0 = self.vol
         self.sleeps = 0
-        self.st = self._steal()
+        self.st = self.st_now
         self.alloc = gc.mem_alloc()
         self.overslept = 0
         self.asked = 0
@@ -612,7 +624,6 @@ def main():
     out.update(idle_gaps(app.safety, gm, min(gm.busy_us, cfg.get("idle_us", 20000000)),
                          conf["wait_slice_us"]))
     clock_mod.sleep_us = _sleep_us
-    gm.f.close()
     gm.fs.close()
     gm.fq.close()
     gm = None

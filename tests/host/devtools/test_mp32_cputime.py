@@ -76,3 +76,60 @@ def test_firmware_never_imports_cputime():
             if any(n.split(".")[0] == "cputime" for n in names):
                 users.append(str(path.relative_to(FIRMWARE)))
     assert users == []
+
+
+# Runs inside MicroPython; prints one JSON line.
+_SWITCHES = """
+import gc, json, time
+from array import array
+from cputime import switches
+
+def proc_status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+
+c = array("i", [0, 0])
+switches(c)
+out = {"vol0": c[0], "invol0": c[1]}
+for _ in range(5):
+    time.sleep_ms(2)                             # each sleep blocks: a voluntary switch
+switches(c)
+out["vol5"] = c[0]
+out["proc_vol"] = proc_status("voluntary_ctxt_switches")
+switches(c)
+out["vol_after_proc"] = c[0]
+out["proc_invol"] = proc_status("nonvoluntary_ctxt_switches")
+switches(c)
+out["invol_after_proc"] = c[1]
+n = 0                                            # every global made before the count
+a = 0
+gc.collect()
+a = gc.mem_alloc()
+while n < 1000:
+    switches(c)
+    n += 1
+out["alloc"] = gc.mem_alloc() - a
+try:
+    switches(bytearray(4))
+    out["short"] = "accepted"
+except ValueError:
+    out["short"] = "ValueError"
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("exe", [MICROPYTHON_32, MICROPYTHON_32_FROZEN], ids=["plain", "frozen"])
+def test_switches_counts_the_threads_context_switches(exe):
+    """The gap meter's blocking check: a sleep is a voluntary switch, the counters are the
+    kernel's own (/proc/self/status agrees), and reading them allocates nothing."""
+    proc = subprocess.run([exe, "-c", _SWITCHES], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["vol5"] - out["vol0"] >= 5, out
+    # The same counters as /proc/self/status's (a read of it may itself block once).
+    assert out["vol5"] <= out["proc_vol"] <= out["vol_after_proc"], out
+    assert out["invol0"] <= out["proc_invol"] <= out["invol_after_proc"], out
+    assert out["alloc"] == 0, out
+    assert out["short"] == "ValueError", out
