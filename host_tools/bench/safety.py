@@ -56,6 +56,13 @@ safety_gaps_untimed_waits      gaps in which the thread blocked (a voluntary con
                                getrusage) more often than it asked to sleep: a wait
                                that is not a timed sleep, which the CPU clock would hide.
                                0 means every wait in the firmware's gaps is a timed sleep.
+safety_meter_port_waits        waits inside a read of the meter's pty that was asked not to
+                               wait (timeout 0): the kernel's pty poll waiting for its own
+                               input work. No UART read on the board waits, so they are counted
+                               here, not as untimed waits; their time (the host's: the flush
+                               work and the wake-up) stays out of own time like a sleep's
+                               oversleep, and out of the unaccounted time (the blocked read's
+                               wall time is taken off it).
 safety_gap_idle_max_us_micropython / safety_gaps_idle_over_250us
                                the host's floor, the same measure: after the sessions, a loop
                                of nothing but polls (the same watch and meter) for as long as
@@ -272,6 +279,7 @@ def run() -> dict:
             "safety_gap_unaccounted_max_us_micropython": out["unaccounted_max_us"],
             "safety_gaps_unaccounted_over_250us": out["unaccounted_over_250us"],
             "safety_gaps_untimed_waits": out["untimed_wait_gaps"],
+            "safety_meter_port_waits": out["port_waits"],
             "safety_gap_idle_max_us_micropython": out["idle_max_gap_us"],
             "safety_gaps_idle_over_250us": out["idle_gaps_over_250us"],
             "safety_gap_idle_sleep_max_us_micropython": out["idle_sleep_max_gap_us"],

@@ -116,6 +116,7 @@ class GapMeter:
         self.fq = open("/proc/self/schedstat", "rb")
         self.buf = bytearray(256)         # /proc/stat's cpu line (first) or /proc/self/schedstat
         self.sw_now = array("i", [0, 0])  # cputime.switches: voluntary, involuntary
+        self.port_sw = array("i", [0, 0])  # the same, around a read of the meter's port
         self.st_now = self._steal()
         self.hist = [0] * NBUCKETS       # every gap, by its own time
         self.hist_wall = [0] * NBUCKETS  # every clean gap, by its wall time
@@ -150,6 +151,7 @@ class GapMeter:
         self.preempted = 0         # gaps with an involuntary switch
         self.stolen = 0            # gaps with hypervisor steal
         self.gaps = 0
+        self.port_waits = 0        # waits inside the meter port's reads (time_port)
         self.over = 0              # clean gaps above 250 us of wall time
         self.gc_gaps = 0           # gaps with a collection inside
         self.gc_max = 0            # the largest of those, own time
@@ -252,7 +254,7 @@ class GapMeter:
         if st != self.st:
             self.stolen += 1              # steal is neither CPU nor run queue: not judged
         else:
-            unacc = wall - own - rq
+            unacc = wall - own - rq - self.port_wait_us
             if unacc > self.max_unacc:
                 self.max_unacc = unacc
             if unacc > 250:
@@ -321,6 +323,7 @@ class GapMeter:
         self.sw = self._switches()
         self.vol0 = self.vol
         self.sleeps = 0
+        self.port_wait_us = 0
         self.st = self.st_now
         self.alloc = gc.mem_alloc()
         self.overslept = 0
@@ -342,6 +345,50 @@ class GapMeter:
         if late > 0:
             self.overslept += late
 
+    def time_port(self, port):
+        """The meter's serial port (a pty here, hal/serial_posix.py) read through a timer: the
+        master reads it without waiting (timeout 0, its own sleeps between), but the kernel's
+        pty poll may wait for the pty's pending input work to finish (tty_buffer_flush_work),
+        a voluntary switch no timed sleep explains. On the board a UART read takes what its
+        ring buffer holds and never waits, so such a wait is counted apart (self.port_waits),
+        not as an untimed wait: that row keeps meaning a wait of the firmware's own. Its time
+        is the host's (the flush work, then the scheduler's wake-up: 100-500 us on this VM), so
+        like a sleep's oversleep it stays out of the gap's own time, and out of its unaccounted
+        time too (the read's wall time, self.port_wait_us): that row keeps meaning time nothing
+        explains. Only a read that does not wait (timeout 0, how the master reads when it has a
+        watch) is judged so: a read that was asked to wait and blocked stays an untimed wait."""
+        readinto = port.readinto
+        drain = port.drain_input
+        c = self.port_sw                 # switches before the read
+
+        def timed_readinto(buf, nbytes, timeout_ms):
+            if timeout_ms:
+                return readinto(buf, nbytes, timeout_ms)
+            t = ticks_us()
+            switches(c)
+            v0 = c[0]
+            got = readinto(buf, nbytes, 0)
+            self._port_waited(t, v0)
+            return got
+
+        def timed_drain():
+            t = ticks_us()
+            switches(c)
+            v0 = c[0]
+            drain()
+            self._port_waited(t, v0)
+        port.readinto = timed_readinto
+        port.drain_input = timed_drain
+
+    def _port_waited(self, t, v0):
+        c = self.port_sw
+        switches(c)
+        d = c[0] - v0
+        if d:
+            self.sleeps += d
+            self.port_waits += d
+            self.port_wait_us += ticks_diff(ticks_us(), t)
+
     def summary(self, prefix=""):
         n = self.gaps
         nc = self.gaps - self.preempted - self.stolen
@@ -356,6 +403,7 @@ class GapMeter:
                 prefix + "unaccounted_max_us": self.max_unacc,
                 prefix + "unaccounted_over_250us": self.unacc_over,
                 prefix + "untimed_wait_gaps": self.untimed,
+                prefix + "port_waits": self.port_waits,
                 prefix + "max_gap_wall_us": self.max_wall,
                 prefix + "max_gap_wall_clean_us": self.max_clean,
                 prefix + "gaps": self.gaps, prefix + "preempted_gaps": self.preempted,
@@ -505,6 +553,7 @@ def main():
     heap1 = gc.mem_alloc()
     gm = GapMeter(app.safety)
     clock_mod.sleep_us = gm.sleep_us              # the firmware's sleeps, timed
+    gm.time_port(app.charger.meter.master.port)   # and the pty's waits (GapMeter.time_port)
     ev = hw["ev"]
     relay = hw["relay"]
     # Where each long gap ended: the innermost labelled call running at that poll.
@@ -633,6 +682,10 @@ def main():
         else:
             setattr(obj, name, own)
     labelled = None
+    port = app.charger.meter.master.port
+    delattr(port, "readinto")                 # GapMeter.time_port's timers: the class's methods
+    delattr(port, "drain_input")
+    port = None
     app.safety.poll = app.charger.safety_poll
     del app.safety.mark                       # GapMeter's wrapper: the class's method again
     (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
