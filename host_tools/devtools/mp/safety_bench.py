@@ -81,15 +81,15 @@ class GapMeter:
     wall  ticks_us() between the two polls: everything, the host included.
     clean the wall time of the gaps in which the kernel did not switch this process out
           involuntarily (getrusage(RUSAGE_THREAD)'s ru_nivcsw) and the hypervisor stole
-          nothing (the steal column of /proc/stat's cpu line; read around long gaps only, below);
-          "code" is a clean gap
-          less the host's oversleep in it (the wall-clock method before the CPU clock).
+          nothing (the steal column of /proc/stat's cpu line; read around long gaps only,
+          below); "code" is a clean gap less the host's oversleep in it (the wall-clock
+          method before the CPU clock).
 
     What own cannot see is a wait that is not a timed sleep (a blocking read, a DNS lookup):
     it would pass neither as CPU nor as an asked sleep. So every gap is also checked for it,
     twice. By count: each time the thread blocks, the kernel counts a voluntary context
-    switch (ru_nvcsw); a gap with more of them than timed
-    sleeps waited on something else ("untimed wait": the row must be 0). By time:
+    switch (ru_nvcsw); a gap with more of them than timed sleeps waited on something else
+    ("untimed wait": the row must be 0). By time:
     unaccounted = wall - CPU - asked sleeps - the time it waited on a run queue (run_delay,
     the second field of /proc/self/schedstat) is what the thread spent off the CPU and not
     runnable beyond what it asked to sleep: a blocking call would show here whole; otherwise
@@ -117,6 +117,7 @@ class GapMeter:
         self.buf = bytearray(256)         # /proc/stat's cpu line (first) or /proc/self/schedstat
         self.sw_now = array("i", [0, 0])  # cputime.switches: voluntary, involuntary
         self.port_sw = array("i", [0, 0])  # the same, around a read of the meter's port
+        self.port_t = self.port_v0 = 0    # that read's start: ticks_us, voluntary switches
         self.st_now = self._steal()
         self.hist = [0] * NBUCKETS       # every gap, by its own time
         self.hist_wall = [0] * NBUCKETS  # every clean gap, by its wall time
@@ -359,35 +360,35 @@ class GapMeter:
         watch) is judged so: a read that was asked to wait and blocked stays an untimed wait."""
         readinto = port.readinto
         drain = port.drain_input
-        c = self.port_sw                 # switches before the read
 
         def timed_readinto(buf, nbytes, timeout_ms):
             if timeout_ms:
                 return readinto(buf, nbytes, timeout_ms)
-            t = ticks_us()
-            switches(c)
-            v0 = c[0]
+            self._port_read_starts()
             got = readinto(buf, nbytes, 0)
-            self._port_waited(t, v0)
+            self._port_read_ended()
             return got
 
         def timed_drain():
-            t = ticks_us()
-            switches(c)
-            v0 = c[0]
+            self._port_read_starts()
             drain()
-            self._port_waited(t, v0)
+            self._port_read_ended()
         port.readinto = timed_readinto
         port.drain_input = timed_drain
 
-    def _port_waited(self, t, v0):
+    def _port_read_starts(self):
+        self.port_t = ticks_us()
+        switches(self.port_sw)
+        self.port_v0 = self.port_sw[0]
+
+    def _port_read_ended(self):
         c = self.port_sw
         switches(c)
-        d = c[0] - v0
+        d = c[0] - self.port_v0
         if d:
             self.sleeps += d
             self.port_waits += d
-            self.port_wait_us += ticks_diff(ticks_us(), t)
+            self.port_wait_us += ticks_diff(ticks_us(), self.port_t)
 
     def summary(self, prefix=""):
         n = self.gaps
