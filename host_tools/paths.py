@@ -20,8 +20,10 @@ BUILD = ROOT / "build"
 MP32_BUILD = BUILD / "mp32"
 MICROPYTHON_32 = str(MP32_BUILD / "micropython-32")
 MICROPYTHON_32_FROZEN = str(MP32_BUILD / "micropython-32-frozen")
-# C modules built into both (USER_C_MODULES): cputime, the safety bench's thread CPU clock.
+# C modules built into both (USER_C_MODULES): cputime, the safety bench's thread CPU clock,
+# and the firmware's own (FIRMWARE_CMOD: gcsplit, also in the board's image).
 MP32_CMOD = ROOT / "host_tools" / "devtools" / "mp32_cmod"
+FIRMWARE_CMOD = FIRMWARE / "cmod"
 MPY_BUILD = BUILD / "mpy"                   # the firmware as mpy-cross output (devtools/build_mpy.py)
 MPY_TESTS = BUILD / "mpy-tests"             # firmware tests and MicroPython-side tools, compiled
 MP_SIDE = ROOT / "host_tools" / "devtools" / "mp"   # host code that runs inside MicroPython

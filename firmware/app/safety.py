@@ -14,8 +14,13 @@
 #                                         setting it allocates nothing); the bench and a debug
 #                                         run file each long gap under the phase it ended in
 #
-# The collector runs between two polls too (a collection cannot be split, so its pause must
-# be a gap of its own, never added to a long operation's): collect() polls, collects, polls.
+# The collector runs between two polls too (its pause must be a gap of its own, never added
+# to a long operation's): collect() polls, collects, polls. Python cannot split a collection,
+# but the firmware image's C module gcsplit (firmware/cmod/gcsplit) can: the collector calls
+# the watch between its mark and its sweep (the one point where it runs code of ours, with the
+# heap locked), so the pause is two gaps. The watch keeps one sentinel armed for the next
+# collection, whoever starts it. Without the module (CPython, a stock MicroPython image) a
+# collection is one gap.
 # Once the charger is built the heap's own threshold is off (app/charger_app.py): it counts
 # every allocation, the ones freed again at once too (a call frame of more than 11 words, a
 # big-int operation's temporaries), so it fired every few KB of such churn, anywhere in the
@@ -37,6 +42,11 @@
 import gc
 
 from hal.clock import ticks_diff, ticks_us
+
+try:
+    from gcsplit import arm as _arm_split   # the firmware image's C module (firmware/cmod)
+except ImportError:
+    _arm_split = None
 
 # n heavy() calls leave at most n * call_bytes + _CALL_EXTRA bytes allocated: the extra covers
 # a few calls above the average (the first field operations after a nonce or a digest).
@@ -66,6 +76,11 @@ class SafetyWatch:
             self._heap = self._base + gc.mem_free()
             self._limit = self._base + gc_bytes
         self.heavy = self._heavy        # one bound method, made once (a hook allocates nothing)
+        self.in_collection = False      # polling from inside a collection (the heap locked)
+        self.splits = 0                 # collections that polled between mark and sweep
+        self._armed = False             # a gcsplit sentinel waits for the next collection
+        self._mid = self._mid_collection
+        self._arm()
 
     def _heavy(self):
         now = ticks_us()
@@ -99,13 +114,15 @@ class SafetyWatch:
         self.collect()
 
     def collect(self):
-        """A collection between two polls: its pause is a gap of its own, and so is the look at
-        the heap after it (gc.mem_alloc walks the allocation table: a fifth of a collection),
-        which sets the next limit."""
+        """A collection between two polls (and one more in its middle, with gcsplit): its
+        pause is a gap of its own, and so is the look at the heap after it (gc.mem_alloc
+        walks the allocation table: a fifth of a collection), which sets the next limit."""
+        self._arm()                     # a collection the heap started itself took the last
         self.force()
         gc.collect()
         self.collects += 1
         self.force()
+        self._arm()
         if self.gc_bytes:
             self._base = base = gc.mem_alloc()
             room = (self._heap - base) >> 1
@@ -114,6 +131,24 @@ class SafetyWatch:
             self._limit = base + room
             self._budget = (room - _CALL_EXTRA) // self.call_bytes - 1
             self._due()
+
+    def _arm(self):
+        """Leave a sentinel for the next collection (16 bytes, once per collection)."""
+        if _arm_split is not None and not self._armed:
+            self._armed = True
+            _arm_split(self._mid)
+
+    def _mid_collection(self):
+        """Called by the collector between its mark and its sweep: a poll, due or not (the
+        sweep is still to come). Nothing may be allocated here: the poll's paths allocate
+        nothing, and session.safety opens the contactor if the heap's lock stops one."""
+        self._armed = False
+        self.splits += 1
+        self.in_collection = True
+        try:
+            self.force()
+        finally:
+            self.in_collection = False
 
     def tidy(self):
         """At a quiet point (the end of a loop pass): collect if more than tidy_bytes were

@@ -27,6 +27,14 @@ class Safety:
             self.contactor.open()
             self._pilot_fault = exc         # poll() raises once: check() must still see it
             return
+        except MemoryError:
+            # Polled from inside a collection (app/safety.py, gcsplit): the heap is locked and
+            # a fault could not be raised as a PilotFault. The pilot noted it before raising.
+            if self.pilot.fault is None:
+                raise
+            self.contactor.open()
+            self._pilot_fault = self.pilot.fault    # the reason: check() raises it
+            return
         if ps is not None:
             self.pilot_state = ps
             if ps not in self.charge_states:
@@ -37,7 +45,7 @@ class Safety:
         try:
             if self._pilot_fault is not None:
                 exc, self._pilot_fault = self._pilot_fault, None
-                raise exc
+                raise exc if isinstance(exc, PilotFault) else PilotFault(exc)
             ps = self.pilot.poll()
         except PilotFault as exc:
             return code_of("pilot", exc.reason), str(exc)

@@ -303,6 +303,10 @@ def run() -> dict:
             "safety_gc_pause_harness_us_micropython": out["gc_pause_harness_min_us"],
             "safety_heap_live_bytes_32": out["heap_live_bytes"],
             "safety_collects_per_session": out["collects"] // SESSIONS,
+            # Collections that polled between their mark and their sweep (gcsplit), and the
+            # polls there that raised (swallowed by the module; must be 0).
+            "safety_collections_split_per_session": out["gc_splits"] // SESSIONS,
+            "safety_gc_split_failures": out["gc_split_failures"],
             "safety_polls_per_session": out["polls"] // SESSIONS,
             "safety_gap_sign_us_micropython": sig["sign_gap_us"],
             "safety_gap_verify_us_micropython": sig["verify_gap_us"]}

@@ -32,8 +32,11 @@ make -C "$MICROPY_DIR/mpy-cross"
 # Makefile appends its own flags to it; checked in the compile database afterwards, because a
 # board file that sets MICROPY_DEF_BOARD outright would drop it silently.
 GC_DEFINE="MICROPY_ALLOC_GC_STACK_SIZE=256"
+# The firmware's C modules (firmware/cmod: gcsplit, the safety watch's poll in the middle of a
+# collection; app/safety.py works without it, a collection then being one gap).
 CMAKE_ARGS="${CMAKE_ARGS:-} -DMICROPY_DEF_BOARD=$GC_DEFINE" \
-    make -C "$MICROPY_DIR/ports/esp32" BOARD="$BOARD" FROZEN_MANIFEST="$ROOT/firmware/manifest.py"
+    make -C "$MICROPY_DIR/ports/esp32" BOARD="$BOARD" FROZEN_MANIFEST="$ROOT/firmware/manifest.py" \
+    USER_C_MODULES="$ROOT/firmware/cmod/micropython.cmake"
 if ! grep -q "$GC_DEFINE" "$MICROPY_DIR/ports/esp32/build-$BOARD/compile_commands.json"; then
     echo "esp32-image: $GC_DEFINE did not reach the compiler: add it to the board's" \
          "mpconfigboard.h (#define MICROPY_ALLOC_GC_STACK_SIZE (256)) and build again" >&2

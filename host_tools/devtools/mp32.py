@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tarfile
 
-from host_tools.paths import (FIRMWARE, MICROPYTHON_32, MICROPYTHON_32_FROZEN, MP32_BUILD, MP32_CMOD,
+from host_tools.paths import (FIRMWARE, FIRMWARE_CMOD, MICROPYTHON_32, MICROPYTHON_32_FROZEN, MP32_BUILD, MP32_CMOD,
                               MPLIB, MP_SIDE, ROOT)
 
 MP_VERSION = "1.28.0"
@@ -86,9 +86,24 @@ def _tree(root):
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+_CMOD_ROOTS = (MP32_CMOD, FIRMWARE_CMOD)     # the bench's C modules, the firmware's
+
+
 def _cmod_files():
     """The C modules' sources and makefiles (USER_C_MODULES), part of both binaries."""
-    return sorted(p for p in MP32_CMOD.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".mk"))
+    return sorted(p for root in _CMOD_ROOTS for p in root.rglob("*")
+                  if p.is_file() and p.suffix in (".c", ".h", ".mk"))
+
+
+def _user_c_modules():
+    """make takes one USER_C_MODULES folder: one made of links to each module's folder."""
+    folder = OUT / "cmods"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for root in _CMOD_ROOTS:
+        for mod in sorted(p for p in root.iterdir() if (p / "micropython.mk").is_file()):
+            (folder / mod.name).symlink_to(mod)
+    return folder
 
 
 def _stamp_ok(stamp, digest):
@@ -227,7 +242,7 @@ def _make(manifest, build_dir, port, lib, log):
     log("mp32: building %s" % pathlib.Path(manifest).stem.replace("manifest", "micropython"))
     cmd = ["make", "-C", str(SRC / "ports" / "unix"), "-j%d" % (os.cpu_count() or 2)] + _MAKE_FLAGS + [
         "BUILD=%s" % build_dir, "FROZEN_MANIFEST=%s" % manifest, "MPY_LIB_DIR=%s" % lib,
-        "MICROPY_MANIFEST_PORT_DIR=%s" % port, "USER_C_MODULES=%s" % MP32_CMOD]
+        "MICROPY_MANIFEST_PORT_DIR=%s" % port, "USER_C_MODULES=%s" % _user_c_modules()]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         if "gnu/stubs-32.h" in proc.stderr or "cannot find -lgcc" in proc.stderr:

@@ -34,6 +34,12 @@ from app.simulated import sim_hardware  # noqa: E402
 from hal.meterctl import MeterControl  # noqa: E402
 from hal.sim import SimClock  # noqa: E402
 
+try:
+    from gcsplit import failures as split_failures  # the firmware image's C module
+except ImportError:
+    def split_failures():
+        return 0
+
 
 NBUCKETS = 201
 RUNQ_WRAP = 1000000000                  # GapMeter._runq_us() counts modulo this many us
@@ -166,6 +172,7 @@ class GapMeter:
             self.hist_wall[i] = 0
             self.hist_gc[i] = 0
         self.long.clear()
+        self.long[-2] = [0, 0, 0, "(inside a collection, new kind)"]
         self.resume()
 
     def _number_after(self, f, key, skip, n=0):
@@ -224,7 +231,11 @@ class GapMeter:
     def _note(self):
         cpu_now = thread_us()
         now = ticks_us()
-        alloc = gc.mem_alloc()
+        # Polled from inside a collection (gcsplit, between its mark and its sweep): the
+        # allocation table is mid-collection (gc.mem_alloc would miscount) and nothing may be
+        # allocated. The gap that ends here holds the collection's first part.
+        in_gc = self.watch.in_collection
+        alloc = self.alloc if in_gc else gc.mem_alloc()
         sw = self._switches()
         waits = self.vol - self.vol0 - self.sleeps   # blocked other than in a timed sleep
         rq = (self._runq_us() - self.rq) % RUNQ_WRAP
@@ -245,7 +256,7 @@ class GapMeter:
             self.max_own = own
         if own > 250:
             self.own_over += 1
-        collected = alloc < self.alloc - 2048     # not a buffer shrunk or freed in place
+        collected = in_gc or alloc < self.alloc - 2048   # not a buffer shrunk or freed in place
         if collected:
             self.gc_gaps += 1
             self.hist_gc[_bucket(own)] += 1
@@ -300,6 +311,8 @@ class GapMeter:
         if waited:
             h ^= 0x2000000
         e = self.long.get(h)
+        if e is None and self.watch.in_collection:
+            e = self.long[-2]               # made beforehand: nothing is allocated in there
         if e is None and len(self.long) >= MAX_KINDS:
             h = -1
             e = self.long.get(h)
@@ -326,7 +339,8 @@ class GapMeter:
         self.sleeps = 0
         self.port_wait_us = 0
         self.st = self.st_now
-        self.alloc = gc.mem_alloc()
+        if not self.watch.in_collection:  # else the level before the collection stays
+            self.alloc = gc.mem_alloc()
         self.overslept = 0
         self.asked = 0
         self.trail = ""
@@ -419,7 +433,7 @@ class GapMeter:
                 prefix + "code_max_gap_us": self.max_code,
                 prefix + "code_gaps_over_250us": self.code_over,
                 # [kind, count, max own us, max unaccounted us]
-                prefix + "long_by_phase": [[v[3], v[0], v[1], v[2]] for k, v in top[:40]]}
+                prefix + "long_by_phase": [[v[3], v[0], v[1], v[2]] for k, v in top[:40] if v[0]]}
 
     where = ""
 
@@ -574,7 +588,18 @@ def main():
                 return f(*a, **k)
             finally:
                 gm.where = outer
-        setattr(obj, name, g)
+
+        def g0():                        # no arguments: no tuple or dict made for them
+            outer = gm.where
+            gm.where = name
+            gm.trail = name
+            try:
+                return f()
+            finally:
+                gm.where = outer
+        # The calls a poll makes from inside a collection (gcsplit), where nothing may be
+        # allocated, take no arguments.
+        setattr(obj, name, g0 if name in ("poll", "open") else g)
     ch = app.charger
     for obj, names in ((ch, ("step", "enter", "take_reading", "finish", "record", "_poll_meter",
                              "read_energy", "status", "set_current_limit", "authorise",
@@ -658,7 +683,8 @@ def main():
     out = gm.summary()
     master = app.charger.meter.master
     out.update({"modbus_attempts": master.attempts, "modbus_failures": master.failures,
-                "collects": app.safety.collects, "heap_looks": app.safety.looks})
+                "collects": app.safety.collects, "heap_looks": app.safety.looks,
+                "gc_splits": app.safety.splits, "gc_split_failures": split_failures()})
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(),
                 "receipts": app.records.log.seq, "state": app.charger.state})

@@ -3,7 +3,10 @@
 # and an EV that leaves state C has the contactor opened before the operation returns. The
 # assertions are on the order of events and the number of polls, never on wall-clock time:
 # each poll advances the simulated clock by 10 ms, a stand-in for ESP32 time passing while
-# the operation works. Runs on both interpreters.
+# the operation works. Runs on both interpreters; the collection's tests need gcsplit, the
+# firmware image's C module (the frozen 32-bit build has it), and pass without it elsewhere.
+import gc
+
 from support.mqttpeer import control, sleep_ms
 from support.rig import Rig
 
@@ -78,4 +81,90 @@ def test_contactor_opens_during_a_stalled_mqtt_connect(charger_env, amqtt_broker
         assert events.count("poll") >= 10            # the CONNACK wait polled all along
     finally:
         control(amqtt_broker, "proxy up")
+        rig.close()
+
+
+def _gcsplit():
+    """The firmware image's C module that polls in the middle of a collection, or None
+    (CPython, a stock MicroPython image: there a collection is one gap)."""
+    try:
+        import gcsplit
+    except ImportError:
+        return None
+    return gcsplit
+
+
+def _watch_collections(rig):
+    """What the polls made from inside a collection saw, recorded without allocating (the
+    heap is locked there): [polls inside, contactor closed after the last of them]."""
+    seen = [0, True]
+    watch = rig.app.safety
+    inner = watch.poll
+    contactor = rig.charger.contactor
+
+    def poll():
+        inner()
+        if watch.in_collection:
+            seen[0] += 1
+            seen[1] = contactor.closed
+    watch.poll = poll
+    return seen
+
+
+def _one_poll_from_leaving(rig, state):
+    """A collection by the watch (which leaves a sentinel for the next one), then the EV goes
+    from C to state and two polls 20 ms apart see it: the pilot's debounce (3 polls over
+    30 ms) settles on the third."""
+    watch = rig.app.safety
+    watch.collect()
+    rig.ev.set_state(state)
+    for _ in range(2):
+        rig.clock.advance(20)
+        watch.force()
+    assert rig.charger.contactor.closed
+    rig.clock.advance(20)
+
+
+def test_contactor_opens_in_the_middle_of_a_collection(charger_env):
+    # The collection here is the heap's own (as when it is full), not the watch's: the
+    # sentinel the watch left is finalised between the mark and the sweep, and the poll it
+    # makes there opens the contactor before the collection returns.
+    split = _gcsplit()
+    if split is None:
+        return
+    rig = Rig(charger_env, safety_poll_us=0)
+    try:
+        _charging(rig)
+        _one_poll_from_leaving(rig, "B")
+        seen = _watch_collections(rig)
+        fired, failed = split.fired(), split.failures()
+        gc.collect()
+        assert seen == [1, False], seen
+        assert split.fired() == fired + 1 and split.failures() == failed
+        rig.run(1)
+        assert rig.charger.state == "suspended" and not rig.relay.contacts_closed()
+    finally:
+        rig.close()
+
+
+def test_a_pilot_fault_seen_inside_a_collection_opens_and_is_reported(charger_env):
+    # A fault the pilot sees from inside a collection cannot be raised as a PilotFault (the
+    # heap is locked: MemoryError instead): session.safety opens the contactor anyway and the
+    # next pass reports the fault under its own code.
+    split = _gcsplit()
+    if split is None:
+        return
+    rig = Rig(charger_env, safety_poll_us=0)
+    try:
+        _charging(rig)
+        _one_poll_from_leaving(rig, "E")
+        seen = _watch_collections(rig)
+        failed = split.failures()
+        gc.collect()
+        assert seen == [1, False], seen
+        assert split.failures() == failed               # handled, not swallowed
+        rig.run(1)
+        assert rig.charger.state == "fault" and rig.charger.fault["code"] == "pilot-state-E"
+        assert not rig.relay.contacts_closed()
+    finally:
         rig.close()
