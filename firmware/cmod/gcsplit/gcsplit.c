@@ -8,14 +8,16 @@
 // next collection, whoever starts it (the safety watch or a full heap), calls callback()
 // between its mark and its sweep, and the pause becomes two gaps.
 //
-// What callback() may do there: the heap is locked (an allocation raises MemoryError) and
-// the objects it can reach are all marked, so reading and writing them is safe; it must not
-// allocate. An exception it raises is swallowed and counted (failures()): a finaliser must
-// not raise into the collector.
+// The callback is held in a root pointer (the latest one armed), not by the sentinel, so it
+// and everything it reaches are always marked: it never runs on objects about to be freed,
+// and storing what it reaches anywhere is safe. The sentinel is only the trigger.
+// What callback() may not do there: allocate (the heap is locked: MemoryError). An exception
+// it raises is swallowed and counted (failures()): a finaliser must not raise into the
+// collector.
 //
-// The collector is conservative: a stale copy of the object's address left on the C stack can
-// keep it alive through one collection, which then runs whole (one gap, as without this
-// module); it is finalised at a later one. fired() counts the callbacks made.
+// The collector is conservative: a stale copy of the sentinel's address left on the C stack
+// can keep it alive through one collection, which then runs whole (one gap, as without this
+// module); it fires at a later one. fired() counts the callbacks made.
 //
 //   gcsplit.arm(callback)    leave a sentinel for the next collection; returns None
 //   gcsplit.fired()          callbacks made so far (small int)
@@ -31,16 +33,16 @@
 
 typedef struct _gcsplit_sentinel_t {
     mp_obj_base_t base;
-    mp_obj_t callback;
 } gcsplit_sentinel_t;
+
+MP_REGISTER_ROOT_POINTER(mp_obj_t gcsplit_callback);
 
 static mp_uint_t gcsplit_fired_count;
 static mp_uint_t gcsplit_failure_count;
 
 static mp_obj_t gcsplit_sentinel_del(mp_obj_t self_in) {
-    gcsplit_sentinel_t *self = MP_OBJ_TO_PTR(self_in);
-    mp_obj_t callback = self->callback;
-    self->callback = MP_OBJ_NULL;       // once, even if the collector called it twice
+    (void)self_in;
+    mp_obj_t callback = MP_STATE_VM(gcsplit_callback);
     if (callback != MP_OBJ_NULL) {
         gcsplit_fired_count++;
         nlr_buf_t nlr;
@@ -69,9 +71,8 @@ static MP_DEFINE_CONST_OBJ_TYPE(
 
 // Not inlined: its frame, the only place that holds the sentinel's address, is gone when
 // arm() returns.
-static MP_NOINLINE void gcsplit_leave(mp_obj_t callback) {
-    gcsplit_sentinel_t *s = mp_obj_malloc_with_finaliser(gcsplit_sentinel_t, &gcsplit_sentinel_type);
-    s->callback = callback;
+static MP_NOINLINE void gcsplit_leave(void) {
+    mp_obj_malloc_with_finaliser(gcsplit_sentinel_t, &gcsplit_sentinel_type);
 }
 
 // Overwrite the stack below this frame, where gcsplit_leave and the allocator kept the address.
@@ -86,7 +87,8 @@ static mp_obj_t gcsplit_arm(mp_obj_t callback) {
     if (!mp_obj_is_callable(callback)) {
         mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable"));
     }
-    gcsplit_leave(callback);
+    MP_STATE_VM(gcsplit_callback) = callback;
+    gcsplit_leave();
     gcsplit_scrub();
     return mp_const_none;
 }

@@ -50,3 +50,27 @@ def test_a_callback_that_raises_is_swallowed_and_counted():
     gc.collect()                            # the collection itself goes on
     assert split.failures() == failures + 1
     assert raises(TypeError, split.arm, 42)
+
+
+def _armed_with_a_callback_only_the_module_holds(box):
+    """Arm a callback that nothing else refers to, which stores an object it alone reaches
+    into box (live) when it runs."""
+    split = _gcsplit()
+    kept = bytearray(b"\x55" * 48)
+
+    def callback():
+        box[0] = kept
+    split.arm(callback)
+
+
+def test_what_the_callback_stores_stays_alive():
+    # The module holds the callback in a root pointer, so the callback and what it reaches are
+    # marked: an object it stores into a live one while the collection runs is not freed by
+    # that collection's sweep (if it were, the memory below would be handed out again).
+    if _gcsplit() is None:
+        return
+    box = [None]
+    _armed_with_a_callback_only_the_module_holds(box)
+    gc.collect()
+    reuse = [bytearray(b"\xaa" * 48) for _ in range(200)]   # whatever was freed, reused
+    assert box[0] == bytearray(b"\x55" * 48) and len(reuse) == 200
