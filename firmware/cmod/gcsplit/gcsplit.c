@@ -15,6 +15,11 @@
 // it raises is swallowed and counted (failures()): a finaliser must not raise into the
 // collector.
 //
+// One MicroPython thread is assumed (the firmware starts none): with the GIL (the ESP32 port)
+// the callback's bytecode may hand it to another thread, which could then start a collection
+// of its own in the middle of this one. Native finalisers (a socket's close) have the same
+// limit. The scheduler is locked around finalisers, so no soft IRQ callback runs in there.
+//
 // The collector is conservative: a stale copy of the sentinel's address left on the C stack
 // can keep it alive through one collection, which then runs whole (one gap, as without this
 // module); it fires at a later one. fired() counts the callbacks made.
