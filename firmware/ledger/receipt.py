@@ -11,7 +11,9 @@ import json
 from binascii import hexlify, unhexlify
 
 from ledger import der
+from ledger.ocmf import uncarriable
 from ledger.p256 import N as _N
+from store import atomic
 
 VERSION = 1
 
@@ -23,9 +25,9 @@ class ReceiptError(Exception):
 def _str(name, v, maxlen=64):
     if type(v) is not str or not 0 < len(v) <= maxlen:
         raise ReceiptError("%s must be a string of 1..%d characters" % (name, maxlen))
-    for c in v:
-        if not " " <= c <= "~" or c in '"\\|':
-            raise ReceiptError("%s contains %r" % (name, c))
+    c = uncarriable(v)
+    if c is not None:
+        raise ReceiptError("%s contains %r" % (name, c))
     return '"' + v + '"'
 
 
@@ -62,6 +64,9 @@ def body(charger, seq, index, s, ocmf_record):
         raise ReceiptError("tariff hash must be 64 hex digits")
     if s["net_minor"] + s["tax_minor"] != s["price_minor"]:
         raise ReceiptError("price is not net + tax")
+    atomic.idle()               # the safety watch between the pieces (~40 us each on 32 bits)
+    ocmf_json = json.dumps(ocmf_record)
+    atomic.idle()
     return "".join((
         '{"v":%d,"charger":' % VERSION, _str("charger", charger),
         ',"seq":', _int("seq", seq), ',"index":', _int("index", index),
@@ -72,7 +77,7 @@ def body(charger, seq, index, s, ocmf_record):
         ',"net":', _int("net_minor", s["net_minor"]), ',"tax":', _int("tax_minor", s["tax_minor"]),
         ',"price":', _int("price_minor", s["price_minor"]),
         ',"reason":', _str("stop_reason", s.get("stop_reason", "Local"), 32),
-        ',"ocmf":', json.dumps(ocmf_record), "}"))
+        ',"ocmf":', ocmf_json, "}"))
 
 
 def sign(body_str, signer):

@@ -121,3 +121,15 @@ def test_damaged_state_is_an_error_not_an_empty_log(tmp_path):
         f.seek(30)
         f.write(b"\xff\xff")
     raises(atomic.CorruptFile, _open, tmp_path, key)
+
+
+def test_the_receipt_body_is_made_in_pieces_with_the_safety_watch_between():
+    # Its checks, the OCMF record as a JSON string (~50 us on the 32-bit build) and the join
+    # are pieces of their own: store.atomic's hook (the app's safety watch) between them.
+    calls = []
+    prev = atomic.set_idle(lambda: calls.append(1))
+    try:
+        body = receipt.body("CP-0001", 1, 0, session(), "OCMF|{}|{}")
+    finally:
+        atomic.set_idle(prev)
+    assert len(calls) >= 2 and json.loads(body)["ocmf"] == "OCMF|{}|{}"

@@ -7,6 +7,7 @@ from support.fwtest import raises
 from ledger import ocmf
 from ledger.keys import KeyStore
 from ledgerdata import T_BEGIN, session
+from store import atomic
 
 
 def test_kwh_is_exact_from_integer_wh():
@@ -73,3 +74,27 @@ def test_signed_record_verifies_over_exact_payload_bytes(tmp_path):
     # OCPP 2.0.1 signedMeterData carries base64 of the record: at most 2500 characters
     assert (len(rec) + 2) // 3 * 4 < 2000
     raises(ocmf.OcmfError, ocmf.split, "OCMX|{}|{}")
+
+
+def test_only_printable_ascii_without_the_separators_is_carried():
+    # The check runs on the string's bytes in C; a character outside ASCII becomes bytes
+    # above 126, so it is refused like a control character, and the one named is the first.
+    for good in ("", "CP-0001", " !#$%&'()*+,-./09:;<=>?@AZ[]^_`az{}~"):
+        assert ocmf.uncarriable(good) is None
+    for bad, first in (('SN"1', '"'), ("a\\b", "\\"), ("AB|CD", "|"), ("x\ty", "\t"),
+                       ("del\x7f", "\x7f"), ("Zürich", "ü"), ("ok\x00", "\x00"), ("€", "€")):
+        assert ocmf.uncarriable(bad) == first, (bad, first)
+        assert "OCMF cannot carry" in str(raises(ocmf.OcmfError, ocmf.payload,
+                                                 session(meter_serial=bad), 1))
+
+
+def test_the_payload_is_made_in_pieces_with_the_safety_watch_between():
+    # A payload's ~20 fields cost ~150 us on the 32-bit build in one piece (~30 ms on an
+    # ESP32): store.atomic's hook (the app's safety watch) is called between its parts.
+    calls = []
+    prev = atomic.set_idle(lambda: calls.append(1))
+    try:
+        ocmf.payload(session(), 1)
+    finally:
+        atomic.set_idle(prev)
+    assert len(calls) >= 2
