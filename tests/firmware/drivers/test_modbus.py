@@ -54,16 +54,29 @@ def test_crc16_known_vectors():
     assert crc16(b"abc", 0) == 0xFFFF
 
 
-def test_crc_table_is_the_polynomials():
-    # The table is a constant (in flash when frozen): every entry is the byte's remainder
-    # under the reflected polynomial 0xA001, little-endian.
+def test_crc_tables_are_the_polynomials():
+    # The tables are constants (in flash when frozen): entry i of each is the low / high byte
+    # of the byte i's remainder under the reflected polynomial 0xA001.
     from drivers import modbus
-    assert isinstance(modbus._TABLE, bytes) and len(modbus._TABLE) == 512
+    for table in (modbus._CRC_LO, modbus._CRC_HI):
+        assert isinstance(table, bytes) and len(table) == 256
     for i in range(256):
         c = i
         for _ in range(8):
             c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        assert modbus._TABLE[2 * i] | modbus._TABLE[2 * i + 1] << 8 == c, i
+        assert modbus._CRC_LO[i] | modbus._CRC_HI[i] << 8 == c, i
+
+
+def test_a_long_crc_is_checked_in_pieces_with_idle_between():
+    # A reply of 165 bytes (80 registers) is three pieces of at most 64 bytes, with idle()
+    # (the safety watch) between them; the CRC is the same as in one piece.
+    frame = bytes(range(165))
+    calls = []
+    assert crc16(frame, -1, lambda: calls.append(1)) == crc16(frame)
+    assert len(calls) == 2
+    calls = []
+    crc16(frame[:64], -1, lambda: calls.append(1))
+    assert calls == []                      # one piece: nothing to put between
 
 
 def test_frame_gap_follows_the_baud_rate():
