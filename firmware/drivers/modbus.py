@@ -280,6 +280,8 @@ class ModbusRTU:
 
     def _transact(self, req, reply_len, count):
         port = self.port
+        if self.idle is not None:
+            self.idle()             # the caller's work before this request is a piece of its own
         # The line must have been idle for t3.5 before a new frame starts.
         c = self.clock
         wait = self.gap_us - c.ticks_diff(c.ticks_us(), self._last_us)

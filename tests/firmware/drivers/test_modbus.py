@@ -203,8 +203,9 @@ def test_every_wait_calls_idle_frame_gap_and_resync_included():
     m._last_us = m.clock.ticks_us()
     assert bytes(m.read_input(1, 0, 1)) == b"\x00\x07"
     assert events.index("write") >= 5, events
-    # A reply with a bad CRC, then the good one: no frame gap to wait here, so whatever
-    # idle() calls come between the two requests are the resynchronisation's.
+    # A reply with a bad CRC, then the good one: no frame gap to wait here, so the idle()
+    # calls between the two requests are the second transaction's first (below) and the
+    # resynchronisation's.
     bad = bytearray(good)
     bad[-1] ^= 0xFF
     del events[:]
@@ -214,4 +215,20 @@ def test_every_wait_calls_idle_frame_gap_and_resync_included():
     assert bytes(m.read_input(1, 0, 1)) == b"\x00\x07" and m.failures == 1
     first = events.index("write")
     second = events.index("write", first + 1)
-    assert events[first + 1:second].count("idle") >= 1, events
+    assert events[first + 1:second].count("idle") >= 2, events
+
+
+def test_a_transaction_starts_with_idle():
+    # What the caller did before a request (the charger's checks, the meter's setup) is a
+    # piece of its own: idle() (the safety watch) runs before the request goes out, even with
+    # no frame gap to wait.
+    events = []
+
+    class Line(ScriptedLine):
+        def write(self, buf):
+            events.append("write")
+            ScriptedLine.write(self, buf)
+    m = ModbusRTU(Line([[with_crc(b"\x01\x04\x02\x00\x07")]]), idle=lambda: events.append("idle"))
+    m.gap_us = 0
+    assert bytes(m.read_input(1, 0, 1)) == b"\x00\x07"
+    assert events[:2] == ["idle", "write"], events
