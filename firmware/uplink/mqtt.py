@@ -312,6 +312,7 @@ class Link:
         if t is not None:
             payload += b',"t":%d' % t
         payload += (b"," + id_json + b"}") if id_json else b"}"
+        self.idle()                         # the message made; framing and sending are pieces
         if self._publish(self.topics.telemetry, payload):
             self._telemetry_at = now
             return True

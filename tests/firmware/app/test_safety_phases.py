@@ -216,6 +216,8 @@ PASS_PIECES = (
     # Telemetry: the price so far, then the message; and the message before the OTA step.
     ("status>", "telemetry<", None, 3, 1),
     ("telemetry>", "step<", None, 3, 1),
+    # The telemetry message made (its values, the session's id as JSON), then framed.
+    ("telemetry<", "_publish<", "telemetry", 3, 1),
     # The health message sent, then the pass's end.
     ("health>", "tidy<", None, 1, 1),
     # Every QoS 0 message (telemetry, health, status, results) framed, then sent.
@@ -235,7 +237,7 @@ PASS_PIECES = (
 def test_the_pieces_of_each_pass_are_apart(charger_env, amqtt_broker, app_commands):
     """A pass of the main loop that does several things polls between them (docs/firmware.md,
     "Safety loop"): the meter's reply and its decoding, the reading and the session's step,
-    the telemetry's price and its message, a message framed and its send, a packet read and
+    the telemetry's price and its message, the message made and framed, a message framed and its send, a packet read and
     its MAC check, an ack's check and the outbox's update, a tariff's JSON, checks and hash."""
     from drivers import meter as meter_mod
     from support import acking
