@@ -133,10 +133,14 @@ class SafetyWatch:
             self._due()
 
     def _arm(self):
-        """Leave a sentinel for the next collection (16 bytes, once per collection)."""
+        """Leave a sentinel for the next collection (16 bytes, once per collection). A heap
+        too full for it leaves the next collection whole (one gap), nothing worse."""
         if _arm_split is not None and not self._armed:
+            try:
+                _arm_split(self._mid)
+            except MemoryError:
+                return
             self._armed = True
-            _arm_split(self._mid)
 
     def _mid_collection(self):
         """Called by the collector between its mark and its sweep: a poll, due or not (the

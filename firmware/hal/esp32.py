@@ -128,6 +128,9 @@ class PilotADC:
             raise HalError("pilot ADC calibration points too close")
         import array
         self._adc = machine.ADC(machine.Pin(gpio), atten=machine.ADC.ATTN_11DB)
+        # Bound once: loading a method makes a bound-method object, and a burst runs in every
+        # safety poll, one of them inside each collection where nothing may be allocated.
+        self._read_uv = self._adc.read_uv
         self._buf = array.array("i", [0] * samples)
         self._out = array.array("i", [0, 0])
         self._n = samples
@@ -145,7 +148,7 @@ class PilotADC:
         return -12000 + (uv - self._m_uv) * 24 // self._span_mv
 
     def measure(self):
-        read_uv = self._adc.read_uv
+        read_uv = self._read_uv
         buf = self._buf
         t0 = ticks_us()
         for i in range(self._n):

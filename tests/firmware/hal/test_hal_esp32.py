@@ -4,6 +4,7 @@
 import sys
 
 from support import machine_stub as m
+from support.fwtest import allocated
 from app.board import load_board
 
 
@@ -103,6 +104,34 @@ def test_pilot_adc_levels_through_the_board_calibration(boards_dir):
         m.wave[0] = _wave(board.adc_mv(12000) * 1000, 0, 1000)   # steady +12 V
         adc.measure()
         assert abs(adc.high_mv - 12000) < 150 and adc.high_mv == adc.low_mv
+    finally:
+        _done()
+
+
+def test_a_pilot_burst_allocates_nothing():
+    # measure() runs in every safety poll, one of them inside each collection (app/safety.py,
+    # gcsplit) where the heap is locked: the ADC's read method is bound once, not per burst
+    # (a bound method made per burst was 16 bytes, and a MemoryError in there).
+    try:
+        esp32 = _esp32()
+        adc = esp32.PilotADC(36, 2300, 250)
+        m.wave[0] = _wave(2043 * 1000, 250 * 1000, 500)
+        adc.measure()
+        n = allocated(adc.measure)
+        assert n in (0, None), n                               # None: CPython
+        assert abs(adc.high_mv - 9000) < 150
+        # And the pilot driver's poll on it, as the safety poll makes it.
+        from hal.sim import SimClock
+        from drivers.pilot import Pilot
+        clock = SimClock()
+        p = Pilot(esp32.PilotPWM(25), adc, clock)
+        for _ in range(5):
+            clock.advance(10)
+            p.poll()
+        assert p.state == "B"
+        clock.advance(10)
+        n = allocated(p.poll)
+        assert n in (0, None), n
     finally:
         _done()
 
