@@ -55,6 +55,16 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 
 
+def _telemetry_payload(power_w, energy_wh, price, register_wh, t, id_json):
+    """The telemetry message (JSON bytes): see Link.telemetry."""
+    payload = b'{"w":%d,"wh":%d,"price":%d' % (power_w, energy_wh, price)
+    if register_wh is not None:
+        payload += b',"reg":%d' % register_wh
+    if t is not None:
+        payload += b',"t":%d' % t
+    return payload + ((b"," + id_json + b"}") if id_json else b"}")
+
+
 class Link:
     def __init__(self, charger_id, host, port, outbox, verifier=None, keepalive_s=30,
                  timeout_ms=2000, budget_ms=None, backoff_min_ms=500, backoff_max_ms=60000,
@@ -306,12 +316,7 @@ class Link:
         if not force and self._telemetry_at is not None and \
                 self.clock.ticks_diff(now, self._telemetry_at) < self.telemetry_ms:
             return False
-        payload = b'{"w":%d,"wh":%d,"price":%d' % (power_w, energy_wh, price)
-        if register_wh is not None:
-            payload += b',"reg":%d' % register_wh
-        if t is not None:
-            payload += b',"t":%d' % t
-        payload += (b"," + id_json + b"}") if id_json else b"}"
+        payload = _telemetry_payload(power_w, energy_wh, price, register_wh, t, id_json)
         self.idle()                         # the message made; framing and sending are pieces
         if self._publish(self.topics.telemetry, payload):
             self._telemetry_at = now
