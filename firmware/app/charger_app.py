@@ -114,7 +114,7 @@ class ChargerApp:
         # waits, signatures and verifications, socket waits, the steps of a receipt
         # (docs/firmware.md, "Safety loop").
         self.safety = safety = SafetyWatch(self.charger.safety_poll, cfg["safety_poll_us"],
-                                           gc_bytes, call_bytes)
+                                           gc_bytes, call_bytes, cfg["gc_slice_us"])
         master.idle = safety
         master.idle_slice_us = cfg["wait_slice_us"]
         self.keys.set_idle(safety.heavy)

@@ -38,6 +38,7 @@ DEFAULTS = {
     "loop_ms": 20,                 # main loop period: pilot debounce is 3 polls (app/main.py)
     "safety_poll_us": 10000,       # the safety watch polls pilot and coil at most this often
     "wait_slice_us": 5000,         # socket and Modbus waits call the watch between slices
+    "gc_slice_us": 5000,           # a collection calls the watch this often (gcsplit's slices)
     "watchdog_ms": 10000,
     # The tariff until the operator sends one: 0.39 EUR/kWh, 0.29 at night, 19 % VAT.
     "tariff": '{"v":1,"currency":"EUR","utc_offset_min":60,"session_fee_minor":0,'

@@ -16,11 +16,11 @@
 #
 # The collector runs between two polls too (its pause must be a gap of its own, never added
 # to a long operation's): collect() polls, collects, polls. Python cannot split a collection,
-# but the firmware image's C module gcsplit (firmware/cmod/gcsplit) can: the collector calls
-# the watch between its mark and its sweep (the one point where it runs code of ours, with the
-# heap locked), so the pause is two gaps. The watch keeps one sentinel armed for the next
-# collection, whoever starts it. Without the module (CPython, a stock MicroPython image) a
-# collection is one gap.
+# but the firmware image's C module gcsplit (firmware/cmod/gcsplit) can, with the heap locked:
+# the collector calls the watch every gc_slice_us of its work (the image's collector loops are
+# hooked) and between its mark and its sweep (a finaliser: the watch keeps one sentinel armed
+# for the next collection, whoever starts it). So no piece of a pause is longer than a slice.
+# Without the module (CPython, a stock MicroPython image) a collection is one gap.
 # Once the charger is built the heap's own threshold is off (app/charger_app.py): it counts
 # every allocation, the ones freed again at once too (a call frame of more than 11 words, a
 # big-int operation's temporaries), so it fired every few KB of such churn, anywhere in the
@@ -44,9 +44,9 @@ import gc
 from hal.clock import ticks_diff, ticks_us
 
 try:
-    from gcsplit import arm as _arm_split   # the firmware image's C module (firmware/cmod)
+    import gcsplit as _gcsplit              # the firmware image's C module (firmware/cmod)
 except ImportError:
-    _arm_split = None
+    _gcsplit = None
 
 # n heavy() calls leave at most n * call_bytes + _CALL_EXTRA bytes allocated: the extra covers
 # a few calls above the average (the first field operations after a nonce or a digest).
@@ -54,7 +54,7 @@ _CALL_EXTRA = 4096
 
 
 class SafetyWatch:
-    def __init__(self, poll, every_us=10000, gc_bytes=0, call_bytes=0):
+    def __init__(self, poll, every_us=10000, gc_bytes=0, call_bytes=0, gc_slice_us=0):
         self.poll = poll
         self.every_us = every_us
         self.polls = 0
@@ -78,9 +78,13 @@ class SafetyWatch:
         self.heavy = self._heavy        # one bound method, made once (a hook allocates nothing)
         self.in_collection = False      # polling from inside a collection (the heap locked)
         self.splits = 0                 # collections that polled between mark and sweep
+        self.gc_slice_us = gc_slice_us
+        self.slices = 0                 # polls every gc_slice_us inside collections
         self._armed = False             # a gcsplit sentinel waits for the next collection
         self._mid = self._mid_collection
         self._arm()
+        if _gcsplit is not None and _gcsplit.hooked():    # the newest watch is the one called
+            _gcsplit.slices(self._slice, gc_slice_us)
 
     def _heavy(self):
         now = ticks_us()
@@ -135,9 +139,9 @@ class SafetyWatch:
     def _arm(self):
         """Leave a sentinel for the next collection (16 bytes, once per collection). A heap
         too full for it leaves the next collection whole (one gap), nothing worse."""
-        if _arm_split is not None and not self._armed:
+        if _gcsplit is not None and not self._armed:
             try:
-                _arm_split(self._mid)
+                _gcsplit.arm(self._mid)
             except MemoryError:
                 return
             self._armed = True
@@ -148,6 +152,14 @@ class SafetyWatch:
         nothing, and session.safety opens the contactor if the heap's lock stops one."""
         self._armed = False
         self.splits += 1
+        self._poll_in_collection()
+
+    def _slice(self):
+        """Called by the collector every gc_slice_us of its work (gcsplit.slices)."""
+        self.slices += 1
+        self._poll_in_collection()
+
+    def _poll_in_collection(self):
         self.in_collection = True
         try:
             self.force()

@@ -307,6 +307,8 @@ def run() -> dict:
             # polls there that raised (swallowed by the module; must be 0).
             "safety_collections_split_per_session": out["gc_splits"] // SESSIONS,
             "safety_gc_split_failures": out["gc_split_failures"],
+            # Polls every gc_slice_us (50 here) of a collection's work (gcsplit's slices).
+            "safety_gc_slices_per_session": out["gc_slices"] // SESSIONS,
             "safety_polls_per_session": out["polls"] // SESSIONS,
             "safety_gap_sign_us_micropython": sig["sign_gap_us"],
             "safety_gap_verify_us_micropython": sig["verify_gap_us"]}

@@ -42,6 +42,13 @@ if ! grep -q "$GC_DEFINE" "$MICROPY_DIR/ports/esp32/build-$BOARD/compile_command
          "mpconfigboard.h (#define MICROPY_ALLOC_GC_STACK_SIZE (256)) and build again" >&2
     exit 1
 fi
+# gcsplit's loop hook must reach py/gc.c (firmware/cmod/gcsplit/micropython.cmake): without it
+# the image still works, but a collection's marking is one gap again.
+if ! grep -q "gcsplit_hook.h" "$MICROPY_DIR/ports/esp32/build-$BOARD/compile_commands.json"; then
+    echo "esp32-image: gcsplit_hook.h did not reach py/gc.c: add" \
+         "'-include $ROOT/firmware/cmod/gcsplit/gcsplit_hook.h' to the board's compile options" >&2
+    exit 1
+fi
 mkdir -p build/esp32-image
 cp "$MICROPY_DIR/ports/esp32/build-$BOARD/firmware.bin" build/esp32-image/firmware.bin
 echo "esp32-image: build/esp32-image/firmware.bin ($BOARD, ChargeProof frozen)"

@@ -226,16 +226,18 @@ def _touch_new_cmods():
 
 def _make(manifest, build_dir, port, lib, log):
     _mpy_cross(log)
-    # make does not track flags: a build folder made with others is compiled again whole.
+    # make does not track flags: a build folder made with others is compiled again whole. The
+    # C modules' makefiles give flags too (gcsplit's hook header reaches every C file).
     flags = build_dir / "make-flags.txt"
+    key = " ".join(_MAKE_FLAGS) + "\n" + _sha(sorted(p for p in _cmod_files() if p.suffix == ".mk"))
     try:
-        same = flags.read_text() == " ".join(_MAKE_FLAGS)
+        same = flags.read_text() == key
     except OSError:
         same = False
     if not same:
         shutil.rmtree(build_dir, ignore_errors=True)
         build_dir.mkdir(parents=True)
-        flags.write_text(" ".join(_MAKE_FLAGS))
+        flags.write_text(key)
     # makemanifest.py rewrites frozen_content.c only when a file it freezes is newer than it:
     # after the frozen image, the plain one (a subset) would keep the firmware frozen in.
     (build_dir / "frozen_content.c").unlink(missing_ok=True)

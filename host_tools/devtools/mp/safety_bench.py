@@ -35,10 +35,13 @@ from hal.meterctl import MeterControl  # noqa: E402
 from hal.sim import SimClock  # noqa: E402
 
 try:
-    from gcsplit import failures as split_failures  # the firmware image's C module
+    import gcsplit                          # the firmware image's C module (firmware/cmod)
 except ImportError:
-    def split_failures():
-        return 0
+    gcsplit = None
+
+
+def split_failures():
+    return gcsplit.failures() if gcsplit is not None else 0
 
 
 NBUCKETS = 201
@@ -516,10 +519,13 @@ def signer_gaps(reps=7):
     return out
 
 
-def gc_pauses(n=7):
+def gc_pauses(watch, n=7):
     """A full collection's pause with the app's heap as it is now: the slowest and the
     fastest of n in wall time, the fastest in CPU time (the collector's own cost, without the
-    host's noise), and the heap's live bytes."""
+    host's noise), and the heap's live bytes. The watch's slices are off meanwhile: the pause
+    is the collector's alone, not its polls."""
+    if gcsplit is not None:
+        gcsplit.slices(None, 0)
     worst = 0
     best = 1 << 29
     best_cpu = 1 << 29
@@ -532,6 +538,8 @@ def gc_pauses(n=7):
         worst = max(worst, d)
         best = min(best, d)
         best_cpu = min(best_cpu, c)
+    if gcsplit is not None and watch.gc_slice_us:
+        gcsplit.slices(watch._slice, watch.gc_slice_us)
     return worst, best, best_cpu, gc.mem_alloc()
 
 
@@ -554,7 +562,7 @@ def main():
         "charger_id": "CP-BENCH", "meter_serial": "SIM0001", "data_dir": cfg["data"],
         "mqtt_host": cfg["host"], "mqtt_port": cfg["port"],
         "operator_key": cfg["operator_spki"], "telemetry_interval_s": 1,
-        "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50,
+        "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50, "gc_slice_us": 50,
         "meter_poll_ms": 1000, "secrets_path": cfg["secrets"]})
     meter = MeterControl(cfg["meter_control"])
     wh = 1000000
@@ -684,14 +692,15 @@ def main():
     master = app.charger.meter.master
     out.update({"modbus_attempts": master.attempts, "modbus_failures": master.failures,
                 "collects": app.safety.collects, "heap_looks": app.safety.looks,
-                "gc_splits": app.safety.splits, "gc_split_failures": split_failures()})
+                "gc_splits": app.safety.splits, "gc_slices": app.safety.slices,
+                "gc_split_failures": split_failures()})
     out.update({"polls": app.safety.polls - polls0,
                 "sessions": steps, "pending": app.outbox.pending(),
                 "receipts": app.records.log.seq, "state": app.charger.state})
     # The collector's pause as the run paid it (the harness's meter, labels and client in the
     # heap beside the app's), then, after the idle loops, of the app's heap alone.
     (out["gc_pause_harness_us"], out["gc_pause_harness_min_us"], out["gc_pause_harness_cpu_min_us"],
-     out["heap_live_harness_bytes"]) = gc_pauses()
+     out["heap_live_harness_bytes"]) = gc_pauses(app.safety)
     out["signer"] = signer
     # The bench's own share of the app's heap: what it measures with (the meter, labels), and
     # its configuration.
@@ -716,7 +725,7 @@ def main():
     app.safety.poll = app.charger.safety_poll
     del app.safety.mark                       # GapMeter's wrapper: the class's method again
     (out["gc_pause_us"], out["gc_pause_min_us"], out["gc_pause_cpu_min_us"],
-     out["heap_live_bytes"]) = gc_pauses()
+     out["heap_live_bytes"]) = gc_pauses(app.safety)
     if cfg.get("heap_map"):                 # the heap's block map, before the JSON line
         import micropython
         micropython.mem_info(1)

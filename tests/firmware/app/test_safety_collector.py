@@ -114,7 +114,7 @@ def test_a_collection_and_each_look_at_the_heap_are_gaps_of_their_own():
         watch.collect()
         # With gcsplit (the firmware image's C module) the collector polls once more between
         # its mark and its sweep (tests/firmware/app/test_safety_loop.py).
-        mid = ["poll"] if safety_mod._arm_split is not None else []
+        mid = ["poll"] if safety_mod._gcsplit is not None else []
         assert log[-5 - len(mid):] == ["poll", "collect"] + mid + ["poll", "look", "poll"], log
         del log[:]
         watch._budget = 0                   # the signer's budget spent: the next call looks
@@ -229,26 +229,31 @@ def test_a_look_collects_only_when_not_one_more_call_fits_below_the_limit():
 def test_a_heap_too_full_for_the_sentinel_collects_whole():
     # gcsplit's sentinel is 16 bytes: if even that cannot be had, the watch collects anyway
     # (one gap, as without the module) and tries again at the next collection.
-    if safety_mod._arm_split is None:
+    real = safety_mod._gcsplit
+    if real is None:
         return                              # CPython, a stock image: no sentinel to arm
-    real = safety_mod._arm_split
     polls = [0]                             # counted in place: a poll in a collection allocates nothing
 
     def poll():
         polls[0] += 1
 
-    def full(cb):
-        raise MemoryError("no 16 bytes")
-    safety_mod._arm_split = full
+    class FullHeap:                         # gcsplit, but no 16 bytes for a sentinel
+        hooked = real.hooked
+        slices = real.slices
+
+        @staticmethod
+        def arm(cb):
+            raise MemoryError("no 16 bytes")
+    safety_mod._gcsplit = FullHeap
     try:
         watch = SafetyWatch(poll, 0, *_built())
         assert not watch._armed
         watch.collect()
         assert watch.collects == 1 and watch.splits == 0
         whole = polls[0]                    # before, after, after the look at the heap
-        safety_mod._arm_split = real
+        safety_mod._gcsplit = real
         watch.collect()                     # armed before this one, and split
         assert watch.splits == 1 and polls[0] == 2 * whole + 1, (whole, polls, watch.splits)
     finally:
-        safety_mod._arm_split = real
+        safety_mod._gcsplit = real
         gc.threshold(-1)

@@ -170,3 +170,36 @@ def test_a_pilot_fault_seen_inside_a_collection_opens_and_is_reported(charger_en
         assert not rig.relay.contacts_closed()
     finally:
         rig.close()
+
+
+def test_contactor_opens_in_the_middle_of_a_collections_marking(charger_env):
+    # With slices (every gc_slice_us of the collector's work, here every tick of its loop
+    # hook) the poll that opens comes while the collector is still marking: before the
+    # sentinel's poll between the mark and the sweep.
+    split = _gcsplit()
+    if split is None:
+        return
+    rig = Rig(charger_env, safety_poll_us=0, gc_slice_us=1)
+    try:
+        _charging(rig)
+        _one_poll_from_leaving(rig, "B")
+        watch = rig.app.safety
+        at_open = [-1, -1]                  # the watch's slices and splits when it opened
+        inner = watch.poll
+        contactor = rig.charger.contactor
+
+        def poll():
+            inner()
+            if not contactor.closed and at_open[0] < 0:
+                at_open[0] = watch.slices
+                at_open[1] = watch.splits
+        watch.poll = poll
+        slices, splits = watch.slices, watch.splits
+        gc.collect()
+        assert at_open[0] == slices + 1 and at_open[1] == splits, (at_open, slices, splits)
+        assert watch.splits == splits + 1   # and the sentinel's poll still came after
+        rig.run(1)
+        assert rig.charger.state == "suspended" and not rig.relay.contacts_closed()
+    finally:
+        split.slices(None, 0)
+        rig.close()
