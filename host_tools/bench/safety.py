@@ -197,13 +197,17 @@ def _drive(proc: subprocess.Popen, cfg: dict, cmds: dict, operator: mqtt.Client)
     return out
 
 
-def run_gap(labels: bool = True, heap_map: bool = False) -> dict:
+GC_SLICE_US = 50       # the collector polls every 50 us of its work (5 ms on the board)
+
+
+def run_gap(labels: bool = True, heap_map: bool = False, gc_slice_us: int = GC_SLICE_US) -> dict:
     """The whole run on the frozen 32-bit build with an ESP32's 112 KB heap (bytecode in
     flash, so the collector walks only live data, as on the board; its cputime module is the
     thread CPU clock: the 64-bit port has none). labels: wrap the app's long calls so each
     long gap is filed under the call it ended in (python -m host_tools.bench.safety
     --no-labels runs without them). heap_map: the heap's block map at the end (out["heap_map"],
-    --heap-map prints it)."""
+    --heap-map prints it). gc_slice_us: the app's gc_slice_us (0: a collection polls only
+    between its mark and its sweep; an A/B of the slices)."""
     _, frozen = mp32.build(log=lambda *a: None)
     # The harness frozen too (mp32.FROZEN_TOOLS): its bytecode is not in the app's heap.
     exe, heap, path = str(frozen), mprun.HEAP_32, [".frozen"]
@@ -225,7 +229,7 @@ def run_gap(labels: bool = True, heap_map: bool = False) -> dict:
                    "baud": meter["baud"], "meter_control": meter["control"],
                    "data": tmp + "/flash", "host": broker.host, "port": broker.port, "t0": T0,
                    "operator_spki": op.public_spki_hex(key), "sessions": SESSIONS,
-                   "labels": labels, "heap_map": heap_map}
+                   "labels": labels, "heap_map": heap_map, "gc_slice_us": gc_slice_us}
             env = dict(os.environ)
             env["MICROPYPATH"] = os.pathsep.join(path)
             cmd = [exe, "-X", "heapsize=%d" % heap] + script

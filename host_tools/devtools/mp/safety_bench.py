@@ -562,7 +562,8 @@ def main():
         "charger_id": "CP-BENCH", "meter_serial": "SIM0001", "data_dir": cfg["data"],
         "mqtt_host": cfg["host"], "mqtt_port": cfg["port"],
         "operator_key": cfg["operator_spki"], "telemetry_interval_s": 1,
-        "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50, "gc_slice_us": 50,
+        "health_interval_s": 5, "safety_poll_us": 0, "wait_slice_us": 50,
+        "gc_slice_us": cfg["gc_slice_us"],
         "meter_poll_ms": 1000, "secrets_path": cfg["secrets"]})
     meter = MeterControl(cfg["meter_control"])
     wh = 1000000
