@@ -236,3 +236,19 @@ def test_esp32_image_builds_the_collector_as_the_virtual_esp32_does():
     script = (ROOT / "host_tools" / "devtools" / "esp32_image.sh").read_text()
     assert re.findall(r'^GC_DEFINE="([^"]+)"', script, re.M) == mp32.GC_DEFINES
     assert any("-DMICROPY_ALLOC_GC_STACK_SIZE=" in f for f in mp32._MAKE_FLAGS)
+
+
+def test_the_collectors_loop_hook_reaches_every_c_file_of_both_images():
+    """gcsplit's slices need py/gc.c compiled with gcsplit_hook.h: the unix build gets it from
+    the module's makefile (py.mk adds CFLAGS_USERMOD to every C file), the board's image from
+    the module's cmake (an interface option of usermod reaches the whole firmware target), and
+    esp32_image.sh refuses an image in which it did not reach the compiler."""
+    gcsplit = ROOT / "firmware" / "cmod" / "gcsplit"
+    assert (gcsplit / "gcsplit_hook.h").is_file()
+    mk = (gcsplit / "micropython.mk").read_text()
+    assert "CFLAGS_USERMOD += -include $(GCSPLIT_MOD_DIR)/gcsplit_hook.h" in mk
+    cmake = (gcsplit / "micropython.cmake").read_text()
+    assert ('target_compile_options(usermod_gcsplit INTERFACE '
+            '"SHELL:-include ${CMAKE_CURRENT_LIST_DIR}/gcsplit_hook.h")') in cmake
+    script = (ROOT / "host_tools" / "devtools" / "esp32_image.sh").read_text()
+    assert 'grep -q "gcsplit_hook.h"' in script
